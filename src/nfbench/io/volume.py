@@ -1,0 +1,158 @@
+"""NIfTI volumes in canonical RAS+ orientation, written back in their original orientation."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
+from nfbench.types import Spacing
+
+__all__ = ["Volume", "VolumeError", "load_volume", "save_volume", "read_header", "NIFTI_SUFFIXES"]
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+_RAS = axcodes2ornt(("R", "A", "S"))
+
+
+class VolumeError(ValueError):
+    """A file that cannot be used as a 3D volume; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D array in the closest canonical RAS+ orientation, with what is needed to write it back.
+
+    ``data`` is indexed ``[i, j, k]`` = (left→right, posterior→anterior, inferior→superior).
+    ``affine`` maps canonical voxel indices to RAS world millimetres. ``original_affine`` and
+    ``header`` belong to the file as stored, and :func:`save_volume` restores that orientation.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    original_affine: np.ndarray
+    header: nib.Nifti1Header = field(repr=False)
+    path: Path | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> Spacing:
+        """Voxel size in mm along the canonical axes."""
+        return tuple(float(s) for s in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))  # type: ignore[return-value]
+
+    @property
+    def original_orientation(self) -> str:
+        return "".join(nib.aff2axcodes(self.original_affine))
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+
+    def ijk_to_mm(self, ijk: np.ndarray | tuple[float, ...]) -> np.ndarray:
+        """RAS world coordinates (mm) of canonical voxel indices (``(..., 3)``)."""
+        ijk = np.asarray(ijk, dtype=float)
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def to_original(self, array: np.ndarray) -> np.ndarray:
+        """Reorient an array in this volume's canonical grid back to the file's grid."""
+        if array.shape != self.data.shape:
+            raise ValueError(f"array shape {array.shape} differs from volume shape {self.data.shape}")
+        back = ornt_transform(_RAS, io_orientation(self.original_affine))
+        return apply_orientation(array, back)
+
+    def with_data(self, data: np.ndarray) -> Volume:
+        """The same geometry holding other voxels (for example a prediction)."""
+        if data.shape != self.data.shape:
+            raise ValueError(f"array shape {data.shape} differs from volume shape {self.data.shape}")
+        return Volume(data, self.affine, self.original_affine, self.header, None)
+
+    def __repr__(self) -> str:
+        sp = " × ".join(f"{s:.3g}" for s in self.spacing)
+        name = self.path.name if self.path else "in memory"
+        return (
+            f"Volume({name}: shape {self.shape}, spacing {sp} mm, stored {self.original_orientation}, "
+            f"dtype {self.data.dtype}, {self.data.nbytes / 2**20:.1f} MiB)"
+        )
+
+
+def read_header(path: str | Path) -> nib.Nifti1Image:
+    """Open a NIfTI file without reading its voxels (shape, affine and dtype are then cheap)."""
+    path = Path(path)
+    if not path.exists():
+        raise VolumeError(f"{path}: file does not exist")
+    try:
+        return nib.load(path)  # type: ignore[return-value]
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+        raise VolumeError(f"{path}: not a readable NIfTI file ({err})") from err
+
+
+def _spatial_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) == 3:
+        return shape  # type: ignore[return-value]
+    if len(shape) > 3 and all(s == 1 for s in shape[3:]):
+        return shape[:3]  # type: ignore[return-value]
+    raise VolumeError(f"{path}: expected a 3D volume, found shape {shape}")
+
+
+def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Volume:
+    """Load a NIfTI file and bring it to the closest canonical RAS+ orientation.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.nii`` or ``.nii.gz`` file.
+    dtype : numpy dtype, optional
+        Convert the voxels (e.g. ``np.float32`` for images). By default the stored type is kept
+        (scaled files come back as floats, as nibabel applies the scaling).
+
+    Returns
+    -------
+    Volume
+        A trailing singleton 4th axis is squeezed; a real 4D volume raises :class:`VolumeError`.
+    """
+    img = read_header(path)
+    path = Path(path)
+    shape = _spatial_shape(path, tuple(int(s) for s in img.shape))
+    try:
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+        raise VolumeError(f"{path}: truncated or corrupt voxel data ({err})") from err
+    data = data.reshape(shape)
+    if dtype is not None:
+        data = data.astype(dtype, copy=False)
+    original_affine = img.affine.copy()
+    to_ras = ornt_transform(io_orientation(original_affine), _RAS)
+    canonical = apply_orientation(data, to_ras)
+    affine = original_affine @ inv_ornt_aff(to_ras, shape)
+    # apply_orientation returns a strided view; make it contiguous once so later crops are cheap.
+    canonical = np.ascontiguousarray(canonical)
+    return Volume(canonical, affine, original_affine, img.header.copy(), path)
+
+
+def save_volume(volume: Volume, path: str | Path, *, data: np.ndarray | None = None) -> Path:
+    """Write ``data`` (default: ``volume.data``), given in the canonical grid, in the file's original orientation.
+
+    The original affine and header are kept; the stored dtype follows ``data`` (bool → uint8).
+    """
+    array = volume.data if data is None else data
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    original = volume.to_original(array)
+    header = volume.header.copy()
+    header.set_data_dtype(original.dtype)
+    img = nib.Nifti1Image(original, volume.original_affine, header)
+    if header["sform_code"] > 0:
+        img.set_sform(volume.original_affine, code=int(header["sform_code"]))
+    if header["qform_code"] > 0:
+        img.set_qform(volume.original_affine, code=int(header["qform_code"]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path

@@ -1,0 +1,1 @@
+"""Run store, aggregation, statistics, figures and the report."""

@@ -1,0 +1,188 @@
+"""Properties of single phantom cases: geometry, lesion counts and sizes, contrast, determinism."""
+
+from __future__ import annotations
+
+import time
+
+import cc3d
+import edt
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from nfbench.phantom import SIZES, make_case
+from nfbench.phantom.case import BURDEN_RANGES, NOISE_SIGMA
+
+
+@pytest.fixture(scope="module")
+def small_high():
+    # Test results depend on this seed only through which lesions exist; the properties hold for any.
+    return make_case(size="small", burden="high", rng=11)
+
+
+def _volumes_ml(case) -> np.ndarray:
+    counts = np.bincount(case.label.ravel())[1:]
+    return counts * float(np.prod(case.spacing)) / 1000.0
+
+
+def test_tiny_grid_and_types():
+    case = make_case(size="tiny", burden="low", rng=0)
+    shape, spacing = SIZES["tiny"]
+    assert case.image.shape == case.label.shape == shape
+    assert case.image.size <= 300_000 and shape[1] >= 12
+    assert case.image.dtype == np.float32 and case.label.dtype == np.uint16
+    assert case.spacing == spacing
+    np.testing.assert_allclose(np.sqrt((case.affine[:3, :3] ** 2).sum(0)), spacing)
+    assert np.all(case.image >= 0) and np.isfinite(case.image).all()
+
+
+def test_small_and_full_grids_follow_the_original_spacing():
+    assert SIZES["full"] == ((800, 31, 2900), (0.625, 7.8, 0.625))
+    shape, spacing = SIZES["small"]
+    assert np.prod(shape) <= 6_000_000 and shape[1] == 31 and spacing[1] == 7.8
+    # Same field of view at every size (within one voxel).
+    for size in ("small", "tiny"):
+        shape, spacing = SIZES[size]
+        fov = np.array(shape) * spacing
+        np.testing.assert_allclose(fov[[0, 2]], [500.0, 1812.5], atol=max(spacing[0], spacing[2]) + 1e-9)
+
+
+@pytest.mark.parametrize("burden", ["low", "high", "mixed"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lesion_count_within_burden_range(burden, seed):
+    case = make_case(size="tiny", burden=burden, rng=seed)
+    lo, hi = BURDEN_RANGES[burden]
+    assert lo <= case.n_lesions <= hi
+    # IDs are exactly 1..N, each lesion has at least one voxel.
+    counts = np.bincount(case.label.ravel(), minlength=case.n_lesions + 1)
+    assert len(counts) == case.n_lesions + 1
+    assert np.all(counts[1:] > 0)
+
+
+def test_exact_lesion_count_on_request():
+    assert make_case(size="tiny", rng=3, n_lesions=7).n_lesions == 7
+    empty = make_case(size="tiny", rng=3, n_lesions=0)
+    assert empty.n_lesions == 0 and not empty.label.any()
+
+
+def test_tiny_low_has_lesions_of_various_sizes():
+    # Fixture builders elsewhere rely on this: several lesions, not all the same size.
+    for seed in range(5):
+        case = make_case(size="tiny", burden="low", rng=seed)
+        counts = np.bincount(case.label.ravel())[1:]
+        assert len(counts) >= 3
+        assert counts.max() >= 2 * counts.min()
+
+
+def test_high_burden_volumes_span_three_orders_of_magnitude(small_high):
+    volumes = _volumes_ml(small_high)
+    assert volumes.max() / volumes.min() >= 1000.0
+
+
+def test_high_burden_has_all_lesion_kinds(small_high):
+    assert set(small_high.kinds) == {"cutaneous", "nodular", "chain", "plexiform"}
+    assert small_high.kinds.count("cutaneous") > small_high.kinds.count("plexiform")
+
+
+def test_some_high_burden_case_has_a_mass_over_100_ml():
+    largest = [_volumes_ml(make_case(size="tiny", burden="high", rng=seed)).max() for seed in range(4)]
+    assert max(largest) > 100.0
+
+
+def test_touching_lesions_keep_separate_ids(small_high):
+    n_components = int(cc3d.connected_components(small_high.label > 0, connectivity=26).max())
+    # Fewer blobs than instances: some instances touch, and the label still tells them apart.
+    assert n_components < small_high.n_lesions
+
+
+@pytest.mark.parametrize("burden", ["low", "high"])
+def test_lesions_brighter_than_their_surroundings(burden, small_high):
+    case = small_high if burden == "high" else make_case(size="small", burden="low", rng=5)
+    brighter = []
+    for lesion_id, box in enumerate(ndimage.find_objects(case.label), start=1):
+        box = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in box)
+        lesion = case.label[box] == lesion_id
+        shell = ndimage.binary_dilation(lesion, iterations=2) & (case.label[box] == 0)
+        if shell.sum() == 0:
+            continue
+        image = case.image[box]
+        brighter.append(image[lesion].mean() > image[shell].mean())
+    assert np.mean(brighter) >= 0.95
+
+
+def test_large_lesions_have_a_darker_centre(small_high):
+    checked = 0
+    counts = np.bincount(small_high.label.ravel())
+    for lesion_id, box in enumerate(ndimage.find_objects(small_high.label), start=1):
+        if counts[lesion_id] < 300:
+            continue
+        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        lesion = small_high.label[box] == lesion_id
+        depth = edt.edt(lesion, anisotropy=small_high.spacing)[lesion]
+        values = small_high.image[box][lesion]
+        centre = values[depth >= np.quantile(depth, 0.9)].mean()
+        rim = values[depth <= np.quantile(depth, 0.5)].mean()
+        assert centre < rim
+        checked += 1
+    assert checked >= 1
+
+
+def test_body_orientation_head_up_legs_apart():
+    case = make_case(size="small", burden="low", rng=0, n_lesions=0)
+    body = case.image > 120.0
+    rows = body.any(axis=1)  # (axis 0, axis 2): coronal projection
+    z_extent = np.flatnonzero(rows.any(axis=0))
+    top, bottom = z_extent.max(), z_extent.min()
+    width = rows.sum(axis=0)
+    shoulders = width[bottom + int(0.8 * (top - bottom))]
+    assert width[top - 5] < 0.5 * shoulders  # the head is at the superior end
+    knee = rows[:, bottom + int(0.25 * (top - bottom))]
+    runs = np.count_nonzero(np.diff(knee.astype(np.int8)) == 1)
+    assert runs == 2  # two legs at knee height
+
+
+def test_background_noise_is_rician():
+    case = make_case(size="small", burden="low", rng=4)
+    corner = case.image[:15, :, :60]  # air below and beside the feet
+    # Rician with zero signal (Rayleigh) has mean sigma * sqrt(pi / 2); the bias field scales only signal.
+    np.testing.assert_allclose(corner.mean(), NOISE_SIGMA * np.sqrt(np.pi / 2), rtol=0.05)
+
+
+def test_same_seed_same_arrays_different_seed_different():
+    a = make_case(size="tiny", burden="high", rng=9)
+    b = make_case(size="tiny", burden="high", rng=np.random.default_rng(9))
+    c = make_case(size="tiny", burden="high", rng=10)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.label, b.label)
+    assert a.kinds == b.kinds
+    assert not np.array_equal(a.image, c.image)
+    assert not np.array_equal(a.label, c.label)
+
+
+def test_unknown_size_and_burden_are_refused():
+    with pytest.raises(ValueError, match="unknown phantom size 'huge'"):
+        make_case(size="huge")
+    with pytest.raises(ValueError, match="unknown burden 'medium'"):
+        make_case(size="tiny", burden="medium")
+
+
+def test_tiny_is_fast():
+    best = min(_timed(lambda: make_case(size="tiny", burden="low", rng=s)) for s in range(3))
+    assert best < 0.5
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+@pytest.mark.slow
+def test_full_size_case_geometry_and_budget():
+    t = time.perf_counter()
+    case = make_case(size="full", burden="high", rng=0)
+    elapsed = time.perf_counter() - t
+    assert case.image.shape == (800, 31, 2900)
+    assert case.spacing == (0.625, 7.8, 0.625)
+    assert BURDEN_RANGES["high"][0] <= case.n_lesions <= BURDEN_RANGES["high"][1]
+    assert elapsed < 60.0

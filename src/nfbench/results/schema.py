@@ -26,6 +26,7 @@ INTERACTIONS = RUN_KEYS + (
     "dice_scan",          # all lesions vs the scan's current prediction
     "nsd_lesion",         # only with --surface-metrics (else NaN)
     "latency_ms",         # model time for this interaction (add_click + predict)
+    "overhead_ms",        # simulation time for this interaction (click placement + metrics), model excluded
     "carried_forward",    # True for rows filled after an early stop
 )
 
@@ -48,7 +49,8 @@ CASES = RUN_KEYS + (
     "tp_any", "fp_any", "fn_any", "precision_any", "recall_any", "f1_any",
     "tp_iou10", "fp_iou10", "fn_iou10", "precision_iou10", "recall_iou10", "f1_iou10",
     "fp_volume_ml", "fn_volume_ml",
-    "auc_dice_scan", "auc_dice_scan_norm",   # over the scan-level curve
+    "auc_dice_scan", "auc_dice_scan_norm",   # over the scan-level curve (global scenarios)
+    "noc_80_scan", "noc_85_scan", "noc_90_scan",
     "mean_latency_ms", "wall_time_s", "peak_memory_mb",
     "status",              # "ok" or "failed"
     "error",               # message when failed, else ""

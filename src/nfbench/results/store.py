@@ -1,0 +1,136 @@
+"""The run folder: configuration, per-case parts written atomically, and the consolidated tables.
+
+Layout (DESIGN §4)::
+
+    RUN/config.json                     resolved configuration, versions, seed
+    RUN/parts/<key>/{clicks,interactions,lesions,cases}.parquet   one folder per finished case
+    RUN/previews/<key>.npz              coronal projections for overlays
+    RUN/predictions/<model>/<scenario>/<test_set>/<case>.nii.gz   with --save-predictions
+    RUN/{clicks,interactions,lesions,cases}.parquet               all parts, consolidated
+
+A part appears under its final name only once all its files are written (write to a temporary
+folder, then rename), so an interrupted run never leaves half a case behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nfbench.results.schema import TABLES
+
+__all__ = ["RunStore", "RunError", "case_key", "read_run_table", "load_config"]
+
+_IGNORED_FOR_RESUME = ("created", "versions", "run_id")
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used (missing, or resumed with another configuration)."""
+
+
+def case_key(model: str, scenario: str, test_set: str, case: str) -> str:
+    """The name of one evaluated case inside a run (file-name safe)."""
+    return "__".join(part.replace("/", "_") for part in (model, scenario, test_set, case))
+
+
+def load_config(run: Path) -> dict:
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise RunError(f"{run}: not a run folder (no config.json); make one with `nfbench evaluate`")
+    return json.loads(path.read_text())
+
+
+def _frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    extra = [c for c in frame.columns if c not in columns]
+    return frame.reindex(columns=list(columns) + extra)
+
+
+class RunStore:
+    """Writes one run folder; ``resume=True`` reopens it and keeps the finished cases."""
+
+    def __init__(self, root: str | Path, config: dict, *, resume: bool = False) -> None:
+        self.root = Path(root)
+        self.parts = self.root / "parts"
+        existing = self.root / "config.json"
+        if existing.exists():
+            if not resume:
+                raise RunError(f"{self.root}: run folder already exists; use --resume to continue it or choose another --out")
+            old = json.loads(existing.read_text())
+            differ = sorted(k for k in set(old) | set(config) if k not in _IGNORED_FOR_RESUME and old.get(k) != config.get(k))
+            if differ:
+                raise RunError(f"{self.root}: cannot resume, the configuration differs in {', '.join(differ)}")
+            self.config = old
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.config = config
+            _atomic_write_text(existing, json.dumps(config, indent=2, default=str))
+        self.parts.mkdir(exist_ok=True)
+        for stale in self.parts.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.config["run_id"])
+
+    def finished(self) -> set[str]:
+        """Keys of the cases whose part is complete and did not fail."""
+        done = set()
+        for part in self.parts.iterdir():
+            if part.name.startswith(".tmp-") or not (part / "cases.parquet").exists():
+                continue
+            status = pd.read_parquet(part / "cases.parquet", columns=["status"])["status"]
+            if (status == "ok").all():
+                done.add(part.name)
+        return done
+
+    def write_case(self, key: str, tables: dict[str, list[dict]], preview: dict[str, np.ndarray] | None = None) -> None:
+        """Write the rows of one case atomically (replacing an earlier, failed attempt)."""
+        tmp = self.parts / f".tmp-{key}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, columns in TABLES.items():
+            _frame(tables.get(name, []), columns).to_parquet(tmp / f"{name}.parquet", index=False)
+        if preview is not None:
+            (self.root / "previews").mkdir(exist_ok=True)
+            target = self.root / "previews" / f"{key}.npz"
+            np.savez_compressed(target.with_suffix(".tmp.npz"), **preview)
+            os.replace(target.with_suffix(".tmp.npz"), target)
+        final = self.parts / key
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+
+    def consolidate(self, *, csv: bool = False) -> dict[str, pd.DataFrame]:
+        """Join all parts into one table per level, sorted so that resumed and uninterrupted runs agree."""
+        parts = sorted(p for p in self.parts.iterdir() if not p.name.startswith(".tmp-"))
+        frames = {}
+        for name, columns in TABLES.items():
+            pieces = [pd.read_parquet(p / f"{name}.parquet") for p in parts]
+            pieces = [p for p in pieces if len(p)]
+            frame = pd.concat(pieces, ignore_index=True) if pieces else _frame([], columns)
+            frame.to_parquet(self.root / f"{name}.parquet", index=False)
+            if csv:
+                frame.to_csv(self.root / f"{name}.csv", index=False)
+            frames[name] = frame
+        return frames
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_run_table(run: str | Path, name: str) -> pd.DataFrame:
+    """One consolidated table of a run folder (``clicks``, ``interactions``, ``lesions`` or ``cases``)."""
+    load_config(Path(run))
+    path = Path(run) / f"{name}.parquet"
+    if not path.is_file():
+        raise RunError(f"{run}: {path.name} is missing; the run did not finish (continue it with `nfbench evaluate --resume`)")
+    return pd.read_parquet(path)

@@ -1,0 +1,1 @@
+"""Running experiments: evaluation over datasets, progress, memory measurement."""

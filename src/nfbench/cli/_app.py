@@ -25,7 +25,7 @@ stderr = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line on stderr and leave with ``code``; for errors the user can fix."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,207 @@
+"""`check_dataset`: every problem reported with its file, per-case summaries, valid data passes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nfbench.io.check import check_dataset
+
+
+def _lines(report) -> list[str]:
+    return report.problem_lines()
+
+
+def _labelled(root, name, image, label, nifti, *, affine=None, label_affine=None):
+    nifti(root / "imagesTr" / f"{name}_0000.nii.gz", image, affine)
+    nifti(root / "labelsTr" / f"{name}.nii.gz", label, affine if label_affine is None else label_affine)
+
+
+def test_clean_dataset_has_no_problem_and_summarises_cases(dataset, affine_of):
+    root = dataset(("case_001", "case_002"), affine=affine_of("RSA"))
+    report = check_dataset(root)
+    assert report.ok and report.problems == []
+    assert [c.case for c in report.cases] == ["case_001", "case_002"]
+    first = report.cases[0]
+    # Stored (12, 6, 20) along (R, S, A) is (12, 20, 6) in canonical RAS.
+    assert first.shape == (12, 20, 6)
+    assert first.spacing == pytest.approx((0.8, 7.8, 1.1))
+    assert first.orientation == "RSA"
+    # Two 26-connected lesions of 8 and 1 voxels, each voxel 0.8 × 1.1 × 7.8 mm³.
+    assert first.n_lesions == 2
+    assert first.lesion_volume_ml == pytest.approx(9 * 0.8 * 1.1 * 7.8 / 1000)
+    assert first.ok and first.image == "imagesTr/case_001_0000.nii.gz" and first.label == "labelsTr/case_001.nii.gz"
+
+
+def test_scan_without_lesion_is_valid(tmp_path, nifti):
+    root = tmp_path / "d"
+    _labelled(root, "empty", np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), nifti)
+    report = check_dataset(root)
+    assert report.ok
+    assert (report.cases[0].n_lesions, report.cases[0].lesion_volume_ml) == (0, 0.0)
+
+
+def test_instance_label_ids_are_counted_as_given(tmp_path, nifti):
+    label = np.zeros((6, 6, 6), np.int16)
+    label[0:2, 0:2, 0:2] = 1
+    label[2:4, 2:4, 2:4] = 2  # touches lesion 1 diagonally: one component, two instances
+    root = tmp_path / "d"
+    _labelled(root, "inst", np.ones((6, 6, 6), np.float32), label, nifti)
+    assert check_dataset(root).cases[0].n_lesions == 2
+
+
+def test_shape_mismatch_names_both_files_and_shapes(tmp_path, nifti):
+    root = tmp_path / "d"
+    _labelled(root, "case_003", np.ones((5, 4, 7), np.float32), np.zeros((5, 3, 7), np.uint8), nifti)
+    report = check_dataset(root)
+    assert _lines(report) == [
+        "labelsTr/case_003.nii.gz: shape (5, 3, 7) differs from imagesTr/case_003_0000.nii.gz (5, 4, 7)"
+    ]
+    assert report.cases[0].n_lesions is None and not report.cases[0].ok
+
+
+def test_affine_difference_beyond_tolerance_shows_both(tmp_path, nifti):
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.5
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), nifti,
+              label_affine=shifted)
+    (line,) = _lines(check_dataset(root))
+    assert line.startswith("labelsTr/a.nii.gz: affine [[1, 0, 0, 0.5], [0, 1, 0, 0], [0, 0, 1, 0]] differs from "
+                           "imagesTr/a_0000.nii.gz [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]")
+    assert "0.5 mm > tolerance 0.001 mm" in line
+    assert check_dataset(root, affine_tolerance=0.6).ok
+
+
+def test_tiny_affine_difference_is_accepted(tmp_path, nifti):
+    nudged = np.eye(4)
+    nudged[2, 3] = 1e-5
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), nifti, label_affine=nudged)
+    assert check_dataset(root).ok
+
+
+def test_4d_is_refused_but_trailing_singleton_is_not(tmp_path, nifti):
+    root = tmp_path / "d"
+    _labelled(root, "four", np.ones((4, 4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8), nifti)
+    _labelled(root, "single", np.ones((4, 4, 4, 1), np.float32), np.zeros((4, 4, 4, 1), np.uint8), nifti)
+    report = check_dataset(root)
+    assert _lines(report) == ["imagesTr/four_0000.nii.gz: a 4D volume of shape (4, 4, 4, 3); expected a 3D volume"]
+    assert {c.case: c.ok for c in report.cases} == {"four": False, "single": True}
+
+
+def test_non_finite_image_values(tmp_path, nifti):
+    image = np.ones((4, 4, 4), np.float32)
+    image[0, 0, 0] = np.nan
+    image[1, 1, 1] = np.inf
+    image[2, 2, 2] = -np.inf
+    root = tmp_path / "d"
+    _labelled(root, "a", image, np.zeros((4, 4, 4), np.uint8), nifti)
+    assert _lines(check_dataset(root)) == [
+        "imagesTr/a_0000.nii.gz: image holds non-finite values (1 NaN, 2 infinite voxels)"
+    ]
+
+
+def test_non_integer_and_negative_labels(tmp_path, nifti):
+    frac = np.zeros((4, 4, 4), np.float32)
+    frac[1, 1, 1] = 0.5
+    frac[2, 2, 2] = 1.0
+    neg = np.zeros((4, 4, 4), np.int16)
+    neg[0, 0, :2] = -1
+    root = tmp_path / "d"
+    _labelled(root, "frac", np.ones((4, 4, 4), np.float32), frac, nifti)
+    _labelled(root, "neg", np.ones((4, 4, 4), np.float32), neg, nifti)
+    assert _lines(check_dataset(root)) == [
+        "labelsTr/frac.nii.gz: label holds non-integer values (1 voxels, e.g. 0.5); "
+        "labels must be 0 (background) and 1..N (lesions)",
+        "labelsTr/neg.nii.gz: label holds negative values (2 voxels, minimum -1)",
+    ]
+
+
+def test_integer_valued_float_label_is_fine(tmp_path, nifti):
+    label = np.zeros((4, 4, 4), np.float32)
+    label[1, 1, 1] = 1.0
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), label, nifti)
+    report = check_dataset(root)
+    assert report.ok and report.cases[0].n_lesions == 1
+
+
+def test_truncated_gzip_is_reported(tmp_path, nifti):
+    root = tmp_path / "d"
+    rng = np.random.default_rng(0)
+    _labelled(root, "a", rng.normal(size=(10, 10, 30)).astype(np.float32), np.zeros((10, 10, 30), np.uint8), nifti)
+    path = root / "imagesTr" / "a_0000.nii.gz"
+    path.write_bytes(path.read_bytes()[:-300])
+    (line,) = _lines(check_dataset(root))
+    assert line.startswith("imagesTr/a_0000.nii.gz: truncated or corrupt voxel data")
+
+
+def test_unreadable_header_is_reported(tmp_path, nifti):
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), nifti)
+    (root / "labelsTr" / "a.nii.gz").write_bytes(b"\x1f\x8b garbage")
+    (line,) = _lines(check_dataset(root))
+    assert line.startswith("labelsTr/a.nii.gz: not a readable NIfTI file")
+
+
+def test_missing_partners_and_duplicates(tmp_path, nifti):
+    root = tmp_path / "d"
+    img, lab = np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8)
+    _labelled(root, "pair", img, lab, nifti)
+    nifti(root / "imagesTr" / "lonely_0000.nii.gz", img)
+    nifti(root / "labelsTr" / "orphan.nii.gz", lab)
+    nifti(root / "imagesTr" / "pair.nii.gz", img)  # same case as pair_0000
+    _labelled(root, "pair", img, lab, nifti)
+    nifti(root / "imagesTs_1" / "pair_0000.nii.gz", img)  # a training case again as a test case
+    nifti(root / "labelsTs_1" / "pair.nii.gz", lab)
+    lines = _lines(check_dataset(root))
+    assert len(lines) == 4
+    assert "imagesTr/lonely_0000.nii.gz: image without label (expected labelsTr/lonely.nii.gz)" in lines
+    assert any(line.startswith("labelsTr/orphan.nii.gz: label without image") for line in lines)
+    assert "imagesTr/pair_0000.nii.gz: case name 'pair' present twice (also pair.nii.gz)" in lines
+    assert any(line.startswith("imagesTs_1/pair_0000.nii.gz: case name 'pair' is also in imagesTr") for line in lines)
+
+
+def test_orphan_label_is_value_checked_too(tmp_path, nifti):
+    root = tmp_path / "d"
+    _labelled(root, "ok", np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), nifti)
+    nifti(root / "labelsTr" / "orphan.nii.gz", -np.ones((4, 4, 4), np.int8))
+    lines = _lines(check_dataset(root))
+    assert len(lines) == 2
+    assert "labelsTr/orphan.nii.gz: label holds negative values (64 voxels, minimum -1)" in lines
+
+
+def test_empty_and_missing_folders(tmp_path):
+    assert _lines(check_dataset(tmp_path / "absent")) == [f"{tmp_path / 'absent'}: dataset folder does not exist"]
+    root = tmp_path / "d"
+    (root / "imagesTr").mkdir(parents=True)
+    report = check_dataset(root)
+    assert sorted(_lines(report)) == ["imagesTr: folder holds no NIfTI image", "labelsTr: label folder for imagesTr is missing"]
+    assert not report.ok
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path, nifti):
+    root = tmp_path / "d"
+    img, lab = np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8)
+    bad_img = img.copy()
+    bad_img[0, 0, 0] = np.nan
+    bad_lab = lab.astype(np.int8)
+    bad_lab[0, 0, 0] = -3
+    _labelled(root, "c1", bad_img, bad_lab, nifti)  # two problems in one case
+    _labelled(root, "c2", img, np.zeros((4, 4, 5), np.uint8), nifti)
+    _labelled(root, "c3", img, lab, nifti)
+    nifti(root / "imagesTr" / "c4_0000.nii.gz", img)
+    report = check_dataset(root)
+    assert len(report.problems) == 4
+    assert {c.case: c.ok for c in report.cases} == {"c1": False, "c2": False, "c3": True, "c4": False}
+    data = report.to_dict()
+    assert data["ok"] is False and len(data["cases"]) == 4
+    assert {p["file"] for p in data["problems"]} == {
+        "imagesTr/c1_0000.nii.gz", "labelsTr/c1.nii.gz", "labelsTr/c2.nii.gz", "imagesTr/c4_0000.nii.gz"}
+
+
+def test_progress_callback_counts_cases(dataset):
+    calls = []
+    check_dataset(dataset(("a", "b", "c")), on_case=lambda done, total, name: calls.append((done, total, name)))
+    assert calls == [(1, 3, "a"), (2, 3, "b"), (3, 3, "c")]

@@ -1,0 +1,93 @@
+"""`nfbench data check|split|slice` through the real Typer app, in-process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from nfbench.cli import app
+
+runner = CliRunner()
+
+
+def test_check_clean_dataset_exits_0_with_table(dataset):
+    root = dataset(("case_001", "case_002"))
+    result = runner.invoke(app, ["data", "check", str(root), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "case_001" in result.stdout and "2 cases, no problems" in result.stdout
+
+
+def test_check_lists_every_problem_one_line_each_and_exits_1(dataset, nifti):
+    root = dataset(("case_001", "case_003"))
+    nifti(root / "labelsTr" / "case_003.nii.gz", np.zeros((12, 5, 20), np.uint8))
+    nifti(root / "imagesTr" / "lonely_0000.nii.gz", np.ones((12, 6, 20), np.float32))
+    result = runner.invoke(app, ["data", "check", str(root), "--quiet"])
+    assert result.exit_code == 1
+    problems = [line for line in result.stdout.splitlines() if line.startswith("problem ")]
+    assert problems == [
+        "problem imagesTr/lonely_0000.nii.gz: image without label (expected labelsTr/lonely.nii.gz)",
+        "problem labelsTr/case_003.nii.gz: shape (12, 5, 20) differs from imagesTr/case_003_0000.nii.gz (12, 6, 20)",
+    ]
+    assert "3 cases, 2 problem(s)" in result.stdout
+
+
+def test_check_json_is_machine_readable(dataset, nifti):
+    root = dataset(("a",))
+    nifti(root / "labelsTr" / "b.nii.gz", np.zeros((2, 2, 2), np.uint8))
+    result = runner.invoke(app, ["data", "check", str(root), "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    assert [c["case"] for c in data["cases"]] == ["a"] and data["cases"][0]["n_lesions"] == 2
+    assert data["problems"][0]["file"] == "labelsTr/b.nii.gz"
+    assert data["problems"][0]["message"].startswith("label without image")
+
+
+def test_check_missing_folder(tmp_path):
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "nope"), "--quiet"])
+    assert result.exit_code == 1
+    assert "dataset folder does not exist" in result.stdout
+
+
+def test_check_shows_progress_on_stderr_unless_quiet(dataset):
+    root = dataset(("a",))
+    result = runner.invoke(app, ["data", "check", str(root)])
+    assert result.exit_code == 0
+    assert "Traceback" not in result.output
+
+
+def test_split_writes_folds_and_reports_sizes(dataset):
+    root = dataset(tuple(f"{n}_2018_P_{n // 2}_T2" for n in range(10)))
+    result = runner.invoke(app, ["data", "split", str(root), "--folds", "5", "--seed", "42", "--group-regex", r"P_(\d+)"])
+    assert result.exit_code == 0, result.output
+    assert "fold_5 8/2" in result.stdout
+    vals = [(root / "splits" / f"fold_{k}" / "val_set.txt").read_text().splitlines() for k in range(1, 6)]
+    assert sorted(n for v in vals for n in v) == sorted(f"{n}_2018_P_{n // 2}_T2" for n in range(10))
+
+
+def test_split_errors_are_one_line_without_traceback(dataset):
+    root = dataset(("a", "b", "c"))
+    result = runner.invoke(app, ["data", "split", str(root), "--group-regex", r"P_(\d+)"])
+    assert result.exit_code == 1
+    assert "does not match case name(s): a, b, c" in result.stderr
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["data", "split", str(root), "--folds", "4"])
+    assert result.exit_code == 1 and "3 cases cannot fill 4 folds" in result.stderr
+
+
+def test_slice_writes_frames_and_refuses_broken_datasets(dataset, tmp_path, nifti):
+    root = dataset(("a",))
+    out = tmp_path / "slices"
+    result = runner.invoke(app, ["data", "slice", str(root), str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    # Stored (12, 6, 20) with unit spacing: no thick axis, so coronal (axis 1, 6 frames).
+    assert len(list((out / "imagesTr" / "a").glob("*.png"))) == 6
+    assert (out / "slices.json").is_file()
+    nifti(root / "labelsTr" / "ghost.nii.gz", np.zeros((2, 2, 2), np.uint8))
+    result = runner.invoke(app, ["data", "slice", str(root), str(out), "--quiet"])
+    assert result.exit_code == 1
+    # fail() lets rich wrap long lines at the terminal width; join them back before matching.
+    assert "ghost.nii.gz: label without image" in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.output

@@ -1,0 +1,83 @@
+"""Lesion instances and the lesion table (order, volumes, boxes, centroids) on hand-made labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nfbench.lesions import instance_map, is_binary_label, lesion_table, lesions_frame
+
+
+def _two_blobs() -> np.ndarray:
+    label = np.zeros((8, 6, 10), np.uint8)
+    label[1:3, 1:3, 1:3] = 1  # 8 voxels
+    label[5:8, 3:6, 6:9] = 1  # 27 voxels
+    return label
+
+
+def test_is_binary_label():
+    assert is_binary_label(np.array([0, 1, 1]))
+    assert is_binary_label(np.zeros(3, np.uint8))
+    assert is_binary_label(np.zeros(0, np.uint8))
+    assert not is_binary_label(np.array([0, 2]))
+
+
+def test_binary_label_split_into_26_connected_components():
+    label = np.zeros((5, 5, 5), np.uint8)
+    label[0, 0, 0] = 1
+    label[1, 1, 1] = 1  # touches (0, 0, 0) by a corner: same lesion under 26-connectivity
+    label[4, 4, 4] = 1
+    instances = instance_map(label)
+    assert instances.dtype == np.uint8
+    assert instances[0, 0, 0] == instances[1, 1, 1] != 0
+    assert instances[4, 4, 4] not in (0, instances[0, 0, 0])
+    assert len(np.unique(instances)) == 3
+
+
+def test_instance_ids_kept_unless_recomputed():
+    label = np.zeros((6, 6, 6), np.uint16)
+    label[0:2, 0:2, 0:2] = 7
+    label[2:4, 2:4, 2:4] = 300  # touches lesion 7 at a corner
+    kept = instance_map(label)
+    assert kept.dtype == np.uint16
+    assert set(np.unique(kept)) == {0, 7, 300}
+    merged = instance_map(label, recompute=True)
+    assert set(np.unique(merged)) == {0, 1}  # one 26-connected component
+    assert merged.dtype == np.uint8
+
+
+def test_lesion_table_largest_first_with_volumes_boxes_and_centroids():
+    affine = np.diag([0.5, 2.0, 4.0, 1.0])
+    affine[:3, 3] = (10.0, -20.0, 100.0)
+    lesions = lesion_table(instance_map(_two_blobs()), affine=affine)
+    assert [les.rank for les in lesions] == [1, 2]
+    big, small = lesions
+    assert (big.n_voxels, small.n_voxels) == (27, 8)
+    assert big.volume_ml == pytest.approx(27 * 0.5 * 2.0 * 4.0 / 1000)
+    assert big.bbox == (slice(5, 8), slice(3, 6), slice(6, 9))
+    assert big.centroid_ijk == pytest.approx((6.0, 4.0, 7.0))
+    assert big.centroid_mm == pytest.approx((10.0 + 6 * 0.5, -20.0 + 4 * 2.0, 100.0 + 7 * 4.0))
+    assert small.centroid_ijk == pytest.approx((1.5, 1.5, 1.5))
+
+
+def test_equal_sizes_ordered_by_first_voxel_in_raster_order():
+    label = np.zeros((6, 6, 6), np.uint8)
+    label[4, 0, 0] = 1  # id 1, raster index 4*36 = 144
+    label[0, 5, 5] = 2  # id 2, raster index 35: earlier, so ranked first
+    label[2, 2, 2:4] = 3  # id 3, two voxels: the largest
+    lesions = lesion_table(label, affine=np.eye(4))
+    assert [les.lesion_id for les in lesions] == [3, 2, 1]
+    assert [les.rank for les in lesions] == [1, 2, 3]
+
+
+def test_empty_label_has_no_lesion():
+    assert lesion_table(np.zeros((3, 3, 3), np.uint8), affine=np.eye(4)) == []
+    assert lesions_frame([]).empty
+
+
+def test_lesions_frame_columns():
+    frame = lesions_frame(lesion_table(instance_map(_two_blobs()), affine=np.eye(4)))
+    assert list(frame["lesion_rank"]) == [1, 2]
+    assert list(frame["n_voxels"]) == [27, 8]
+    assert (frame.loc[0, "bbox_i0"], frame.loc[0, "bbox_i1"]) == (5, 8)
+    assert {"centroid_x_mm", "centroid_k", "volume_ml", "lesion_id"} <= set(frame.columns)

@@ -1,0 +1,13 @@
+"""Metrics over bool masks and curves: overlap, surface distances, detection, interaction curves."""
+
+from nfbench.metrics.curves import auc, carry_forward, noc, nof, reached
+from nfbench.metrics.detection import Detection, detection
+from nfbench.metrics.overlap import dice, dice_from_counts
+from nfbench.metrics.surface import SurfaceMetrics, surface_distances, surface_metrics
+
+__all__ = [
+    "auc", "carry_forward", "noc", "nof", "reached",
+    "Detection", "detection",
+    "dice", "dice_from_counts",
+    "SurfaceMetrics", "surface_distances", "surface_metrics",
+]

@@ -8,6 +8,7 @@ import cc3d
 import numpy as np
 import pandas as pd
 
+from nfbench.components import connected_components
 from nfbench.types import BoxSlices
 
 __all__ = ["Lesion", "instance_map", "lesion_table", "lesions_frame", "is_binary_label"]
@@ -47,7 +48,7 @@ def instance_map(label: np.ndarray, *, recompute: bool = False) -> np.ndarray:
     """
     if not recompute and not is_binary_label(label):
         return label.astype(_smallest_uint(int(label.max())), copy=False)
-    components = cc3d.connected_components(label > 0, connectivity=26)
+    components, _ = connected_components(label > 0, connectivity=26)
     return components.astype(_smallest_uint(int(components.max()) if components.size else 0), copy=False)
 
 

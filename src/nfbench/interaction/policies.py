@@ -26,10 +26,10 @@ from __future__ import annotations
 import difflib
 import math
 
-import cc3d
 import edt
 import numpy as np
 
+from nfbench.components import connected_components
 from nfbench.bbox import mask_bbox
 from nfbench.types import BoolMask, BoxSlices, Click, Spacing
 
@@ -218,7 +218,7 @@ def _error_voxels(
     block_of = tuple(c // _BLOCK for c in ijk)
     coarse = np.zeros(tuple(-(-n // _BLOCK) for n in shape), bool)
     coarse[block_of] = True
-    clusters, n_clusters = cc3d.connected_components(coarse, connectivity=26, return_N=True)
+    clusters, n_clusters = connected_components(coarse, connectivity=26)
     cluster_of = clusters[block_of]
     labels = np.empty(flat.size, np.int64)
     if n_clusters > _MAX_CLUSTERS:  # very fragmented error: one labelling of its box is cheaper
@@ -268,7 +268,7 @@ def _label_group(
     local = tuple(p - l for p, l in zip(points, lo))
     crop = np.zeros(tuple(int(p.max()) + 1 for p in local), bool)
     crop[local] = True
-    grid, n = cc3d.connected_components(crop, connectivity=26, return_N=True)
+    grid, n = connected_components(crop, connectivity=26)
     labels[members] = grid[local].astype(np.int64) + offset
     return int(n)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cc3d
 import numpy as np
 
 from nfbench.bbox import mask_bbox, union_bbox
+from nfbench.components import connected_components
 
 __all__ = ["Detection", "detection"]
 
@@ -63,7 +63,7 @@ def detection(
     if box is None:
         return Detection(0, 0, 0, 1.0, 1.0, 1.0, 0.0, 0.0)
     truth = np.asarray(truth_instances[box], dtype=np.int64)
-    components = cc3d.connected_components(pred[box], connectivity=26).astype(np.int64)
+    components = connected_components(pred[box], connectivity=26)[0].astype(np.int64)
     truth_ids, truth_sizes = np.unique(truth[truth > 0], return_counts=True)
     n_comp = int(components.max())
     comp_sizes = np.bincount(components.ravel(), minlength=n_comp + 1)

@@ -16,7 +16,7 @@ from nfbench.bbox import union_bbox
 from nfbench.io.volume import Volume
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
-__all__ = ["Region", "LocalSession", "crop_around", "ball", "robust_scale"]
+__all__ = ["Region", "LocalSession", "crop_around", "ball", "robust_scale", "clicks_in", "to_local", "intensity_levels"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,30 @@ def ball(box: BoxSlices, centre: tuple[int, int, int], radius_mm: float, spacing
     return dist2 <= radius_mm**2
 
 
+def clicks_in(box: BoxSlices, clicks: list[Click], margin: tuple[int, int, int] = (0, 0, 0)) -> list[Click]:
+    """The clicks that fall in ``box`` grown by ``margin`` voxels (a barrier ball may reach in)."""
+    return [c for c in clicks if all(s.start - m <= v < s.stop + m for s, v, m in zip(box, c.ijk, margin))]
+
+
+def to_local(box: BoxSlices, ijk: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A global voxel index as an index into the crop ``box``."""
+    return tuple(v - s.start for v, s in zip(ijk, box))  # type: ignore[return-value]
+
+
+def intensity_levels(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> tuple[float, float]:
+    """The lesion level at a positive click and the level of what surrounds it.
+
+    The lesion level is the larger of the clicked voxel and the 75th percentile of its small
+    neighbourhood ``near``: a median would be dragged down by the background around a lesion of a
+    few voxels, while the clicked voxel alone is at the mercy of noise. The surroundings are the
+    30th percentile of the whole crop, which is mostly fat, muscle or air around a neurofibroma.
+    A click in the darker centre of a "target sign" lesion gives a lower lesion level; the
+    thresholds derived from it then still hold the bright rim.
+    """
+    level = max(float(crop[seed]), float(np.percentile(crop[near], 75)))
+    return level, float(np.percentile(crop, 30))
+
+
 def robust_scale(image: np.ndarray) -> tuple[float, float]:
     """1st and 99th percentile of a subsample of the non-zero voxels (cheap on 72 M voxels)."""
     sample = image.reshape(-1)[:: max(image.size // 2_000_000, 1)]
@@ -50,9 +74,16 @@ def robust_scale(image: np.ndarray) -> tuple[float, float]:
 
 
 class LocalSession:
-    """Session of a click-local model; subclasses implement :meth:`segment`."""
+    """Session of a click-local model; subclasses implement :meth:`segment`.
+
+    ``influence_mm`` is how far from its voxel a negative click can change a region (a barrier
+    ball's radius): a negative click re-segments only the regions whose box, grown by that much,
+    holds it. Every region is computed from all positive and negative clicks so far, so the mask
+    depends on the clicks, not on the order in which regions happened to be recomputed.
+    """
 
     model_name = "local"
+    influence_mm = 0.0
 
     def __init__(self, image: Volume) -> None:
         self.image = image
@@ -70,7 +101,16 @@ class LocalSession:
         """The region of one positive click, given the current negative clicks."""
         raise NotImplementedError
 
+    def negatives_in(self, box: BoxSlices) -> list[Click]:
+        """The negative clicks that can affect a region in ``box``."""
+        return clicks_in(box, self.negatives, self._margin())
+
+    def _margin(self) -> tuple[int, int, int]:
+        return tuple(int(np.ceil(self.influence_mm / sp)) for sp in self.spacing)  # type: ignore[return-value]
+
     def add_click(self, click: Click) -> None:
+        if any(not 0 <= v < n for v, n in zip(click.ijk, self.shape)):
+            raise ValueError(f"click {click.ijk} is outside the image of shape {self.shape}")
         if click.positive:
             self.positives.append(click)
             region = self.segment(click)
@@ -78,7 +118,7 @@ class LocalSession:
             self.mask[region.box] |= region.mask
             return
         self.negatives.append(click)
-        touched = [n for n, r in enumerate(self.regions) if _contains(r.box, click.ijk)]
+        touched = [n for n, r in enumerate(self.regions) if clicks_in(r.box, [click], self._margin())]
         if not touched:
             return
         old = union_bbox(*(self.regions[n].box for n in touched))
@@ -95,11 +135,8 @@ class LocalSession:
                 self.mask[inter] |= region.mask[local]
 
     def add_box(self, box: Box) -> None:
-        raise NotImplementedError(f"model {self.model_name!r} takes clicks only, not boxes")
+        raise NotImplementedError(f"model {self.model_name!r} takes clicks only, not boxes (no 'box' capability)")
 
     def predict(self) -> BoolMask:
+        # A copy: the caller may keep or modify it while the session goes on.
         return self.mask.copy()
-
-
-def _contains(box: BoxSlices, ijk: tuple[int, int, int]) -> bool:
-    return all(s.start <= v < s.stop for s, v in zip(box, ijk))

@@ -68,8 +68,8 @@ class _RandomWalkerSession(LocalSession):
         rejected = np.zeros(crop.shape, bool)
         for negative in self.negatives:
             if all(s.start <= v < s.stop for s, v in zip(box, negative.ijk)):
-                rejected |= ball(box, negative.ijk, seed_mm, self.spacing)
-        labels[rejected] = 2  # a negative click overrides everything, the positive's own ball included
+                rejected[tuple(v - s.start for v, s in zip(negative.ijk, box))] = True
+        labels[rejected] = 2  # a negative click overrides everything, even the positive's own ball
         fallback = near & ~rejected
         factor = _downsample_factor(crop.shape, self.thick_axis, model.max_voxels)
         step = tuple(1 if a == self.thick_axis else factor for a in range(3))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from nfbench.io.volume import Volume
 from nfbench.models._local import LocalSession, Region, ball, crop_around
 from nfbench.types import Click
@@ -10,7 +12,11 @@ __all__ = ["SphereModel"]
 
 
 class SphereModel:
-    """A ball of fixed radius (mm) at each positive click; negative clicks carve a ball out of it."""
+    """A ball of fixed radius (mm) at each positive click.
+
+    A negative click takes away the part of a ball that is closer (in mm) to it than to the
+    ball's own click, so correcting an over-segmented border never removes the clicked lesion.
+    """
 
     name = "sphere"
     capabilities = frozenset({"click"})
@@ -34,12 +40,18 @@ class _SphereSession(LocalSession):
     model_name = "sphere"
 
     def __init__(self, image: Volume, radius_mm: float) -> None:
-        self.radius_mm = radius_mm
+        self.radius_mm = self.influence_mm = radius_mm
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
         box = crop_around(click.ijk, self.radius_mm, self.spacing, self.shape)
         mask = ball(box, click.ijk, self.radius_mm, self.spacing)
-        for negative in self.negatives:
-            mask &= ~ball(box, negative.ijk, self.radius_mm, self.spacing)
+        grids = np.ogrid[tuple(slice(s.start, s.stop) for s in box)]
+
+        def dist2(ijk: tuple[int, int, int]) -> np.ndarray:
+            return sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, ijk, self.spacing))
+
+        own = dist2(click.ijk)
+        for negative in self.negatives_in(box):
+            mask &= own < dist2(negative.ijk)
         return Region(box, mask)

@@ -125,14 +125,12 @@ def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Vo
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
         raise VolumeError(f"{path}: truncated or corrupt voxel data ({err})") from err
     data = data.reshape(shape)
-    if dtype is not None:
-        data = data.astype(dtype, copy=False)
     original_affine = img.affine.copy()
     to_ras = ornt_transform(io_orientation(original_affine), _RAS)
-    canonical = apply_orientation(data, to_ras)
     affine = original_affine @ inv_ornt_aff(to_ras, shape)
-    # apply_orientation returns a strided view; make it contiguous once so later crops are cheap.
-    canonical = np.ascontiguousarray(canonical)
+    # apply_orientation returns a strided view: one copy makes it contiguous (so later crops are
+    # cheap) and converts the type at once, without a second full-size temporary.
+    canonical = np.ascontiguousarray(apply_orientation(data, to_ras), dtype=dtype)
     return Volume(canonical, affine, original_affine, img.header.copy(), path)
 
 

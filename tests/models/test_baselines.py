@@ -1,82 +1,189 @@
-"""Properties every built-in model keeps, and the quality order a reviewer expects."""
+"""Properties every registered model keeps, hand-checkable cases, and the quality order expected."""
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
 
 from nfbench.bbox import mask_bbox, pad_bbox, union_bbox
 from nfbench.interaction.policies import next_clicks
+from nfbench.io.volume import Volume
 from nfbench.lesions import instance_map, lesion_table
 from nfbench.metrics.overlap import dice
 from nfbench.models.registry import available_models, load_model
 from nfbench.phantom import make_case
 from nfbench.types import Click
 
-BUILTIN = [m.name for m in available_models() if m.target.startswith("nfbench.models.")]
+AVAILABLE = [m.name for m in available_models() if m.available]
+
+
+def _volume(data: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> Volume:
+    affine = np.diag([*spacing, 1.0])
+    return Volume(data.astype(np.float32), affine, affine, nib.Nifti1Header())
 
 
 @pytest.fixture(scope="module")
-def small_case():
-    phantom = make_case(size="small", burden="low", rng=21)
-    image, label = phantom.volumes(image_dtype=np.float32)
-    instances = instance_map(label.data)
-    return image, instances, lesion_table(instances, affine=image.affine)
+def phantoms():
+    """Two small low-burden phantoms: (image Volume, instance map, lesions) each."""
+    cases = []
+    for seed in (21, 22):
+        image, label = make_case(size="small", burden="low", rng=seed).volumes(image_dtype=np.float32)
+        instances = instance_map(label.data)
+        cases.append((image, instances, lesion_table(instances, affine=image.affine)))
+    return cases
 
 
-def _centre(instances, lesion, spacing):
+def _centre_click(instances, lesion, spacing) -> Click:
     box = pad_bbox(lesion.bbox, 1, instances.shape)
     truth = instances[box] == lesion.lesion_id
     click = next_clicks(np.zeros_like(truth), truth, spacing=spacing, rng=np.random.default_rng(0))[0]
     return Click(tuple(s.start + v for s, v in zip(box, click.ijk)), True)
 
 
-@pytest.mark.parametrize("name", BUILTIN)
-def test_contract(name, small_case):
-    image, instances, lesions = small_case
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_contract(name, phantoms):
+    image, instances, lesions = phantoms[0]
     session = load_model(name).start(image)
     empty = session.predict()
     assert empty.dtype == np.bool_ and empty.shape == image.shape and not empty.any()
-    click = _centre(instances, lesions[0], image.spacing)
+    click = _centre_click(instances, lesions[0], image.spacing)
+    session.add_click(Click(click.ijk, False))
+    assert not session.predict().any()  # a negative click alone marks nothing
+    session.reset()
     session.add_click(click)
     first = session.predict()
     assert first.dtype == np.bool_ and first.shape == image.shape and first[click.ijk]
+    first[:] = False  # the caller owns what predict returns
+    assert session.predict()[click.ijk]
     again = load_model(name).start(image)
     again.add_click(click)
-    np.testing.assert_array_equal(again.predict(), first)  # deterministic
-    session.add_click(Click(click.ijk, False))
-    assert not session.predict()[click.ijk]  # a negative click on the only voxel clicked removes it
+    np.testing.assert_array_equal(again.predict(), session.predict())  # deterministic
     session.reset()
     assert not session.predict().any()
-    with pytest.raises(NotImplementedError, match="clicks only"):
+
+
+@pytest.mark.parametrize("name", [n for n in AVAILABLE if "box" not in load_model(n).capabilities])
+def test_box_needs_the_capability(name, phantoms):
+    session = load_model(name).start(phantoms[0][0])
+    with pytest.raises(NotImplementedError, match="no 'box' capability"):
         session.add_box(None)
 
 
-def _lesion_dice_after(model_name, image, instances, lesions, n_interactions=3):
-    """Mean lesion Dice after ``n_interactions`` centre-of-error clicks on each lesion."""
-    session = load_model(model_name).start(image)
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("name", ["sphere", "region-grow", "random-walker"])
+def test_many_clicks_over_the_body(name, phantoms):
+    """A global session: clicks on every lesion, then negatives; each region stays local."""
+    image, instances, lesions = phantoms[1]
+    session = load_model(name).start(image)
+    clicks = [_centre_click(instances, lesion, image.spacing) for lesion in lesions]
+    for click in clicks:
+        session.add_click(click)
+    pred = session.predict()
+    assert all(pred[c.ijk] for c in clicks)
+    session.add_click(Click(clicks[0].ijk, False))  # cancels the first lesion's click only
+    after = session.predict()
+    assert not after[clicks[0].ijk] and all(after[c.ijk] for c in clicks[1:])
+    far = pad_bbox(lesions[0].bbox, 30, image.shape)
+    outside = np.ones(image.shape, bool)
+    outside[far] = False
+    np.testing.assert_array_equal(after & outside, pred & outside)  # nothing changed far away
+    with pytest.raises(ValueError, match="outside the image"):
+        session.add_click(Click((image.shape[0], 0, 0), True))
+
+
+def test_sphere_respects_anisotropic_spacing():
+    image = _volume(np.zeros((11, 5, 11)), spacing=(2.5, 7.8, 2.5))
+    session = load_model("sphere", radius_mm=5.0).start(image)
+    session.add_click(Click((5, 2, 5), True))
+    pred = session.predict()
+    # (2.5 i)² + (7.8 j)² + (2.5 k)² ≤ 25: j = 0 only, i² + k² ≤ 4: 13 voxels.
+    assert np.count_nonzero(pred) == 13 and pred[:, 2].any() and not pred[:, [1, 3]].any()
+    session.add_click(Click((7, 2, 5), False))
+    pred = session.predict()
+    # Voxels closer (in mm) to the negative click than to the positive one go: in offsets from the
+    # positive click, i² + k² < (i - 2)² + k² keeps i ≤ 0, i.e. 5 + 3 + 1 voxels, the click included.
+    assert np.count_nonzero(pred) == 9 and pred[5, 2, 5] and not pred[6, 2, 5] and not pred[6, 2, 4]
+    session.add_click(Click((5, 2, 5), False))  # a negative click on the positive click itself
+    assert not session.predict().any()
+
+
+def _target_lesion(shape=(40, 9, 40), radius=8.0, rng=0):
+    """A bright ball with a darker centre in dark fat, plus Gaussian noise."""
+    generator = np.random.default_rng(rng)
+    grid = np.indices(shape).astype(float)
+    centre = np.array(shape, float)[:, None, None, None] // 2
+    spacing = np.array([1.0, 3.0, 1.0])[:, None, None, None]
+    r = np.sqrt((((grid - centre) * spacing) ** 2).sum(axis=0))
+    data = np.full(shape, 55.0)
+    data[r <= radius] = 800.0
+    data[r <= 0.5 * radius] = 400.0  # the "target sign"
+    truth = r <= radius
+    return data + generator.normal(0, 15, shape), truth, tuple(int(c) for c in centre[:, 0, 0, 0])
+
+
+@pytest.mark.parametrize("name", ["region-grow", "random-walker"])
+def test_target_sign_lesion_is_segmented_whole(name):
+    data, truth, centre = _target_lesion()
+    image = _volume(data, spacing=(1.0, 3.0, 1.0))
+    session = load_model(name).start(image)
+    session.add_click(Click(centre, True))  # in the darker centre
+    assert dice(session.predict(), truth) > 0.95
+
+
+def test_region_grow_does_not_leak_into_dimmer_tissue():
+    data, truth, centre = _target_lesion()
+    data[:, :, :8] = 450.0  # a large organ of intermediate intensity the lesion touches
+    data[truth] = np.maximum(data[truth], 800.0)
+    truth[:, :, :8] = False
+    data[(np.indices(data.shape)[2] < 16) & (np.abs(np.indices(data.shape)[0] - 20) <= 1) & (data < 400)] = 450.0
+    image = _volume(data, spacing=(1.0, 3.0, 1.0))
+    session = load_model("region-grow").start(image)
+    session.add_click(Click((centre[0] + 4, centre[1], centre[2]), True))
+    pred = session.predict()
+    assert not pred[:, :, :4].any()
+    assert dice(pred, truth) > 0.9
+
+
+def _mean_lesion_dice(name, cases, n_interactions=3, n_lesions=10):
+    """Mean lesion Dice after ``n_interactions`` centre-of-error clicks on the largest lesions."""
     scores = []
-    for lesion in lesions:
-        session.reset()
-        pred = np.zeros(image.shape, bool)
-        for _ in range(n_interactions):
+    for image, instances, lesions in cases:
+        session = load_model(name).start(image)
+        for lesion in lesions[:n_lesions]:
+            session.reset()
+            pred = np.zeros(image.shape, bool)
+            for _ in range(n_interactions):
+                scope = pad_bbox(union_bbox(lesion.bbox, mask_bbox(pred)), 1, image.shape)
+                truth = instances[scope] == lesion.lesion_id
+                ignore = (instances[scope] > 0) & ~truth
+                clicks = next_clicks(pred[scope], truth, spacing=image.spacing, rng=np.random.default_rng(0), ignore=ignore)
+                if not clicks:
+                    break
+                session.add_click(Click(tuple(s.start + v for s, v in zip(scope, clicks[0].ijk)), clicks[0].positive))
+                pred = session.predict()
             scope = pad_bbox(union_bbox(lesion.bbox, mask_bbox(pred)), 1, image.shape)
             truth = instances[scope] == lesion.lesion_id
-            ignore = (instances[scope] > 0) & ~truth
-            clicks = next_clicks(pred[scope], truth, spacing=image.spacing, rng=rng, ignore=ignore)
-            if not clicks:
-                break
-            session.add_click(Click(tuple(s.start + v for s, v in zip(scope, clicks[0].ijk)), clicks[0].positive))
-            pred = session.predict()
-        scope = pad_bbox(union_bbox(lesion.bbox, mask_bbox(pred)), 1, image.shape)
-        truth = instances[scope] == lesion.lesion_id
-        scores.append(dice(pred[scope], truth, ignore=(instances[scope] > 0) & ~truth))
+            scores.append(dice(pred[scope], truth, ignore=(instances[scope] > 0) & ~truth))
     return float(np.mean(scores))
 
 
-def test_classical_baselines_beat_the_sphere(small_case):
-    image, instances, lesions = small_case
-    scores = {name: _lesion_dice_after(name, image, instances, lesions[:10]) for name in ("sphere", "region-grow", "random-walker")}
-    assert scores["region-grow"] > scores["sphere"] + 0.15, scores
-    assert scores["random-walker"] > scores["sphere"] + 0.1, scores
+def test_classical_baselines_beat_the_sphere(phantoms):
+    scores = {name: _mean_lesion_dice(name, phantoms) for name in ("sphere", "region-grow", "random-walker")}
+    # Measured: sphere ≈ 0.64, region-grow ≈ 0.98, random-walker ≈ 1.0 on these two cases.
+    assert scores["region-grow"] > scores["sphere"] + 0.25, scores
+    assert scores["random-walker"] > scores["sphere"] + 0.25, scores
+
+
+def test_region_grow_negative_click_drops_a_bright_neighbour():
+    data, truth, centre = _target_lesion(rng=1)
+    neighbour = np.zeros(data.shape, bool)
+    neighbour[:, :, :13] = True
+    neighbour &= ~truth
+    data[neighbour] = 600.0  # brighter than every threshold but the highest: grown with the lesion
+    image = _volume(data, spacing=(1.0, 3.0, 1.0))
+    session = load_model("region-grow").start(image)
+    session.add_click(Click((centre[0] + 5, centre[1], centre[2]), True))
+    assert session.predict()[20, 4, 2]  # the neighbour came along
+    session.add_click(Click((20, 4, 2), False))
+    pred = session.predict()
+    assert not pred[neighbour].any() and dice(pred, truth) > 0.95

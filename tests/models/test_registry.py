@@ -82,3 +82,48 @@ def test_models_command_lists_every_model():
     assert result.exit_code == 0
     for name in ("sphere", "region-grow", "random-walker"):
         assert name in result.output
+
+
+def test_requirement_helpers_name_what_is_missing(tmp_path):
+    from nfbench.models.registry import missing_file, missing_modules
+
+    assert missing_modules("numpy", "scipy.ndimage") == []
+    (message,) = missing_modules("nfbench_no_such_module.sub", extra="sam2")
+    assert "'nfbench_no_such_module.sub' is not installed" in message and 'pip install "nfbench[sam2]"' in message
+    assert "pass weights=PATH" in missing_file(None)[0]
+    assert "does not exist" in missing_file(tmp_path / "model.pt")[0]
+    (tmp_path / "model.pt").write_bytes(b"")
+    assert missing_file(tmp_path / "model.pt") == []
+
+
+class WeightedModel(SphereModel):
+    """A model that needs a weight file, checked from the options given to load_model."""
+
+    needs_weights = True
+
+    def __init__(self, weights=None, radius_mm: float = 5.0) -> None:
+        super().__init__(radius_mm)
+        self.weights = weights
+
+    @classmethod
+    def requirements(cls, weights=None):
+        from nfbench.models.registry import missing_file
+
+        return missing_file(weights)
+
+
+def test_requirements_see_the_load_options(registered, tmp_path):
+    registered("weighted", WeightedModel)
+    info = next(m for m in available_models() if m.name == "weighted")
+    assert not info.available and "no weight file given" in info.missing[0]
+    with pytest.raises(ModelError, match=r"'weighted' is not available: weight file .*missing\.pt' does not exist"):
+        load_model("weighted", weights=tmp_path / "missing.pt")
+    (tmp_path / "model.pt").write_bytes(b"")
+    model = load_model("weighted", weights=tmp_path / "model.pt", radius_mm=3.0)
+    assert model.weights == tmp_path / "model.pt" and model.radius_mm == 3.0
+
+
+def test_a_factory_must_return_a_model(registered):
+    registered("not-a-model", lambda: object())
+    with pytest.raises(ModelError, match="'not-a-model'.*does not provide name, capabilities and start"):
+        load_model("not-a-model")

@@ -29,10 +29,10 @@ def models_command(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="nfbench models")
-    for column in ("model", "available", "capabilities", "description / missing"):
+    for column in ("model", "available", "weights", "capabilities", "description / missing"):
         table.add_column(column)
     for m in infos:
         status = "[green]yes[/]" if m.available else "[red]no[/]"
         detail = m.description if m.available else "; ".join(m.missing)
-        table.add_row(m.name, status, ", ".join(sorted(m.capabilities)), detail)
+        table.add_row(m.name, status, "needed" if m.needs_weights else "none", ", ".join(sorted(m.capabilities)), detail)
     stdout.print(table)

@@ -16,7 +16,7 @@ from nfbench.bbox import union_bbox
 from nfbench.io.volume import Volume
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
-__all__ = ["Region", "LocalSession", "crop_around", "ball", "robust_scale", "clicks_in", "to_local", "intensity_levels"]
+__all__ = ["Region", "LocalSession", "crop_around", "ball", "robust_scale", "clicks_in", "to_local", "intensity_levels", "like_click"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,18 @@ def intensity_levels(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMas
     """
     level = max(float(crop[seed]), float(np.percentile(crop[near], 75)))
     return level, float(np.percentile(crop, 30))
+
+
+def like_click(crop: np.ndarray, box: BoxSlices, click: Click, radius_mm: float, spacing, tolerance: float) -> BoolMask:
+    """The voxels of ``click``'s ball that look like the clicked voxel (within ``tolerance``).
+
+    A negative click on a thin false-positive fringe next to a lesion must not take the lesion
+    voxels of its ball with it, and one on a bright neighbour must not take the darker lesion.
+    """
+    local = to_local(box, click.ijk)
+    near = ball(box, click.ijk, radius_mm, spacing) & (np.abs(crop - crop[local]) <= tolerance)
+    near[local] = True
+    return near
 
 
 def robust_scale(image: np.ndarray) -> tuple[float, float]:

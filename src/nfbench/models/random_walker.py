@@ -1,4 +1,10 @@
-"""`random-walker`: scikit-image's random walker on a crop around each positive click."""
+"""`random-walker`: scikit-image's random walker (Grady 2006) around each positive click.
+
+Intensity alone says which voxels are surely lesion (close to the click's level) and surely not
+(much darker); the random walker decides the voxels in between by where the image's edges are,
+and lets negative clicks cut a lesion off a bright neighbour of similar intensity (fluid, an
+organ) that no threshold can separate.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +14,57 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import random_walker
 
+from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
-from nfbench.models._local import LocalSession, Region, ball, crop_around, robust_scale
-from nfbench.types import Click
+from nfbench.models._local import (
+    LocalSession, Region, ball, clicks_in, crop_around, intensity_levels, like_click, to_local,
+)
+from nfbench.models.region_grow import fill_holes, grow_from_seed
+from nfbench.types import BoolMask, Click
 
 __all__ = ["RandomWalkerModel"]
 
+_SIX = ndimage.generate_binary_structure(3, 1)
+
 
 class RandomWalkerModel:
-    """Random walker (Grady 2006) in a box of ``radius_mm`` around each positive click.
+    """Random walker on the candidate region around each positive click (weight-free baseline).
 
-    Seeds: lesion = a small ball at each positive click in the box; background = the box's border,
-    voxels darker than a fifth of the way from the box's background level to the click's level,
-    and a small ball at each negative click. The lesion is the connected part of the label-1
-    region that holds the click. Boxes larger than ``max_voxels`` are downsampled in-plane.
+    Per positive click, in a crop of ``radius_mm`` around it: with the lesion and surroundings
+    levels of :func:`~nfbench.models._local.intensity_levels`, the candidate is the region grown
+    from the click above ``low`` of the way between them (holes filled); when the candidate's
+    90th percentile is much brighter than the click (a click in a darker centre), that bright rim
+    becomes the lesion level. Seeds: lesion = the
+    click, the voxels of its ``seed_mm`` ball at least ``high`` of the way up, and the other
+    positive clicks in the candidate; background = everything outside the candidate (in its box
+    grown by two voxels) and, at each negative click, the voxels of its ``seed_mm`` ball whose intensity
+    is within a quarter of the lesion-to-surroundings contrast of the clicked voxel's. The walker
+    (``beta``, conjugate gradient with Jacobi preconditioner, edges in voxel units) labels the rest;
+    the result is the part connected to the click, holes filled. Boxes of more than
+    ``max_voxels`` are subsampled in-plane, so one click stays well under a second.
     """
 
     name = "random-walker"
     capabilities = frozenset({"click"})
     needs_weights = False
-    description = "scikit-image random walker on a crop around each click (weight-free baseline)"
+    description = "scikit-image random walker around each click (weight-free baseline)"
 
-    def __init__(self, radius_mm: float = 60.0, beta: float = 130.0, seed_mm: float = 3.0, max_voxels: int = 60_000) -> None:
-        self.radius_mm, self.beta, self.seed_mm, self.max_voxels = radius_mm, beta, seed_mm, max_voxels
+    def __init__(
+        self,
+        radius_mm: float = 60.0,
+        beta: float = 130.0,
+        seed_mm: float = 3.0,
+        low: float = 0.3,
+        high: float = 0.6,
+        max_voxels: int = 40_000,
+    ) -> None:
+        for option, value in (("radius_mm", radius_mm), ("beta", beta), ("seed_mm", seed_mm), ("max_voxels", max_voxels)):
+            if value <= 0:
+                raise ValueError(f"random-walker option {option} must be positive, got {value}")
+        if not 0 < low < high < 1:
+            raise ValueError(f"random-walker options need 0 < low < high < 1, got low={low}, high={high}")
+        self.radius_mm, self.beta, self.seed_mm = radius_mm, beta, seed_mm
+        self.low, self.high, self.max_voxels = low, high, int(max_voxels)
 
     @classmethod
     def requirements(cls) -> list[str]:
@@ -45,59 +79,83 @@ class _RandomWalkerSession(LocalSession):
 
     def __init__(self, image: Volume, model: RandomWalkerModel) -> None:
         self.model = model
-        self.lo, self.hi = robust_scale(image.data)
+        self.influence_mm = model.seed_mm
         self.thick_axis = int(np.argmax(image.spacing))
+        self.seed_mm = max(model.seed_mm, 1.01 * min(image.spacing))
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
-        model = self.model
+        model, axis = self.model, self.thick_axis
         box = crop_around(click.ijk, model.radius_mm, self.spacing, self.shape)
-        crop = (self.image.data[box].astype(np.float32) - self.lo) / (self.hi - self.lo)
-        seed_mm = max(model.seed_mm, 1.01 * min(self.spacing))
-        near = ball(box, click.ijk, seed_mm, self.spacing)
-        level, background = float(np.median(crop[near])), float(np.percentile(crop, 30))
-        labels = np.zeros(crop.shape, np.uint8)
-        border = np.ones(crop.shape, bool)
-        border[tuple(slice(1, -1) if n > 2 and a != self.thick_axis else slice(None) for a, n in enumerate(crop.shape))] = False
-        labels[border] = 2
-        labels[crop < background + 0.2 * (level - background)] = 2
-        for other in self.positives:
-            if all(s.start <= v < s.stop for s, v in zip(box, other.ijk)):
-                labels[ball(box, other.ijk, seed_mm, self.spacing)] = 1
-        labels[near] = 1
-        rejected = np.zeros(crop.shape, bool)
-        for negative in self.negatives:
-            if all(s.start <= v < s.stop for s, v in zip(box, negative.ijk)):
-                rejected[tuple(v - s.start for v, s in zip(negative.ijk, box))] = True
-        labels[rejected] = 2  # a negative click overrides everything, even the positive's own ball
-        fallback = near & ~rejected
-        factor = _downsample_factor(crop.shape, self.thick_axis, model.max_voxels)
-        step = tuple(1 if a == self.thick_axis else factor for a in range(3))
-        small = crop[tuple(slice(None, None, s) for s in step)]
-        small_labels = labels[tuple(slice(None, None, s) for s in step)]
-        spacing = tuple(sp * s for sp, s in zip(self.spacing, step))
-        if not (small_labels == 0).any() or not (small_labels == 1).any():
-            return Region(box, fallback)
+        crop = self.image.data[box]
+        seed = to_local(box, click.ijk)
+        level, background = intensity_levels(crop, seed, ball(box, click.ijk, self.seed_mm, self.spacing))
+        if level <= background:  # nothing brighter than its surroundings to follow: keep the voxel
+            return self._rejected(box, _only(crop.shape, seed))
+        candidate = grow_from_seed(crop, seed, background + model.low * (level - background), thick_axis=axis)
+        if not candidate[seed]:
+            candidate = _only(crop.shape, seed)
+        rim = float(np.percentile(crop[candidate], 90))
+        if rim > 1.15 * level:  # clicked in a darker centre: scale intensities by the bright rim
+            level = rim
+        margin = [1 if a == axis else 2 for a in range(3)]
+        sub = tuple(
+            slice(max(s.start - m, 0), min(s.stop + m, n))
+            for s, m, n in zip(mask_bbox(candidate), margin, crop.shape)  # type: ignore[arg-type]
+        )
+        inner = tuple(slice(box[a].start + sub[a].start, box[a].start + sub[a].stop) for a in range(3))
+        data = (crop[sub].astype(np.float32) - background) / (level - background)
+        labels = np.where(candidate[sub], 0, 2).astype(np.uint8)
+        sure = data >= model.high
+        labels[ball(inner, click.ijk, self.seed_mm, self.spacing) & sure & candidate[sub]] = 1
+        for other in clicks_in(inner, self.positives):
+            labels[to_local(inner, other.ijk)] = 1
+        labels[to_local(inner, click.ijk)] = 1
+        for negative in clicks_in(inner, self.negatives):
+            labels[like_click(data, inner, negative, self.seed_mm, self.spacing, 0.25)] = 2
+        local = to_local(inner, click.ijk)
+        if any(n.ijk == click.ijk for n in self.negatives):  # a negative click on this very voxel cancels it
+            return Region(inner, np.zeros(labels.shape, bool))
+        labels[local] = 1  # a negative click nearby never erases the clicked voxel
+        lesion = self._walk(data, labels) if (labels == 0).any() else labels == 1
+        components, _ = ndimage.label(lesion, structure=_SIX)
+        lesion = components == components[local] if lesion[local] else _only(lesion.shape, local)
+        return Region(inner, fill_holes(lesion, axis) & (labels != 2))
+
+    def _walk(self, data: np.ndarray, labels: np.ndarray) -> BoolMask:
+        """Label 1 of the random walker, subsampled in-plane when the box is large."""
+        step = [1, 1, 1]
+        while np.prod([-(-n // s) for n, s in zip(data.shape, step)]) > self.model.max_voxels:
+            for a in range(3):
+                if a != self.thick_axis:
+                    step[a] += 1
+        grid = tuple(slice(None, None, s) for s in step)
+        small_labels = labels[grid].copy()
+        if not (small_labels == 1).any():  # the lesion seeds fell between the samples: keep one
+            small_labels[tuple(v // s for v, s in zip(np.argwhere(labels == 1)[0], step))] = 1
+        if not (small_labels == 0).any():
+            return labels == 1
         with warnings.catch_warnings():
-            # Probabilities a little outside [0, 1] (solver tolerance) do not change the labels.
+            # Probabilities slightly outside [0, 1] (solver tolerance) do not change the labels.
             warnings.filterwarnings("ignore", message="The probability range is outside")
-            result = random_walker(small, small_labels, beta=model.beta, mode="cg_j", tol=1e-3, spacing=spacing)
+            # Edges are weighted in voxel units on purpose: scikit-image divides each gradient by
+            # the spacing but keeps every neighbour's coupling, so 7.8 mm slices next to 0.625 mm
+            # pixels would couple ~12x too easily and background seeds one slice away would win.
+            result = random_walker(data[grid], small_labels, beta=self.model.beta, mode="cg_j", tol=1e-3)
         lesion = result == 1
-        if factor > 1:
-            lesion = _upsample(lesion, step, crop.shape)
-        components, _ = ndimage.label(lesion)
-        value = components[tuple(c - s.start for c, s in zip(click.ijk, box))]
-        return Region(box, components == value if value else fallback)
+        if step != [1, 1, 1]:
+            for a, s in enumerate(step):
+                lesion = np.repeat(lesion, s, axis=a)
+            lesion = lesion[tuple(slice(0, n) for n in data.shape)]
+        return lesion
+
+    def _rejected(self, box, mask: BoolMask) -> Region:
+        for negative in self.negatives_in(box):
+            mask &= ~ball(box, negative.ijk, self.seed_mm, self.spacing)
+        return Region(box, mask)
 
 
-def _downsample_factor(shape: tuple[int, ...], thick_axis: int, max_voxels: int) -> int:
-    factor = 1
-    while np.prod([n if a == thick_axis else -(-n // factor) for a, n in enumerate(shape)]) > max_voxels:
-        factor += 1
-    return factor
-
-
-def _upsample(mask: np.ndarray, step: tuple[int, int, int], shape: tuple[int, ...]) -> np.ndarray:
-    for axis, s in enumerate(step):
-        mask = np.repeat(mask, s, axis=axis)
-    return mask[tuple(slice(0, n) for n in shape)]
+def _only(shape: tuple[int, ...], seed: tuple[int, int, int]) -> BoolMask:
+    mask = np.zeros(shape, bool)
+    mask[seed] = True
+    return mask

@@ -14,7 +14,9 @@ import numpy as np
 from scipy import ndimage
 
 from nfbench.io.volume import Volume
-from nfbench.models._local import LocalSession, Region, ball, crop_around, intensity_levels, to_local
+from nfbench.models._local import (
+    LocalSession, Region, ball, clicks_in, crop_around, intensity_levels, like_click, to_local,
+)
 from nfbench.types import BoolMask, Click
 
 __all__ = ["RegionGrowModel", "grow_from_seed", "fill_holes"]
@@ -98,8 +100,9 @@ class RegionGrowModel:
 
     Negative clicks: a negative click on a voxel of a region that is at least as bright as the
     threshold raises the threshold above it (the bright structure it marks drops out, unless that
-    would drop the clicked lesion too); every negative click is also a barrier, a ball of
-    ``barrier_mm`` that no region enters or crosses. A negative click on the positive click
+    would drop the clicked lesion too); every negative click is also a barrier that no region enters or crosses: the
+    voxels of its ``barrier_mm`` ball within a quarter of the lesion-to-surroundings contrast of the
+    clicked voxel's intensity (so a click on a dark fringe does not bite into the lesion). A negative click on the positive click
     itself therefore empties that click's region.
     """
 
@@ -156,8 +159,10 @@ class _RegionGrowSession(LocalSession):
         if not negatives:
             return Region(box, region if region.any() else _only(crop.shape, seed))
         barrier = np.zeros(crop.shape, bool)
-        for negative in negatives:
-            barrier |= ball(box, negative.ijk, model.barrier_mm, self.spacing)
+        for negative in clicks_in(box, negatives):
+            barrier |= like_click(crop, box, negative, model.barrier_mm, self.spacing, 0.25 * (level - background))
+        if not any(n.ijk == click.ijk for n in negatives):
+            barrier[seed] = False  # only a negative click on this very voxel erases the clicked lesion
         inside = sorted(
             (float(crop[local]), local)
             for local in (to_local(box, n.ijk) for n in negatives)

@@ -1,23 +1,41 @@
 """Model registry: entry points in the group ``nfbench.models`` plus models registered in-process.
 
-A model class (or factory) may define
+A third-party package adds a model without touching nfbench by declaring, in its pyproject::
+
+    [project.entry-points."nfbench.models"]
+    my-model = "my_package.nfbench_model:MyModel"
+
+The target is a class (or any factory) called with the keyword options given to
+:func:`load_model` (e.g. ``weights=Path(...)``). It may define, as class attributes:
 
 - ``description`` (str), ``capabilities`` (frozenset), ``needs_weights`` (bool: False for
-  weight-free baselines), and
-- ``requirements(**options) -> list[str]``: what is missing to load it (a module that does not
-  import, a weight file that is absent), checked without loading anything heavy.
+  weight-free baselines, which ``nfbench demo`` picks);
+- ``requirements(**options) -> list[str]`` (a classmethod): what is missing to load it, one
+  sentence each (a module that does not import, a weight file that is absent), found without
+  importing anything heavy; :func:`missing_modules` and :func:`missing_file` write those sentences.
+  It receives the options of :func:`load_model` that it names (all of them if it takes
+  ``**options``) and none when models are listed.
+
+The module an entry point names is imported when models are listed, so it must import its heavy
+dependencies (torch, sam2, ...) inside ``start`` or ``__init__``, not at the top.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import importlib.util
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from nfbench.models.base import InteractiveModel, ModelError
 
-__all__ = ["ModelInfo", "available_models", "load_model", "register_model", "unregister_model", "GROUP"]
+__all__ = [
+    "ModelInfo", "available_models", "load_model", "register_model", "unregister_model", "missing_modules",
+    "missing_file", "GROUP",
+]
 
 GROUP = "nfbench.models"
 _REGISTERED: dict[str, Callable[..., InteractiveModel]] = {}
@@ -36,12 +54,46 @@ class ModelInfo:
     needs_weights: bool
 
 
+def missing_modules(*modules: str, extra: str | None = None) -> list[str]:
+    """One sentence per module that cannot be imported here, with how to install it.
+
+    Uses :func:`importlib.util.find_spec`, which finds a module without importing it (no torch
+    start-up just to list models). ``extra`` names the optional-dependency group of nfbench that
+    installs them, e.g. ``extra="sam2"`` → ``pip install "nfbench[sam2]"``.
+    """
+    hint = f'pip install "nfbench[{extra}]"' if extra else None
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package that is missing or broken
+            found = False
+        if not found:
+            top = module.split(".")[0]
+            missing.append(f"Python module {module!r} is not installed ({hint or f'pip install {top}'})")
+    return missing
+
+
+def missing_file(path: str | Path | None, *, option: str = "weights", what: str = "weight file") -> list[str]:
+    """One sentence when a required file was not given or does not exist, naming the option to pass."""
+    if path is None:
+        return [f"no {what} given (pass {option}=PATH when loading the model)"]
+    if not Path(path).is_file():
+        return [f"{what} {str(path)!r} does not exist"]
+    return []
+
+
 def register_model(name: str, factory: Callable[..., InteractiveModel]) -> None:
     """Add a model in this process (notebooks, tests); it shadows an entry point of the same name."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"a model name must be a non-empty string, got {name!r}")
+    if not callable(factory) and not hasattr(factory, "load"):
+        raise TypeError(f"model {name!r}: the factory must be callable, got {type(factory).__name__}")
     _REGISTERED[name] = factory
 
 
 def unregister_model(name: str) -> None:
+    """Forget a model registered with :func:`register_model` (entry points stay)."""
     _REGISTERED.pop(name, None)
 
 
@@ -51,7 +103,21 @@ def _targets() -> dict[str, object]:
     return dict(sorted(found.items()))
 
 
-def _describe(name: str, target: object) -> tuple[ModelInfo, Callable[..., InteractiveModel] | None]:
+def _requirement_options(check: Callable[..., object], options: Mapping[str, object]) -> dict[str, object]:
+    """The options a ``requirements`` callable accepts: all with ``**options``, else those it names."""
+    try:
+        parameters = inspect.signature(check).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return dict(options)
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in options.items() if k in names}
+
+
+def _describe(
+    name: str, target: object, options: Mapping[str, object] | None = None
+) -> tuple[ModelInfo, Callable[..., InteractiveModel] | None]:
     label = getattr(target, "value", None) or f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', target)}"
     try:
         factory = target.load() if hasattr(target, "load") else target
@@ -59,9 +125,9 @@ def _describe(name: str, target: object) -> tuple[ModelInfo, Callable[..., Inter
         return ModelInfo(name, label, False, (f"cannot import {label}: {type(err).__name__}: {err}",), frozenset(), "", True), None
     check = getattr(factory, "requirements", None)
     try:
-        missing = tuple(check()) if callable(check) else ()
-    except Exception as err:  # noqa: BLE001
-        missing = (f"requirement check failed: {err}",)
+        missing = tuple(str(m) for m in check(**_requirement_options(check, options or {}))) if callable(check) else ()
+    except Exception as err:  # noqa: BLE001 - a failing check makes the model unavailable, not the listing
+        missing = (f"requirement check failed: {type(err).__name__}: {err}",)
     doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
     info = ModelInfo(
         name=name,
@@ -93,7 +159,7 @@ def load_model(name: str, **options: object) -> InteractiveModel:
         close = difflib.get_close_matches(name, list(targets), n=2)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ModelError(f"unknown model {name!r}.{hint} Registered: {', '.join(targets) or 'none'} (see `nfbench models`)")
-    info, factory = _describe(name, targets[name])
+    info, factory = _describe(name, targets[name], options)
     if factory is None or not info.available:
         raise ModelError(f"model {name!r} is not available: {'; '.join(info.missing)}")
     model = factory(**options)

@@ -11,7 +11,7 @@ def test_demo_runs_end_to_end_and_reuses_its_phantom(tmp_path):
     args = ["demo", "--out", str(tmp_path / "demo"), "--model", "sphere", "--quiet"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "lesion Dice @3" in result.output and "scan Dice at stop" in result.output
+    assert "Dice@3" in result.output and "scan Dice" in result.output and "Ts_1" in result.output
     assert (tmp_path / "demo" / "run" / "interactions.parquet").exists()
     report = tmp_path / "demo" / "report" / "report.html"
     assert report.exists() and str(report) in result.output.replace("\n", "")

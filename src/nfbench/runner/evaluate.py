@@ -77,21 +77,16 @@ class EvaluationSummary:
 
 def versions() -> dict[str, str]:
     """Versions that can change the numbers (NumPy's random streams are tied to its version)."""
-    import cc3d
-    import edt
-    import scipy
-    import skimage
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {
-        "nfbench": nfbench.__version__,
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-image": skimage.__version__,
-        "cc3d": getattr(cc3d, "__version__", "unknown"),
-        "edt": getattr(edt, "__version__", "unknown"),
-        "platform": platform.platform(),
-    }
+    found = {"nfbench": nfbench.__version__, "python": sys.version.split()[0]}
+    for name in ("numpy", "scipy", "scikit-image", "connected-components-3d", "edt", "nibabel", "pandas"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    found["platform"] = platform.platform()
+    return found
 
 
 def _case_rng(seed: int, scenario: str, test_set: str, case: str) -> np.random.Generator:

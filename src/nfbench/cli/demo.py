@@ -1,0 +1,55 @@
+"""`nfbench demo`: phantom → evaluation → summary → report, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nfbench.cli._app import app, fail, stderr, stdout
+
+__all__ = ["demo_command"]
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path | None, typer.Option(help="Folder for the demo's data, run and report [~/.cache/nfbench/demo].")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to compare [every available weight-free model].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated user.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Benchmark the available models on the built-in phantom and write a report.
+
+    Makes a small synthetic whole-body MRI dataset (kept between runs), evaluates the models on
+    lesion-corrective and global-corrective, prints a summary table and the report's path.
+    """
+
+    from nfbench.models.base import ModelError
+    from nfbench.models.registry import available_models, load_model
+    from nfbench.results.aggregate import load_runs, summary_table
+    from nfbench.results.report import write_report
+    from nfbench.runner.demo import default_demo_dir, run_demo
+
+    out = out or default_demo_dir()
+    names = model or [m.name for m in available_models() if m.available and not m.needs_weights]
+    if not names:
+        fail("no model is available; see `nfbench models`")
+    try:
+        loaded = {name: load_model(name) for name in names}
+    except (ModelError, ValueError) as err:
+        fail(str(err))
+    result = run_demo(out, models=names, loaded=loaded, quiet=quiet, seed=seed)
+    summary = summary_table(load_runs([result.run]))
+    summary["test_set"] = summary["test_set"].str.removeprefix("images")
+    short = {"test_set": "set", "cases": "n", "lesion Dice @1": "Dice@1", "lesion Dice @3": "Dice@3",
+             "scan Dice at stop": "scan Dice", "interactions used": "used", "latency ms": "ms"}
+    stdout.print("[bold]lesion Dice after 1 and 3 interactions, scan Dice at stop, mean over cases[/]")
+    typer.echo(summary.rename(columns=short).to_string(index=False, na_rep="", float_format=lambda v: f"{v:.3f}"))
+    report = write_report([result.run], out / "report", quiet=quiet)
+    stdout.print(f"run folder: {result.run}")
+    stdout.print(f"report:     {report}")
+    if result.summary.failed:
+        for key, error in result.summary.failed:
+            stderr.print(f"[red]failed[/] {key}: {error.splitlines()[0]}", highlight=False)
+        raise typer.Exit(1)

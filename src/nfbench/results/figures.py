@@ -1,0 +1,194 @@
+"""Figures of a report (matplotlib, Agg): curves, size bins, NoC, detection, latency, overlays.
+
+Each function returns a Figure; :func:`save_figure` writes it as PNG and SVG. Colours are fixed
+per model across figures so a reader can follow one model through the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from nfbench.results.aggregate import GROUP, SIZE_BINS, RunTables, curves, size_table  # noqa: E402
+from nfbench.results.schema import THRESHOLDS  # noqa: E402
+
+__all__ = [
+    "model_colours", "curve_figure", "size_figure", "noc_figure", "detection_figure", "latency_figure",
+    "overlay_figure", "save_figure", "OVERLAY_COLOURS",
+]
+
+OVERLAY_COLOURS = {"true positive": (1.0, 0.85, 0.0), "false positive": (0.9, 0.1, 0.1), "false negative": (0.1, 0.8, 0.2)}
+plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"})
+
+
+def model_colours(models: list[str]) -> dict[str, tuple]:
+    palette = plt.get_cmap("tab10").colors
+    return {m: palette[n % len(palette)] for n, m in enumerate(sorted(models))}
+
+
+def _panels(keys: list[tuple[str, str]], *, width: float = 4.2, height: float = 3.2) -> tuple[Figure, np.ndarray]:
+    n = max(len(keys), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, constrained_layout=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def curve_figure(tables: RunTables, *, level: str, colours: dict[str, tuple]) -> Figure | None:
+    """Mean Dice (over cases) per interaction with its bootstrap 95% band; one panel per scenario × test set."""
+    table = curves(tables.interactions, level=level)
+    if table.empty:
+        return None
+    keys = sorted(table.groupby(["scenario", "test_set"]).groups)
+    fig, axes = _panels(keys)
+    for ax, (scenario, test_set) in zip(axes, keys):
+        panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
+        for model, line in panel.groupby("model"):
+            ax.plot(line["interaction"], line["mean"], marker="o" if len(line) <= 10 else None, ms=3,
+                    color=colours[model], label=f"{model} (n={int(line['n_cases'].max())})")
+            ax.fill_between(line["interaction"], line["ci_low"], line["ci_high"], color=colours[model], alpha=0.2, lw=0)
+        ax.set(title=f"{scenario} · {test_set}", xlabel="interaction", ylim=(0, 1.02),
+               ylabel="lesion Dice" if level == "lesion" else "scan Dice")
+        if panel["interaction"].max() <= 10:
+            ax.set_xticks(sorted(panel["interaction"].unique()))
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle(f"{'Lesion' if level == 'lesion' else 'Scan'}-level Dice per interaction (mean over cases, 95% bootstrap CI)")
+    return fig
+
+
+def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
+    """Final lesion Dice per lesion-volume bin (mean over cases, 95% CI)."""
+    table = size_table(tables.lesions)
+    if table.empty:
+        return None
+    keys = sorted(table.groupby(["scenario", "test_set"]).groups)
+    fig, axes = _panels(keys)
+    bins = [b[2] for b in SIZE_BINS]
+    for ax, (scenario, test_set) in zip(axes, keys):
+        panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
+        models = sorted(panel["model"].unique())
+        width = 0.8 / max(len(models), 1)
+        for n, model in enumerate(models):
+            rows = panel[panel["model"] == model].set_index("size_bin").reindex(bins)
+            x = np.arange(len(bins)) + (n - (len(models) - 1) / 2) * width
+            err = np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]]).clip(min=0)
+            ax.bar(x, rows["mean"], width, color=colours[model], label=model, yerr=np.nan_to_num(err), capsize=2)
+        counts = panel.groupby("size_bin", observed=True)["n_lesions"].max().reindex(bins).fillna(0).astype(int)
+        ax.set_xticks(np.arange(len(bins)), [f"{b}\n(n={c})" for b, c in zip(bins, counts)])
+        ax.set(title=f"{scenario} · {test_set}", ylabel="final lesion Dice", ylim=(0, 1.05))
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("Final lesion Dice by lesion volume")
+    return fig
+
+
+def noc_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
+    """Mean NoC@80/85/90 per model (lower is better), one panel per scenario × test set."""
+    les = tables.lesions
+    if les.empty:
+        return None
+    columns = [f"noc_{round(x * 100)}" for x in THRESHOLDS]
+    per_case = les.groupby([*GROUP, "case"])[columns].mean().reset_index()
+    table = per_case.groupby(GROUP)[columns].mean().reset_index()
+    keys = sorted(table.groupby(["scenario", "test_set"]).groups)
+    fig, axes = _panels(keys)
+    for ax, (scenario, test_set) in zip(axes, keys):
+        panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
+        width = 0.8 / max(len(panel), 1)
+        for n, (_, row) in enumerate(panel.iterrows()):
+            x = np.arange(len(columns)) + (n - (len(panel) - 1) / 2) * width
+            ax.bar(x, row[columns].astype(float), width, color=colours[row["model"]], label=row["model"])
+        ax.set_xticks(np.arange(len(columns)), [f"NoC@{round(x * 100)}" for x in THRESHOLDS])
+        ax.set(title=f"{scenario} · {test_set}", ylabel="interactions (capped at budget)")
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("Number of interactions to reach a lesion Dice (mean over cases; lower is better)")
+    return fig
+
+
+def detection_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
+    """Detection F1 per case (any overlap and IoU ≥ 0.1), mean over cases per model."""
+    cases = tables.ok_cases
+    if cases.empty:
+        return None
+    table = cases.groupby(GROUP)[["f1_any", "f1_iou10"]].mean().reset_index()
+    keys = sorted(table.groupby(["scenario", "test_set"]).groups)
+    fig, axes = _panels(keys)
+    for ax, (scenario, test_set) in zip(axes, keys):
+        panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
+        width = 0.8 / max(len(panel), 1)
+        for n, (_, row) in enumerate(panel.iterrows()):
+            x = np.arange(2) + (n - (len(panel) - 1) / 2) * width
+            ax.bar(x, [row["f1_any"], row["f1_iou10"]], width, color=colours[row["model"]], label=row["model"])
+        ax.set_xticks([0, 1], ["any overlap", "IoU ≥ 0.1"])
+        ax.set(title=f"{scenario} · {test_set}", ylabel="detection F1", ylim=(0, 1.05))
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("Lesion detection F1 of the final prediction (mean over cases)")
+    return fig
+
+
+def latency_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
+    """Distribution of model latency per interaction (ms, log scale), one box per model × scenario."""
+    inter = tables.interactions
+    inter = inter[~inter["carried_forward"].astype(bool)].dropna(subset=["latency_ms"])
+    if inter.empty:
+        return None
+    groups = sorted(inter.groupby(["model", "scenario"]).groups)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups)), 3.4), constrained_layout=True)
+    data = [inter[(inter["model"] == m) & (inter["scenario"] == s)]["latency_ms"].to_numpy() for m, s in groups]
+    box = ax.boxplot(data, patch_artist=True, showfliers=True, flierprops={"markersize": 2})
+    for patch, (model, _) in zip(box["boxes"], groups):
+        patch.set_facecolor(colours[model])
+        patch.set_alpha(0.6)
+    ax.set_xticks(range(1, len(groups) + 1), [f"{m}\n{s}" for m, s in groups], fontsize=8)
+    ax.set_yscale("log")
+    ax.set(ylabel="latency per interaction (ms)", title="Model latency per interaction (CPU)")
+    return fig
+
+
+def _display(array: np.ndarray) -> np.ndarray:
+    # previews are [i, k] = [→ patient's right, → superior]: head up, patient's right on the left
+    return np.flip(array.T, axis=(0, 1))
+
+
+def overlay_figure(tables: RunTables, model: str, scenario: str) -> Figure | None:
+    """Coronal MIP with true positives (yellow), false positives (red) and false negatives (green)
+    for the best, median and worst case of a model (by final scan Dice)."""
+    cases = tables.ok_cases
+    cases = cases[(cases["model"] == model) & (cases["scenario"] == scenario)].sort_values("dice_scan", ascending=False)
+    cases = cases[[f"{model}__{scenario}__{t}__{c}" in tables.previews for t, c in zip(cases["test_set"], cases["case"])]]
+    if cases.empty:
+        return None
+    picks = {"best": cases.iloc[0], "median": cases.iloc[len(cases) // 2], "worst": cases.iloc[-1]}
+    fig, axes = plt.subplots(1, 3, figsize=(9.0, 7.0), constrained_layout=True)
+    for ax, (label, row) in zip(axes, picks.items()):
+        preview = np.load(tables.previews[f"{model}__{scenario}__{row['test_set']}__{row['case']}"])
+        image = _display(preview["image"].astype(float))
+        lo, hi = np.percentile(image[image > 0], [1, 99.5]) if (image > 0).any() else (0.0, 1.0)
+        rgb = np.repeat(np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
+        for key, name in (("fn", "false negative"), ("fp", "false positive"), ("tp", "true positive")):
+            rgb[_display(preview[key])] = OVERLAY_COLOURS[name]
+        sx, sz = (float(v) for v in preview["spacing"])
+        ax.imshow(rgb, aspect=sz / sx, interpolation="nearest")
+        ax.set_title(f"{label}: {row['case']}\n{row['test_set']}, scan Dice {row['dice_scan']:.3f}", fontsize=9)
+        ax.axis("off")
+    fig.legend(handles=[Patch(color=c, label=n) for n, c in OVERLAY_COLOURS.items()], loc="outside lower center", ncol=3, frameon=False)
+    fig.suptitle(f"{model} · {scenario}: coronal maximum-intensity projection (head up, patient's right on the left)")
+    return fig
+
+
+def save_figure(fig: Figure, folder: Path, name: str, *, dpi: int = 110) -> dict[str, Path]:
+    """Write ``name.png`` and ``name.svg``; returns both paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {ext: folder / f"{name}.{ext}" for ext in ("png", "svg")}
+    fig.savefig(paths["png"], dpi=dpi)
+    fig.savefig(paths["svg"])
+    plt.close(fig)
+    return paths

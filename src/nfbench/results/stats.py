@@ -1,0 +1,91 @@
+"""Statistics for comparing models: bootstrap intervals, Wilcoxon signed-rank with Holm, effect sizes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+__all__ = ["bootstrap_ci", "holm", "rank_biserial", "paired_comparisons", "N_RESAMPLES"]
+
+N_RESAMPLES = 2000
+
+
+def bootstrap_ci(values: np.ndarray, *, level: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (cases resampled with replacement, seeded).
+
+    NaN values are dropped; fewer than two values give (NaN, NaN) for no value and (v, v) for one.
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    if values.size == 1:
+        return float(values[0]), float(values[0])
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_resamples, values.size))].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(means, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def rank_biserial(differences: np.ndarray) -> float:
+    """Matched-pairs rank-biserial correlation (Kerby 2014): (R+ − R−) / (R+ + R−).
+
+    Ranks of |d| over the non-zero differences (average ranks on ties); +1 when every difference
+    is positive, −1 when every difference is negative, NaN when all are zero.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[(d != 0) & ~np.isnan(d)]
+    if d.size == 0:
+        return math.nan
+    ranks = sps.rankdata(np.abs(d))
+    plus, minus = ranks[d > 0].sum(), ranks[d < 0].sum()
+    return float((plus - minus) / (plus + minus))
+
+
+def paired_comparisons(per_case: pd.DataFrame, *, value: str, by: list[str]) -> pd.DataFrame:
+    """Wilcoxon signed-rank tests between every pair of models on the cases both finished.
+
+    ``per_case`` has one row per model × case (columns ``model``, ``test_set``, ``case``, the
+    grouping columns ``by`` and ``value``). Within each group, models are paired on
+    (test_set, case); p-values are Holm-corrected over all pairs of all groups.
+    """
+    rows = []
+    for group, frame in per_case.groupby(by, dropna=False):
+        wide = frame.pivot_table(index=["test_set", "case"], columns="model", values=value, aggfunc="mean")
+        for a, b in itertools.combinations(sorted(wide.columns), 2):
+            pair = wide[[a, b]].dropna()
+            diff = (pair[a] - pair[b]).to_numpy()
+            if diff.size == 0 or np.all(diff == 0):
+                stat, p = math.nan, math.nan if diff.size == 0 else 1.0
+            else:
+                result = sps.wilcoxon(pair[a], pair[b], zero_method="wilcox")
+                stat, p = float(result.statistic), float(result.pvalue)
+            key = dict(zip(by, group if isinstance(group, tuple) else (group,)))
+            rows.append({**key, "model_a": a, "model_b": b, "n_cases": int(diff.size),
+                         f"mean_{value}_a": float(pair[a].mean()) if diff.size else math.nan,
+                         f"mean_{value}_b": float(pair[b].mean()) if diff.size else math.nan,
+                         "mean_difference": float(diff.mean()) if diff.size else math.nan,
+                         "wilcoxon_statistic": stat, "p_value": p, "rank_biserial": rank_biserial(diff)})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_holm"] = holm(table["p_value"].to_numpy())
+    return table

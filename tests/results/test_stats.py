@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nfbench.results.stats import bootstrap_ci, holm, paired_comparisons, rank_biserial
+
+
+def test_holm_on_a_hand_made_list():
+    # sorted p: 0.01 (×4), 0.02 (×3 → 0.06), 0.03 (×2 → 0.06), 0.04 (×1); monotone, capped at 1
+    np.testing.assert_allclose(holm([0.03, 0.01, 0.04, 0.02]), [0.06, 0.04, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.4]), [0.8, 0.8])
+    adjusted = holm([0.9, np.nan, 0.6])
+    assert np.isnan(adjusted[1]) and adjusted[0] == 1.0 and adjusted[2] == 1.0
+
+
+def test_bootstrap_ci_of_a_constant_is_the_constant():
+    assert bootstrap_ci(np.full(7, 0.8)) == pytest.approx((0.8, 0.8))
+    lo, hi = bootstrap_ci(np.array([0.0, 1.0] * 20), seed=3)
+    assert 0.3 < lo < 0.5 < hi < 0.7
+    assert bootstrap_ci(np.array([0.0, 1.0] * 20), seed=3) == (lo, hi)  # seeded
+    assert np.isnan(bootstrap_ci(np.array([np.nan]))[0])
+
+
+def test_rank_biserial_on_hand_made_differences():
+    assert rank_biserial(np.array([0.1, 0.2, 0.3])) == 1.0
+    assert rank_biserial(np.array([-0.1, -0.2])) == -1.0
+    # |d| ranks: 0.1 → 1, 0.2 → 2, 0.3 → 3; R+ = 1 + 3 = 4, R− = 2 → (4 − 2) / 6
+    assert rank_biserial(np.array([0.1, -0.2, 0.3, 0.0])) == pytest.approx(1 / 3)
+
+
+def test_paired_comparisons_pair_cases_and_correct_for_multiplicity():
+    rng = np.random.default_rng(0)
+    rows = []
+    for case in range(12):
+        base = rng.uniform(0.3, 0.6)
+        for model, shift in (("a", 0.3), ("b", 0.0), ("c", 0.01)):
+            rows.append({"model": model, "scenario": "s", "test_set": "t", "case": f"c{case}", "dice": base + shift + rng.normal(0, 0.005)})
+    rows = [r for r in rows if not (r["model"] == "c" and r["case"] == "c0")]  # c did not finish one case
+    table = paired_comparisons(pd.DataFrame(rows), value="dice", by=["scenario", "test_set"]).set_index(["model_a", "model_b"])
+    assert table.loc[("a", "b"), "n_cases"] == 12 and table.loc[("a", "c"), "n_cases"] == 11
+    assert table.loc[("a", "b"), "rank_biserial"] == 1.0 and table.loc[("a", "b"), "p_value"] < 0.001
+    np.testing.assert_allclose(table["p_holm"], holm(table["p_value"].to_numpy()))
+    assert (table["p_holm"] >= table["p_value"]).all()

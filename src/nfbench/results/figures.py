@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
@@ -90,14 +91,9 @@ def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | Non
     return fig
 
 
-def noc_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
-    """Mean NoC@80/85/90 per model (lower is better), one panel per scenario × test set."""
-    les = tables.lesions
-    if les.empty:
-        return None
-    columns = [f"noc_{round(x * 100)}" for x in THRESHOLDS]
-    per_case = les.groupby([*GROUP, "case"])[columns].mean().reset_index()
-    table = per_case.groupby(GROUP)[columns].mean().reset_index()
+def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *, colours: dict[str, tuple],
+                  ylabel: str, title: str, ylim: tuple[float, float] | None = None) -> Figure:
+    """One panel per scenario × test set; in each, one group of bars per column, one bar per model."""
     keys = sorted(table.groupby(["scenario", "test_set"]).groups)
     fig, axes = _panels(keys)
     for ax, (scenario, test_set) in zip(axes, keys):
@@ -106,11 +102,26 @@ def noc_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None
         for n, (_, row) in enumerate(panel.iterrows()):
             x = np.arange(len(columns)) + (n - (len(panel) - 1) / 2) * width
             ax.bar(x, row[columns].astype(float), width, color=colours[row["model"]], label=row["model"])
-        ax.set_xticks(np.arange(len(columns)), [f"NoC@{round(x * 100)}" for x in THRESHOLDS])
-        ax.set(title=f"{scenario} · {test_set}", ylabel="interactions (capped at budget)")
+        ax.set_xticks(np.arange(len(columns)), labels)
+        ax.set(title=f"{scenario} · {test_set}", ylabel=ylabel)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         ax.legend(fontsize=8, frameon=False)
-    fig.suptitle("Number of interactions to reach a lesion Dice (mean over cases; lower is better)")
+    fig.suptitle(title)
     return fig
+
+
+def noc_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
+    """Mean NoC@80/85/90 per model (lower is better), one panel per scenario × test set."""
+    les = tables.lesions
+    if les.empty:
+        return None
+    columns = [f"noc_{round(x * 100)}" for x in THRESHOLDS]
+    per_case = les.groupby([*GROUP, "case"])[columns].mean().reset_index()
+    return _grouped_bars(per_case.groupby(GROUP)[columns].mean().reset_index(), columns,
+                         [f"NoC@{round(x * 100)}" for x in THRESHOLDS], colours=colours,
+                         ylabel="interactions (capped at budget)",
+                         title="Number of interactions to reach a lesion Dice (mean over cases; lower is better)")
 
 
 def detection_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
@@ -118,20 +129,10 @@ def detection_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure 
     cases = tables.ok_cases
     if cases.empty:
         return None
-    table = cases.groupby(GROUP)[["f1_any", "f1_iou10"]].mean().reset_index()
-    keys = sorted(table.groupby(["scenario", "test_set"]).groups)
-    fig, axes = _panels(keys)
-    for ax, (scenario, test_set) in zip(axes, keys):
-        panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
-        width = 0.8 / max(len(panel), 1)
-        for n, (_, row) in enumerate(panel.iterrows()):
-            x = np.arange(2) + (n - (len(panel) - 1) / 2) * width
-            ax.bar(x, [row["f1_any"], row["f1_iou10"]], width, color=colours[row["model"]], label=row["model"])
-        ax.set_xticks([0, 1], ["any overlap", "IoU ≥ 0.1"])
-        ax.set(title=f"{scenario} · {test_set}", ylabel="detection F1", ylim=(0, 1.05))
-        ax.legend(fontsize=8, frameon=False)
-    fig.suptitle("Lesion detection F1 of the final prediction (mean over cases)")
-    return fig
+    columns = ["f1_any", "f1_iou10"]
+    return _grouped_bars(cases.groupby(GROUP)[columns].mean().reset_index(), columns, ["any overlap", "IoU ≥ 0.1"],
+                         colours=colours, ylabel="detection F1", ylim=(0, 1.05),
+                         title="Lesion detection F1 of the final prediction (mean over cases)")
 
 
 def latency_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:

@@ -20,6 +20,17 @@ def case():
     return image, instances, lesion_table(instances, affine=image.affine)
 
 
+class HalfOracle(OracleModel):
+    """Misses every other voxel of the lesion, so corrective clicks are needed."""
+
+    def start(self, image):
+        session = super().start(image)
+        inner = session.predict
+        checker = np.indices(self.instances.shape).sum(axis=0) % 2 == 0
+        session.predict = lambda: inner() & checker
+        return session
+
+
 def _rows(result, **match):
     return [r for r in result.interactions if all(r[k] == v for k, v in match.items())]
 
@@ -109,16 +120,37 @@ def test_model_breaking_the_contract_is_named(case):
 def test_same_seed_same_clicks(case, policy):
     image, instances, lesions = case
 
-    class HalfOracle(OracleModel):
-        """Misses every other voxel of the lesion, so corrective clicks are needed."""
-
-        def start(self, image):
-            session = super().start(image)
-            inner = session.predict
-            session.predict = lambda: inner() & (np.indices(instances.shape).sum(axis=0) % 2 == 0)
-            return session
-
     scenario = scenario_from_options("lesion-corrective", click_policy=policy, interactions=3)
     runs = [simulate_case(HalfOracle(instances), image, instances, lesions, scenario, rng=np.random.default_rng(5))
             for _ in range(2)]
     assert runs[0].clicks == runs[1].clicks and len(runs[0].clicks) > len(lesions)
+
+
+def test_patch_clicks_use_the_volume_patch_grid():
+    from scipy import ndimage
+
+    from nfbench.interaction.loop import _tile_aligned
+
+    assert _tile_aligned((slice(5, 9), slice(17, 18), slice(600, 700)), (512, 16, 512), (800, 31, 2900)) == (
+        slice(0, 512), slice(16, 31), slice(512, 1024))
+    phantom = make_case(size="small", burden="low", rng=3, n_lesions=4)
+    image, label = phantom.volumes(image_dtype=np.float32)
+    instances = instance_map(label.data)
+    lesions = lesion_table(instances, affine=image.affine)
+
+    class Swollen(OracleModel):
+        """The clicked lesion grown by one voxel: corrective clicks must be negative."""
+
+        def start(self, image):
+            session = super().start(image)
+            inner = session.predict
+            session.predict = lambda: ndimage.binary_dilation(inner())
+            return session
+
+    scenario = scenario_from_options("lesion-corrective", preset="paper")
+    result = simulate_case(Swollen(instances), image, instances, lesions, scenario, rng=np.random.default_rng(0))
+    assert scenario.click_policy == "patch" and len(result.lesions) == len(lesions)
+    corrective = [c for c in result.clicks if c["interaction"] > 1]
+    assert corrective and all(not c["positive"] for c in corrective)
+    for c in corrective:  # never on the lesion, never on another lesion (those voxels are ignored)
+        assert instances[c["i"], c["j"], c["k"]] == 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nfbench.bbox import mask_bbox, pad_bbox, union_bbox
-from nfbench.interaction.policies import next_clicks
+from nfbench.interaction.policies import DEFAULT_PATCH_SIZE, next_clicks
 from nfbench.interaction.scenarios import Scenario
 from nfbench.io.volume import Volume
 from nfbench.lesions import Lesion
@@ -91,6 +91,13 @@ def _give_clicks(session: Session, model: InteractiveModel, clicks: list[Click],
     return pred, (time.perf_counter() - start) * 1000.0
 
 
+def _tile_aligned(scope: BoxSlices, tile: tuple[int, int, int], shape: tuple[int, ...]) -> BoxSlices:
+    """Grow a box to whole tiles of the volume's patch grid, so a crop's patches are the volume's."""
+    return tuple(
+        slice(s.start // n * n, min(-(-s.stop // n) * n, size)) for s, n, size in zip(scope, tile, shape)
+    )  # type: ignore[return-value]
+
+
 def _curve_summary(values: list[float], budget: int) -> dict:
     filled, _ = carry_forward(np.asarray(values, dtype=float), budget)
     out = {"auc_dice": auc(filled, normalise=False), "auc_dice_norm": auc(filled, normalise=True)}
@@ -126,10 +133,12 @@ def _lesion_session(
     rows: list[dict] = []
     for t in range(1, scenario.budget + 1):
         tick = time.perf_counter()
+        policy = _first_click_policy(scenario) if t == 1 else scenario.click_policy
+        if policy == "patch":
+            scope = _tile_aligned(scope, DEFAULT_PATCH_SIZE, shape)
         truth = instances[scope] == lesion.lesion_id
         ignore = (instances[scope] > 0) & ~truth
         current = np.zeros(truth.shape, bool) if pred is None else pred[scope]
-        policy = _first_click_policy(scenario) if t == 1 else scenario.click_policy
         local = next_clicks(current, truth, spacing=spacing, rng=rng, policy=policy, ignore=ignore, alpha=scenario.alpha)
         if not local:
             break  # nothing left to correct: the lesion is segmented perfectly

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
 
 from nfbench.interaction.loop import simulate_case
 from nfbench.interaction.scenarios import scenario_from_options
-from nfbench.io.volume import load_volume
+from nfbench.io.volume import Volume
 from nfbench.lesions import instance_map, lesion_table
 from nfbench.models.base import ModelError
 from nfbench.phantom import make_case
@@ -154,3 +155,32 @@ def test_patch_clicks_use_the_volume_patch_grid():
     assert corrective and all(not c["positive"] for c in corrective)
     for c in corrective:  # never on the lesion, never on another lesion (those voxels are ignored)
         assert instances[c["i"], c["j"], c["k"]] == 0
+
+
+def test_box_prompt_on_the_largest_coronal_slice_for_box_capable_models():
+    instances = np.zeros((12, 6, 14), np.uint8)
+    instances[2:5, 1, 3:6] = 1          # 9 voxels on slice 1
+    instances[3:9, 3, 2:10] = 1         # 48 voxels on slice 3: the largest
+    instances[10, 5, 12] = 2
+    volume = Volume(np.zeros(instances.shape, np.float32), np.eye(4), np.eye(4), nib.Nifti1Header())
+    lesions = lesion_table(instances, affine=volume.affine)
+
+    class BoxOracle(OracleModel):
+        capabilities = frozenset({"click", "box"})
+        boxes: list = []
+
+        def start(self, image):
+            session = super().start(image)
+            session.add_box = self.boxes.append
+            return session
+
+    model = BoxOracle(instances, "box-oracle")
+    result = simulate_case(model, volume, instances, lesions, scenario_from_options("lesion-single", boxes=True),
+                           rng=np.random.default_rng(0))
+    first = model.boxes[0]
+    assert (first.lo, first.hi) == ((3, 3, 2), (9, 4, 10))
+    assert len(model.boxes) == 2 and [r["n_boxes"] for r in result.interactions] == [1, 1]
+    # A click-only model is never sent a box (OracleModel.add_box would raise).
+    plain = simulate_case(OracleModel(instances), volume, instances, lesions,
+                          scenario_from_options("lesion-single", boxes=True), rng=np.random.default_rng(0))
+    assert [r["n_boxes"] for r in plain.interactions] == [0, 0]

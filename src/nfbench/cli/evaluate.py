@@ -38,6 +38,7 @@ def evaluate_command(
     stop_dice: Annotated[str | None, typer.Option(help="Stop a session once its Dice reaches this; 'none' never [preset: lesion 1.0, global 0.8].")] = None,
     clicks: Annotated[str | None, typer.Option(help="Click policy: center, center-voxel, uniform, edt-power, patch [preset].")] = None,
     alpha: Annotated[float | None, typer.Option(help="Exponent of the edt-power policy [8].")] = None,
+    boxes: Annotated[bool, typer.Option("--boxes", help="Box-capable models get a 2D box on each lesion's largest coronal slice first.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     fold: Annotated[int | None, typer.Option(help="Fold of the model being evaluated (recorded only).")] = None,
     case: Annotated[list[str] | None, typer.Option("--case", help="Evaluate only these cases (repeatable).")] = None,
@@ -68,7 +69,7 @@ def evaluate_command(
             per_lesion = name.startswith("lesion-")
             scenarios.append(scenario_from_options(
                 name, preset=preset, lesions=lesions, interactions=interactions if per_lesion else budget,
-                stop_dice=stop, click_policy=clicks, alpha=alpha))
+                stop_dice=stop, click_policy=clicks, alpha=alpha, boxes=boxes))
         from nfbench.interaction.policies import POLICIES
         from nfbench.interaction.scenarios import look_up
         for s in scenarios:

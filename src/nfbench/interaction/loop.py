@@ -24,9 +24,9 @@ from nfbench.metrics.overlap import dice, dice_from_counts
 from nfbench.metrics.surface import surface_metrics
 from nfbench.models.base import InteractiveModel, Session, check_prediction
 from nfbench.results.schema import THRESHOLDS
-from nfbench.types import BoolMask, BoxSlices, Click
+from nfbench.types import BoolMask, Box, BoxSlices, Click
 
-__all__ = ["CaseResult", "simulate_case"]
+__all__ = ["CaseResult", "simulate_case", "coronal_box"]
 
 ProgressHook = Callable[[int, int], None]  # (sessions done, sessions in all)
 
@@ -91,6 +91,16 @@ def _give_clicks(session: Session, model: InteractiveModel, clicks: list[Click],
     return pred, (time.perf_counter() - start) * 1000.0
 
 
+def coronal_box(instances: np.ndarray, lesion: Lesion) -> Box:
+    """The lesion's 2D bounding box on the coronal slice (axis 1) where it has most voxels."""
+    mask = instances[lesion.bbox] == lesion.lesion_id
+    j = int(np.argmax(np.count_nonzero(mask, axis=(0, 2))))
+    plane = mask[:, j, :]
+    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    i0, k0, j0 = lesion.bbox[0].start, lesion.bbox[2].start, lesion.bbox[1].start
+    return Box((i0 + rows[0], j0 + j, k0 + cols[0]), (i0 + rows[-1] + 1, j0 + j + 1, k0 + cols[-1] + 1))
+
+
 def _tile_aligned(scope: BoxSlices, tile: tuple[int, int, int], shape: tuple[int, ...]) -> BoxSlices:
     """Grow a box to whole tiles of the volume's patch grid, so a crop's patches are the volume's."""
     return tuple(
@@ -128,6 +138,10 @@ def _lesion_session(
     pred: BoolMask | None = None
     scope = lesion_box
     session.reset()
+    n_boxes = 0
+    if scenario.boxes and "box" in model.capabilities:
+        session.add_box(coronal_box(instances, lesion))
+        n_boxes = 1
     curve: list[float] = []
     n_clicks_total = 0
     rows: list[dict] = []
@@ -154,7 +168,7 @@ def _lesion_session(
         d = dice(crop, truth, ignore=ignore)
         nsd = surface_metrics(crop & ~ignore, truth, spacing=spacing, tolerance_mm=tolerance_mm).nsd if surface else math.nan
         row = dict(lesion_id=lesion.lesion_id, lesion_rank=lesion.rank, lesion_volume_ml=lesion.volume_ml,
-                   interaction=t, n_clicks=len(clicks), dice_lesion=d, dice_lesion_strict=dice(crop, truth),
+                   interaction=t, n_clicks=len(clicks), n_boxes=n_boxes if t == 1 else 0, dice_lesion=d, dice_lesion_strict=dice(crop, truth),
                    dice_scan=scan.dice_with(union, pred, scope), nsd_lesion=nsd, latency_ms=latency,
                    carried_forward=False)
         result.clicks += _click_rows(clicks, volume, lesion.lesion_id, t, n_clicks_total + 1)
@@ -167,7 +181,7 @@ def _lesion_session(
     n_used = len(rows)
     if rows:
         for t in range(n_used + 1, scenario.budget + 1):
-            rows.append({**rows[-1], "interaction": t, "n_clicks": 0, "latency_ms": math.nan,
+            rows.append({**rows[-1], "interaction": t, "n_clicks": 0, "n_boxes": 0, "latency_ms": math.nan,
                          "overhead_ms": math.nan, "carried_forward": True})
     result.interactions += rows
     final = pred if pred is not None else np.zeros(shape, bool)
@@ -226,7 +240,7 @@ def _global_session(
         d = dice(pred[scope], truth[scope]) if scope is not None else 1.0
         result.clicks += _click_rows(clicks, volume, 0, t, n_clicks_total + 1)
         n_clicks_total += len(clicks)
-        rows.append(dict(lesion_id=0, lesion_rank=0, lesion_volume_ml=total_ml, interaction=t, n_clicks=len(clicks),
+        rows.append(dict(lesion_id=0, lesion_rank=0, lesion_volume_ml=total_ml, interaction=t, n_clicks=len(clicks), n_boxes=0,
                          dice_lesion=math.nan, dice_lesion_strict=math.nan, dice_scan=d, nsd_lesion=math.nan,
                          latency_ms=latency, carried_forward=False,
                          overhead_ms=(overhead + time.perf_counter() - tick) * 1000.0))
@@ -236,7 +250,7 @@ def _global_session(
             break
     if rows:
         for t in range(len(rows) + 1, budget + 1):
-            rows.append({**rows[-1], "interaction": t, "n_clicks": 0, "latency_ms": math.nan,
+            rows.append({**rows[-1], "interaction": t, "n_clicks": 0, "n_boxes": 0, "latency_ms": math.nan,
                          "overhead_ms": math.nan, "carried_forward": True})
     result.interactions += rows
     result.scan_curve = [r["dice_scan"] for r in rows]

@@ -25,7 +25,9 @@ class Scenario:
     """One scenario with every setting resolved.
 
     ``interactions`` is the budget per lesion in lesion scenarios and per scan in global ones;
-    ``stop_dice`` stops a session early once its Dice reaches it (None: never).
+    ``stop_dice`` stops a session early once its Dice reaches it (None: never); ``boxes`` gives a
+    box-capable model a 2D box on the lesion's largest coronal slice before the first click (lesion
+    scenarios only).
     """
 
     name: str

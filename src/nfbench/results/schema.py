@@ -21,6 +21,7 @@ INTERACTIONS = RUN_KEYS + (
     "lesion_volume_ml",   # volume of the prompted lesion; total lesion volume for scan-level rows
     "interaction",        # 1-based
     "n_clicks",           # clicks added in this interaction
+    "n_boxes",            # box prompts given with this interaction (--boxes, box-capable models)
     "dice_lesion",        # this lesion vs prediction, other lesions' voxels ignored (NaN at scan level)
     "dice_lesion_strict", # this lesion vs the whole prediction (the original's definition)
     "dice_scan",          # all lesions vs the scan's current prediction

@@ -220,7 +220,19 @@ def evaluate(
     return summary
 
 
-def _run_one(plan, store, model, scenario, test_set, case, loaded, base, progress, save_predictions):
+def _run_one(
+    plan: EvaluationPlan,
+    store: RunStore,
+    model: InteractiveModel,
+    scenario: Scenario,
+    test_set: str,
+    case: Case,
+    loaded: _LoadedCase | Exception,
+    base: dict,
+    progress: RunProgress,
+    save_predictions: bool,
+) -> tuple[dict[str, list[dict]], dict[str, np.ndarray] | None]:
+    """One model × scenario on one case: its table rows and preview, or a failed cases row."""
     start = time.perf_counter()
     if isinstance(loaded, Exception):
         return {"cases": [{**base, "status": "failed", "error": str(loaded)}]}, None

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from nfbench.cli import app
-from nfbench.models.base import ModelError
+from nfbench.models.base import ModelError, check_prediction
 from nfbench.models.registry import available_models, load_model, register_model, unregister_model
 from nfbench.models.sphere import SphereModel
+from nfbench.types import Click
 
 
 @pytest.fixture
@@ -127,3 +129,52 @@ def test_a_factory_must_return_a_model(registered):
     registered("not-a-model", lambda: object())
     with pytest.raises(ModelError, match="'not-a-model'.*does not provide name, capabilities and start"):
         load_model("not-a-model")
+
+
+class _BadSession:
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, dtype
+
+    def reset(self):
+        pass
+
+    def add_click(self, click):
+        pass
+
+    def add_box(self, box):
+        raise NotImplementedError
+
+    def predict(self):
+        return np.zeros(self.shape, self.dtype)
+
+
+class BadModel:
+    """A plug-in that returns masks of the wrong shape or type."""
+
+    name = "bad"
+    capabilities = frozenset({"click"})
+
+    def __init__(self, shape=(4, 4, 4), dtype=bool):
+        self.shape, self.dtype = shape, dtype
+
+    def start(self, image):
+        return _BadSession(self.shape, self.dtype)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"shape": (4, 4, 3)}, r"'bad' returned a mask of shape \(4, 4, 3\), expected \(4, 4, 4\)"),
+        ({"dtype": np.uint8}, r"'bad' returned a mask of dtype uint8, expected bool"),
+    ],
+)
+def test_broken_predictions_are_caught_with_the_model_name(registered, options, message):
+    registered("bad", BadModel)
+    session = load_model("bad", **options).start(None)
+    session.add_click(Click((1, 1, 1), True))
+    with pytest.raises(ModelError, match=message):
+        check_prediction("bad", session.predict(), (4, 4, 4))
+    good = load_model("bad").start(None).predict()
+    assert check_prediction("bad", good, (4, 4, 4)).dtype == np.bool_
+    with pytest.raises(ModelError, match="'bad' returned list"):
+        check_prediction("bad", [[[True]]], (1, 1, 1))

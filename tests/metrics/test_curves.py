@@ -24,8 +24,10 @@ def test_carry_forward_rejects_bad_curves():
         carry_forward(np.array([]), 3)
     with pytest.raises(ValueError, match="budget"):
         carry_forward(np.ones(1), 0)
-    with pytest.raises(ValueError, match="one-dimensional"):
-        carry_forward(np.ones((2, 2)), 4)
+    with pytest.raises(ValueError, match="1-D curve or a 2-D array"):
+        carry_forward(np.ones((2, 2, 2)), 4)
+    with pytest.raises(ValueError, match="empty"):
+        carry_forward(np.array([[0.5, np.nan], [np.nan, np.nan]]), 3)  # a row without any value
 
 
 def test_auc_trapezoid_raw_and_normalised():
@@ -62,3 +64,33 @@ def test_noc_on_an_early_stopped_curve():
 def test_nan_never_reaches():
     assert not reached([math.nan, math.nan], 0.0)
     assert noc([math.nan, 0.9], 0.8, 3) == 2
+
+
+def test_trailing_nan_is_padding_of_an_early_stop():
+    filled, flags = carry_forward([0.4, 0.9, math.nan], 4)
+    np.testing.assert_array_equal(filled, [0.4, 0.9, 0.9, 0.9])
+    np.testing.assert_array_equal(flags, [False, False, True, True])
+
+
+def test_many_nan_padded_curves_at_once_match_one_by_one():
+    rows = [[0.5, 0.82, 0.88, 0.95], [0.3, 0.86], [0.1], [0.2, 0.3, 0.4]]
+    padded = np.full((len(rows), 4), math.nan)
+    for r, row in enumerate(rows):
+        padded[r, : len(row)] = row
+    filled, flags = carry_forward(padded, 5)
+    assert filled.shape == flags.shape == (4, 5)
+    for r, row in enumerate(rows):
+        one, one_flags = carry_forward(np.array(row), 5)
+        np.testing.assert_array_equal(filled[r], one)
+        np.testing.assert_array_equal(flags[r], one_flags)
+        assert auc(filled, normalise=True)[r] == pytest.approx(auc(one, normalise=True))
+        assert auc(filled, normalise=False)[r] == pytest.approx(auc(one, normalise=False))
+        for x in (0.8, 0.85, 0.9):
+            assert noc(filled, x, 5)[r] == noc(one, x, 5)
+            assert reached(filled, x)[r] == reached(one, x)
+    np.testing.assert_array_equal(noc(filled, 0.85, 5), [3, 2, 5, 5])
+    np.testing.assert_array_equal(reached(padded, 0.85), [True, True, False, False])
+    assert nof(padded, 0.85) == 2 and nof(list(map(np.array, rows)), 0.85) == 2
+    assert np.isnan(auc(padded, normalise=True)[1])  # padding must be carried forward first
+    with pytest.raises(ValueError, match="2-D array"):
+        nof(np.ones(3), 0.5)

@@ -140,3 +140,31 @@ def test_bad_input_is_rejected():
         detection(np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), np.float32), spacing=SPACING)
     with pytest.raises(ValueError, match="iou_threshold"):
         detection(np.zeros((2, 2, 2), bool), np.zeros((2, 2, 2), np.uint8), spacing=SPACING, iou_threshold=1.5)
+
+
+@pytest.mark.parametrize("labelling", ["sparse", "cc3d"])
+def test_bool_truth_is_split_into_26_connected_components(labelling, monkeypatch):
+    monkeypatch.setattr(detection_module, "_SPARSE_RATIO", 10**9 if labelling == "sparse" else 0)
+    truth = np.zeros((16, 8, 8), bool)
+    truth[2:5, 2:5, 2:5] = True     # lesion A (27 voxels) ...
+    truth[5, 5, 5] = True           # ... with a voxel touching its corner: still lesion A
+    truth[10:13, 2:5, 2:5] = True   # lesion B
+    pred = np.zeros(truth.shape, bool)
+    pred[10:13, 2:5, 2:5] = True
+    det = detection(pred, truth, spacing=SPACING)
+    assert (det.tp, det.fp, det.fn) == (1, 0, 1)
+    assert det.fn_volume_ml == pytest.approx(28 * 0.001)
+    # The same label as an integer 0/1 map is one lesion (instance ids as given), found.
+    as_ids = detection(pred, truth.astype(np.uint8), spacing=SPACING)
+    assert (as_ids.tp, as_ids.fp, as_ids.fn) == (1, 0, 0)
+
+
+def test_large_sparse_instance_ids():
+    truth = np.zeros((6, 4, 4), np.uint32)
+    truth[0:2] = 4_000_000_000
+    truth[4:6] = 7
+    pred = np.zeros(truth.shape, bool)
+    pred[0:2, :2] = True
+    det = detection(pred, truth, spacing=SPACING)
+    assert (det.tp, det.fp, det.fn) == (1, 0, 1)
+    assert det.fn_volume_ml == pytest.approx(32 * 0.001)

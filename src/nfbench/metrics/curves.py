@@ -1,7 +1,10 @@
 """Per-interaction curves: carrying early stops forward, area under the curve, NoC and NoF.
 
 A curve is the Dice (or NSD) after interactions 1, 2, …, n, as a 1-D array; entry ``i`` belongs
-to interaction ``i + 1``.
+to interaction ``i + 1``. Many curves are a 2-D array, one curve per row; a row that stopped early
+is padded at the end with NaN. Every function takes either form: a 1-D curve gives a Python
+scalar, a 2-D array one value per row (a NumPy array). Trailing NaNs are padding in both forms
+(the interactions that did not happen), so ``[0.4, 0.9, nan]`` is a curve that stopped after two.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import numpy as np
 __all__ = ["carry_forward", "auc", "noc", "reached", "nof"]
 
 
-def _curve(values: np.ndarray | Iterable[float]) -> np.ndarray:
-    curve = np.asarray(values, dtype=float)
-    if curve.ndim != 1:
-        raise ValueError(f"a curve must be one-dimensional, got shape {curve.shape}")
-    return curve
+def _curves(values: np.ndarray | Iterable[float]) -> tuple[np.ndarray, bool]:
+    """The curves as a 2-D float array (one per row) and whether a single 1-D curve was given."""
+    curves = np.asarray(values, dtype=float)
+    if curves.ndim not in (1, 2):
+        raise ValueError(f"curves must be a 1-D curve or a 2-D array of curves, got shape {curves.shape}")
+    return np.atleast_2d(curves), curves.ndim == 1
 
 
 def _check_budget(budget: int) -> int:
@@ -26,16 +30,28 @@ def _check_budget(budget: int) -> int:
     return int(budget)
 
 
+def _lengths(curves: np.ndarray) -> np.ndarray:
+    """Interactions per row: up to and including the last non-NaN value (0 for an all-NaN row)."""
+    present = ~np.isnan(curves)
+    last_from_end = np.argmax(present[:, ::-1], axis=1)
+    return np.where(present.any(axis=1), curves.shape[1] - last_from_end, 0)
+
+
 def carry_forward(values: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fill a curve that stopped early up to ``budget`` interactions with its last value.
+    """Fill curves that stopped early up to ``budget`` interactions with their last value.
 
     Curves of one setting then have one length, so they can be averaged and compared at every
     interaction; the flags let tables mark the carried entries.
 
+    Parameters
+    ----------
+    values : (n,) curve or (C, n) NaN-padded curves, ``n ≤ budget`` (trailing NaNs are padding)
+    budget : interactions each curve is filled to
+
     Returns
     -------
-    filled : (budget,) float array
-    carried : (budget,) bool array, True for the entries added here
+    filled : (budget,) or (C, budget) float array
+    carried : bool array of the same shape, True for the entries added here
 
     Raises
     ------
@@ -44,52 +60,69 @@ def carry_forward(values: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarr
         curve longer than the budget.
     """
     budget = _check_budget(budget)
-    curve = _curve(values)
-    if curve.size == 0:
+    curves, single = _curves(values)
+    lengths = _lengths(curves)
+    if curves.shape[1] == 0 or np.any(lengths == 0):
         raise ValueError("an empty curve cannot be carried forward")
-    if curve.size > budget:
-        raise ValueError(f"curve has {curve.size} interactions, more than the budget {budget}")
-    filled = np.concatenate([curve, np.full(budget - curve.size, curve[-1])])
-    return filled, np.arange(budget) >= curve.size
+    if np.any(lengths > budget):
+        raise ValueError(f"curve has {int(lengths.max())} interactions, more than the budget {budget}")
+    steps = np.arange(budget)
+    carried = steps[None, :] >= lengths[:, None]
+    source = np.minimum(steps[None, :], lengths[:, None] - 1)  # the last value for carried entries
+    filled = np.take_along_axis(curves[:, :budget], np.minimum(source, curves.shape[1] - 1), axis=1)
+    return (filled[0], carried[0]) if single else (filled, carried)
 
 
-def auc(values: np.ndarray, *, normalise: bool) -> float:
-    """Trapezoid area under a curve over interactions 1..n (unit steps).
+def auc(values: np.ndarray, *, normalise: bool) -> float | np.ndarray:
+    """Trapezoid area under curves over interactions 1..n (unit steps).
 
     ``normalise`` divides by ``n − 1``, the width of the curve, so a curve at 1.0 throughout
     scores 1.0 and curves of different budgets share the [0, 1] scale. A one-point curve has no
-    width: its value is returned either way. Carry early-stopped curves forward first, or their
-    area is not comparable with the others'.
+    width: its value is returned either way. Carry early-stopped curves forward first (a NaN-padded
+    row gives NaN), or their area is not comparable with the others'.
     """
-    curve = _curve(values)
-    if curve.size == 0:
+    curves, single = _curves(values)
+    if curves.shape[1] == 0:
         raise ValueError("an empty curve has no area")
-    if curve.size == 1:
-        return float(curve[0])
-    area = float(np.sum((curve[1:] + curve[:-1]) / 2.0))
-    return area / (curve.size - 1) if normalise else area
+    if curves.shape[1] == 1:
+        area = curves[:, 0].copy()
+    else:
+        area = np.sum((curves[:, 1:] + curves[:, :-1]) / 2.0, axis=1)
+        if normalise:
+            area /= curves.shape[1] - 1
+    return float(area[0]) if single else area
 
 
-def reached(values: np.ndarray, threshold: float) -> bool:
-    """Whether the curve reaches ``≥ threshold`` at some interaction (NaN never does)."""
-    return bool(np.any(_curve(values) >= threshold))
+def reached(values: np.ndarray, threshold: float) -> bool | np.ndarray:
+    """Whether a curve reaches ``≥ threshold`` at some interaction (NaN never does)."""
+    curves, single = _curves(values)
+    hit = np.any(curves >= threshold, axis=1)
+    return bool(hit[0]) if single else hit
 
 
-def noc(values: np.ndarray, threshold: float, budget: int) -> int:
+def noc(values: np.ndarray, threshold: float, budget: int) -> int | np.ndarray:
     """Number of clicks: the first 1-based interaction with value ≥ ``threshold``, capped at ``budget``.
 
-    A curve that never reaches the threshold scores ``budget`` (DESIGN §2); use :func:`reached`
-    per curve or :func:`nof` over curves to count those failures, which NoC alone hides.
+    A curve that never reaches the threshold scores ``budget`` (DESIGN §2: "capped at the
+    budget"), the same as one that reaches it at the last interaction; use :func:`reached` per
+    curve or :func:`nof` over curves to count those failures, which NoC alone hides.
     """
     budget = _check_budget(budget)
-    hits = np.flatnonzero(_curve(values) >= threshold)
-    return int(min(hits[0] + 1, budget)) if hits.size else budget
+    curves, single = _curves(values)
+    hits = curves >= threshold
+    first = np.where(hits.any(axis=1), np.argmax(hits, axis=1) + 1, budget)
+    counts = np.minimum(first, budget)
+    return int(counts[0]) if single else counts
 
 
-def nof(curves: Iterable[np.ndarray], threshold: float) -> int:
+def nof(curves: Iterable[np.ndarray] | np.ndarray, threshold: float) -> int:
     """Number of failures: how many curves never reach ``threshold``.
 
-    ``curves`` is any iterable of 1-D curves (a list of arrays of different lengths, or the rows of
-    a 2-D array).
+    ``curves`` is a 2-D array (one curve per row, NaN-padded) or any iterable of 1-D curves (for
+    example a list of arrays of different lengths).
     """
+    if isinstance(curves, np.ndarray):
+        if curves.ndim != 2:
+            raise ValueError(f"curves must be a 2-D array (one curve per row), got shape {curves.shape}")
+        return int(np.count_nonzero(~reached(curves, threshold)))
     return sum(not reached(curve, threshold) for curve in curves)

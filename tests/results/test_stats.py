@@ -43,3 +43,13 @@ def test_paired_comparisons_pair_cases_and_correct_for_multiplicity():
     assert table.loc[("a", "b"), "rank_biserial"] == 1.0 and table.loc[("a", "b"), "p_value"] < 0.001
     np.testing.assert_allclose(table["p_holm"], holm(table["p_value"].to_numpy()))
     assert (table["p_holm"] >= table["p_value"]).all()
+
+
+def test_wilcoxon_p_value_of_a_one_sided_sweep_is_the_exact_answer():
+    # six cases, model a better on every one with distinct differences: under H0 each of the 2^6 sign
+    # patterns is equally likely and only "all +" and "all −" are as extreme → p = 2 / 64.
+    rows = [{"model": m, "scenario": "s", "test_set": "t", "case": f"c{n}", "dice": 0.5 + (0.01 * (n + 1) if m == "a" else 0)}
+            for n in range(6) for m in ("a", "b")]
+    table = paired_comparisons(pd.DataFrame(rows), value="dice", by=["scenario", "test_set"])
+    assert table["p_value"].iloc[0] == pytest.approx(2 / 64)
+    assert table["rank_biserial"].iloc[0] == 1.0 and table["n_cases"].iloc[0] == 6

@@ -16,7 +16,8 @@ __all__ = ["report_command"]
 def report_command(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by `nfbench evaluate`.", exists=True, file_okay=False)],
     out: Annotated[Path, typer.Option(help="Folder for report.html, tables/ and figures/.")],
-    budget: Annotated[int | None, typer.Option(help="Interaction at which lesion scenarios are compared [the last].")] = None,
+    budget: Annotated[int | None, typer.Option(help="Interaction at which lesion scenarios are summarised and compared [3].")] = None,
+    dpi: Annotated[int, typer.Option(help="Resolution of the PNG figures.")] = 150,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Write a self-contained report.html plus tables (CSV, XLSX, Markdown) and figures (PNG, SVG)."""
@@ -25,8 +26,10 @@ def report_command(
 
     if budget is not None and budget < 1:
         fail(f"--budget must be at least 1, got {budget}")
+    if not 10 <= dpi <= 1200:
+        fail(f"--dpi must be between 10 and 1200, got {dpi}")
     try:
-        path = write_report(runs, out, budget=budget, quiet=quiet)
+        path = write_report(runs, out, budget=budget, quiet=quiet, dpi=dpi)
     except (RunError, ValueError) as err:
         fail(str(err))
     stdout.print(f"report: {path}")

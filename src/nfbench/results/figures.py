@@ -6,27 +6,61 @@ per model across figures so a reader can follow one model through the report.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from nfbench.results.aggregate import GROUP, SIZE_BINS, RunTables, curves, size_table  # noqa: E402
-from nfbench.results.schema import THRESHOLDS  # noqa: E402
+from nfbench.results.aggregate import (
+    GROUP,
+    SIZE_BINS,
+    RunTables,
+    curves,
+    noc_table,
+    per_case,
+    size_table,
+)
+from nfbench.results.schema import THRESHOLDS
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
-    "model_colours", "curve_figure", "size_figure", "noc_figure", "detection_figure", "latency_figure",
-    "overlay_figure", "save_figure", "OVERLAY_COLOURS",
+    "OVERLAY_COLOURS",
+    "curve_figure",
+    "detection_figure",
+    "latency_figure",
+    "model_colours",
+    "noc_figure",
+    "overlay_figure",
+    "overlay_rgb",
+    "save_figure",
+    "size_figure",
 ]
 
 OVERLAY_COLOURS = {"true positive": (1.0, 0.85, 0.0), "false positive": (0.9, 0.1, 0.1), "false negative": (0.1, 0.8, 0.2)}
-plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"})
+_STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fontsize": 8,
+          "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"}
+"""Applied per figure (never to matplotlib's global state); SVG text stays editable text."""
+
+
+def _styled(function: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with plt.rc_context(_STYLE):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def model_colours(models: list[str]) -> dict[str, tuple]:
@@ -44,6 +78,18 @@ def _panels(keys: list[tuple[str, str]], *, width: float = 4.2, height: float = 
     return fig, axes.flat
 
 
+def _cases(n: int) -> str:
+    return f"{n} case" if n == 1 else f"{n} cases"
+
+
+def _legend(fig: Figure, models: list[str], colours: dict[str, tuple], *, line: bool = False) -> None:
+    """One legend for all panels, below them (a model has the same colour everywhere)."""
+    handles = [Line2D([], [], color=colours[m], marker="o", ms=3, label=m) if line else Patch(color=colours[m], label=m)
+               for m in models]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(models), 6), frameon=False, fontsize=9)
+
+
+@_styled
 def curve_figure(tables: RunTables, *, level: str, colours: dict[str, tuple]) -> Figure | None:
     """Mean Dice (over cases) per interaction with its bootstrap 95% band; one panel per scenario × test set."""
     table = curves(tables.interactions, level=level)
@@ -55,17 +101,22 @@ def curve_figure(tables: RunTables, *, level: str, colours: dict[str, tuple]) ->
         panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
         for model, line in panel.groupby("model"):
             ax.plot(line["interaction"], line["mean"], marker="o" if len(line) <= 10 else None, ms=3,
-                    color=colours[model], label=f"{model} (n={int(line['n_cases'].max())})")
-            ax.fill_between(line["interaction"], line["ci_low"], line["ci_high"], color=colours[model], alpha=0.2, lw=0)
-        ax.set(title=f"{scenario} · {test_set}", xlabel="interaction", ylim=(0, 1.02),
+                    color=colours[model], label=model)
+            if len(line) > 1:
+                ax.fill_between(line["interaction"], line["ci_low"], line["ci_high"], color=colours[model], alpha=0.2, lw=0)
+            else:  # one interaction (single-click scenarios): an error bar instead of a band
+                err = np.vstack([line["mean"] - line["ci_low"], line["ci_high"] - line["mean"]]).clip(min=0)
+                ax.errorbar(line["interaction"], line["mean"], yerr=np.nan_to_num(err), color=colours[model], capsize=3)
+        ax.set(title=f"{scenario} · {test_set} (n = {_cases(int(panel['n_cases'].max()))})", xlabel="interaction", ylim=(0, 1.02),
                ylabel="lesion Dice" if level == "lesion" else "scan Dice")
         if panel["interaction"].max() <= 10:
             ax.set_xticks(sorted(panel["interaction"].unique()))
-        ax.legend(fontsize=8, frameon=False)
+    _legend(fig, sorted(table["model"].unique()), colours, line=True)
     fig.suptitle(f"{'Lesion' if level == 'lesion' else 'Scan'}-level Dice per interaction (mean over cases, 95% bootstrap CI)")
     return fig
 
 
+@_styled
 def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
     """Final lesion Dice per lesion-volume bin (mean over cases, 95% CI)."""
     table = size_table(tables.lesions)
@@ -86,8 +137,8 @@ def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | Non
         counts = panel.groupby("size_bin", observed=True)["n_lesions"].max().reindex(bins).fillna(0).astype(int)
         ax.set_xticks(np.arange(len(bins)), [f"{b}\n(n={c})" for b, c in zip(bins, counts)])
         ax.set(title=f"{scenario} · {test_set}", ylabel="final lesion Dice", ylim=(0, 1.05))
-        ax.legend(fontsize=8, frameon=False)
-    fig.suptitle("Final lesion Dice by lesion volume")
+    _legend(fig, sorted(table["model"].unique()), colours)
+    fig.suptitle("Final lesion Dice by lesion volume (mean over cases, 95% bootstrap CI)")
     return fig
 
 
@@ -106,35 +157,37 @@ def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *,
         ax.set(title=f"{scenario} · {test_set}", ylabel=ylabel)
         if ylim is not None:
             ax.set_ylim(*ylim)
-        ax.legend(fontsize=8, frameon=False)
+    _legend(fig, sorted(table["model"].unique()), colours)
     fig.suptitle(title)
     return fig
 
 
+@_styled
 def noc_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
-    """Mean NoC@80/85/90 per model (lower is better), one panel per scenario × test set."""
-    les = tables.lesions
-    if les.empty:
+    """Mean NoC@80/85/90 per model (lower is better), one panel per scenario × test set; lesion
+    scenarios count interactions per lesion, global scenarios per scan."""
+    table = noc_table(tables)
+    if table.empty:
         return None
     columns = [f"noc_{round(x * 100)}" for x in THRESHOLDS]
-    per_case = les.groupby([*GROUP, "case"])[columns].mean().reset_index()
-    return _grouped_bars(per_case.groupby(GROUP)[columns].mean().reset_index(), columns,
-                         [f"NoC@{round(x * 100)}" for x in THRESHOLDS], colours=colours,
-                         ylabel="interactions (capped at budget)",
-                         title="Number of interactions to reach a lesion Dice (mean over cases; lower is better)")
+    return _grouped_bars(table, columns, [f"NoC@{round(x * 100)}" for x in THRESHOLDS], colours=colours,
+                         ylabel="interactions (capped at the budget)",
+                         title="Interactions needed to reach a Dice of 0.80 / 0.85 / 0.90 (mean over cases; lower is better)")
 
 
+@_styled
 def detection_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
     """Detection F1 per case (any overlap and IoU ≥ 0.1), mean over cases per model."""
     cases = tables.ok_cases
     if cases.empty:
         return None
     columns = ["f1_any", "f1_iou10"]
-    return _grouped_bars(cases.groupby(GROUP)[columns].mean().reset_index(), columns, ["any overlap", "IoU ≥ 0.1"],
+    return _grouped_bars(per_case(cases, columns).groupby(GROUP)[columns].mean().reset_index(), columns, ["any overlap", "IoU ≥ 0.1"],
                          colours=colours, ylabel="detection F1", ylim=(0, 1.05),
                          title="Lesion detection F1 of the final prediction (mean over cases)")
 
 
+@_styled
 def latency_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
     """Distribution of model latency per interaction (ms, log scale), one box per model × scenario."""
     inter = tables.interactions
@@ -150,46 +203,64 @@ def latency_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | 
         patch.set_alpha(0.6)
     ax.set_xticks(range(1, len(groups) + 1), [f"{m}\n{s}" for m, s in groups], fontsize=8)
     ax.set_yscale("log")
-    ax.set(ylabel="latency per interaction (ms)", title="Model latency per interaction (CPU)")
+    ax.set(ylabel="latency per interaction (ms)", title="Model latency per interaction (add_click + predict; carried-forward rows excluded)")
     return fig
 
 
 def _display(array: np.ndarray) -> np.ndarray:
-    # previews are [i, k] = [→ patient's right, → superior]: head up, patient's right on the left
+    """[i, k] (i → patient's right, k → superior) to [row, column] with the head up (row 0 = largest
+    k) and the patient's right on the image left (column 0 = largest i), the radiological view."""
     return np.flip(array.T, axis=(0, 1))
 
 
+@_styled
 def overlay_figure(tables: RunTables, model: str, scenario: str) -> Figure | None:
     """Coronal MIP with true positives (yellow), false positives (red) and false negatives (green)
-    for the best, median and worst case of a model (by final scan Dice)."""
+    for the best, median and worst case of a model (by final scan Dice), as in the paper's figure 2.
+
+    The previews are projections of the 3-D TP / FP / FN voxels, so a voxel hidden behind another
+    class in depth still shows; true positives are drawn last (on top).
+    """
     cases = tables.ok_cases
-    cases = cases[(cases["model"] == model) & (cases["scenario"] == scenario)].sort_values("dice_scan", ascending=False)
-    cases = cases[[f"{model}__{scenario}__{t}__{c}" in tables.previews for t, c in zip(cases["test_set"], cases["case"])]]
+    cases = cases[(cases["model"] == model) & (cases["scenario"] == scenario)].dropna(subset=["dice_scan"])
+    cases = cases[[(model, scenario, t, c) in tables.previews for t, c in zip(cases["test_set"], cases["case"])]]
     if cases.empty:
         return None
+    cases = cases.sort_values(["dice_scan", "test_set", "case"], ascending=[False, True, True], ignore_index=True)
     picks = {"best": cases.iloc[0], "median": cases.iloc[len(cases) // 2], "worst": cases.iloc[-1]}
     fig, axes = plt.subplots(1, 3, figsize=(9.0, 7.0), constrained_layout=True)
     for ax, (label, row) in zip(axes, picks.items()):
-        preview = np.load(tables.previews[f"{model}__{scenario}__{row['test_set']}__{row['case']}"])
-        image = _display(preview["image"].astype(float))
-        lo, hi = np.percentile(image[image > 0], [1, 99.5]) if (image > 0).any() else (0.0, 1.0)
-        rgb = np.repeat(np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
-        for key, name in (("fn", "false negative"), ("fp", "false positive"), ("tp", "true positive")):
-            rgb[_display(preview[key])] = OVERLAY_COLOURS[name]
-        sx, sz = (float(v) for v in preview["spacing"])
-        ax.imshow(rgb, aspect=sz / sx, interpolation="nearest")
+        with np.load(tables.previews[(model, scenario, row["test_set"], row["case"])]) as preview:
+            rgb, aspect = overlay_rgb(preview)
+        ax.imshow(rgb, aspect=aspect, interpolation="nearest")
         ax.set_title(f"{label}: {row['case']}\n{row['test_set']}, scan Dice {row['dice_scan']:.3f}", fontsize=9)
         ax.axis("off")
-    fig.legend(handles=[Patch(color=c, label=n) for n, c in OVERLAY_COLOURS.items()], loc="outside lower center", ncol=3, frameon=False)
-    fig.suptitle(f"{model} · {scenario}: coronal maximum-intensity projection (head up, patient's right on the left)")
+    fig.legend(handles=[Patch(color=c, label=n) for n, c in OVERLAY_COLOURS.items()], loc="outside lower center",
+               ncol=3, frameon=False)
+    fig.suptitle(f"{model} · {scenario}: coronal maximum-intensity projection\n(head up, patient's right on the image left)")
     return fig
 
 
+def overlay_rgb(preview: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    """The RGB picture of one preview (grey MIP, FN green, FP red, TP yellow on top) in display
+    orientation, and the pixel aspect (height / width) for ``imshow``."""
+    image = _display(np.asarray(preview["image"], dtype=float))
+    body = image[image > 0]
+    lo, hi = np.percentile(body, [1, 99.5]) if body.size else (0.0, 1.0)
+    rgb = np.repeat(np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
+    for key, name in (("fn", "false negative"), ("fp", "false positive"), ("tp", "true positive")):
+        rgb[_display(np.asarray(preview[key], dtype=bool))] = OVERLAY_COLOURS[name]
+    spacing_i, spacing_k = (float(v) for v in preview["spacing"])
+    return rgb, spacing_k / spacing_i
+
+
+@_styled
 def save_figure(fig: Figure, folder: Path, name: str, *, dpi: int = 110) -> dict[str, Path]:
     """Write ``name.png`` and ``name.svg``; returns both paths."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {ext: folder / f"{name}.{ext}" for ext in ("png", "svg")}
     fig.savefig(paths["png"], dpi=dpi)
+    fig.set_layout_engine("none")  # keep the layout just computed: the SVG needs no second pass
     fig.savefig(paths["svg"])
     plt.close(fig)
     return paths

@@ -1,153 +1,211 @@
-"""`nfbench report`: tables (CSV, Excel, Markdown), figures (PNG, SVG) and one self-contained HTML page."""
+"""`nfbench report`: tables (CSV, Excel, Markdown), figures (PNG, SVG) and one self-contained HTML page.
+
+Layout of the output folder::
+
+    OUT/report.html          everything below in one file (figures inlined, no external resource)
+    OUT/tables/<name>.csv    one CSV per table
+    OUT/tables.xlsx          the same tables, one sheet each
+    OUT/tables.md            the same tables as Markdown
+    OUT/figures/<name>.png|svg
+"""
 
 from __future__ import annotations
 
-import base64
-import html
-import math
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 import nfbench
+from nfbench.results import _html
+from nfbench.results._html import markdown_table
 from nfbench.results.aggregate import (
-    RunTables, config_summary, curves, fold_table, load_runs, main_table, per_case_at, size_table, summary_table,
+    DEFAULT_BUDGET,
+    RunTables,
+    complete_sessions,
+    config_summary,
+    curves,
+    fold_table,
+    load_runs,
+    main_table,
+    noc_table,
+    per_case_at,
+    size_table,
+    summary_table,
 )
 from nfbench.results.figures import (
-    curve_figure, detection_figure, latency_figure, model_colours, noc_figure, overlay_figure, save_figure, size_figure,
+    curve_figure,
+    detection_figure,
+    latency_figure,
+    model_colours,
+    noc_figure,
+    overlay_figure,
+    save_figure,
+    size_figure,
 )
-from nfbench.results.stats import paired_comparisons
+from nfbench.results.stats import N_RESAMPLES, paired_comparisons
 
-__all__ = ["write_report", "report_tables", "markdown_table"]
+__all__ = ["comparison_table", "markdown_table", "report_tables", "write_report"]
+
+METHODS = (
+    "Lesion metrics are averaged over each case's lesions first, then (for a case seen under several folds or "
+    "seeds) over those, then over cases: the case is the unit. std is the between-case standard deviation "
+    f"(ddof 1); the CI is the seeded percentile-bootstrap 95% interval of the mean ({N_RESAMPLES} resamples). "
+    "'After N interactions' is the row with interaction = N. Sessions that stopped early keep their last value "
+    "(carried forward), so every case counts at every interaction. Paired tests: two-sided Wilcoxon signed-rank "
+    "test over the cases both models finished (paired by test set and case), Holm-corrected over all pairs; effect "
+    "size = matched-pairs rank-biserial correlation (positive when model_a is better). Lesion volume strata: "
+    "< 1 ml, 1–10 ml, > 10 ml."
+)
 
 
-def markdown_table(frame: pd.DataFrame, *, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table (floats rounded, NaN shown as empty)."""
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.{digits}f}"
-        return str(value).replace("|", "\\|")
+def comparison_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
+    """Paired Wilcoxon tests between models for every scenario × test set.
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def _comparisons(tables: RunTables, budget: int | None) -> pd.DataFrame:
-    inter = tables.interactions
+    Lesion scenarios compare the lesion Dice after ``budget`` interactions (default 3; a scenario
+    whose sessions are shorter, such as ``lesion-single``, is compared after its last one); global
+    scenarios compare the scan Dice of the last row (at the stop). The ``compared`` column says which.
+    """
+    budget = budget or DEFAULT_BUDGET
+    inter = complete_sessions(tables.interactions)
     parts = []
-    lesion_rows, scan_rows = inter[inter["lesion_id"] > 0], inter[inter["lesion_id"] == 0]
-    if len(lesion_rows):
-        per_case = per_case_at(lesion_rows, "dice_lesion", budget).rename(columns={"dice_lesion": "dice"})
-        parts.append(per_case.assign(metric=f"lesion Dice after {budget or 'the last'} interaction(s)"))
-    if len(scan_rows):
-        per_case = per_case_at(scan_rows, "dice_scan").rename(columns={"dice_scan": "dice"})
-        parts.append(per_case.assign(metric="scan Dice at stop"))
+    for scenario, rows in inter.groupby("scenario"):
+        lesion = bool((rows["lesion_id"] > 0).any())
+        value = "dice_lesion" if lesion else "dice_scan"
+        last = int(rows["interaction"].max())
+        at = min(budget, last) if lesion else None
+        label = (f"lesion Dice after {at} interaction(s)" if lesion else "scan Dice at the last interaction")
+        part = per_case_at(rows, value, at).rename(columns={value: "dice"})
+        parts.append(part.assign(compared=label))
     if not parts:
         return pd.DataFrame()
-    return paired_comparisons(pd.concat(parts, ignore_index=True), value="dice", by=["metric", "scenario", "test_set"])
+    return paired_comparisons(pd.concat(parts, ignore_index=True), value="dice", by=["scenario", "test_set", "compared"])
 
 
 def report_tables(tables: RunTables, *, budget: int | None = None) -> dict[str, pd.DataFrame]:
-    """Every table of the report, by sheet name."""
+    """Every table of the report, by name (also the Excel sheet and CSV file name)."""
+    cases = tables.cases
     return {
         "summary": summary_table(tables),
         "main": main_table(tables, budget=budget),
+        "comparisons": comparison_table(tables, budget=budget),
         "lesion_size": size_table(tables.lesions),
+        "noc": noc_table(tables),
+        "folds": fold_table(tables, budget=budget),
         "curves_lesion": curves(tables.interactions, level="lesion"),
         "curves_scan": curves(tables.interactions, level="scan"),
-        "comparisons": _comparisons(tables, budget),
-        "folds": fold_table(tables),
-        "failed_cases": tables.cases[tables.cases["status"] != "ok"][["model", "scenario", "test_set", "case", "error"]],
+        "failed_cases": cases[cases["status"] != "ok"][["run_id", "model", "scenario", "test_set", "case", "error"]],
     }
 
 
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
-
-
-def _html_table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "<p class='muted'>nothing to show</p>"
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="", border=0, classes="table")
-
-
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-.muted{color:#666} dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem} dt{font-weight:600}
-.table{border-collapse:collapse;font-size:.82rem;margin:.5rem 0} .table th,.table td{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:right}
-.table th{background:#f6f6f6} .scroll{overflow-x:auto} figure{margin:1rem 0} img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.85rem;color:#555}
-"""
-
-_NOTES = (
-    "Lesion metrics are averaged over each case's lesions first, then over cases; ± is the between-case "
-    "standard deviation, CI the seeded percentile-bootstrap 95% interval of the mean (2000 resamples). "
-    "Sessions that stopped early carry their last value forward. Paired tests: Wilcoxon signed-rank over "
-    "cases both models finished, Holm-corrected over all pairs, effect size = matched-pairs rank-biserial "
-    "correlation. NSD uses a 2 mm tolerance unless the run says otherwise; surfaces as in Nikolov et al. 2021."
-)
-
-
-def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None = None, quiet: bool = False) -> Path:
-    """Write the report of one or more run folders into ``out``; returns the path of ``report.html``."""
-    out = Path(out)
-    tables = load_runs(runs)
-    out.mkdir(parents=True, exist_ok=True)
-    sheets = report_tables(tables, budget=budget)
-    table_dir = out / "tables"
-    table_dir.mkdir(exist_ok=True)
-    with pd.ExcelWriter(out / "tables.xlsx") as excel:
+def _write_tables(sheets: dict[str, pd.DataFrame], out: Path) -> None:
+    folder = out / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    with pd.ExcelWriter(out / "tables.xlsx", engine="openpyxl") as excel:
         for name, frame in sheets.items():
-            frame.to_csv(table_dir / f"{name}.csv", index=False)
+            frame.to_csv(folder / f"{name}.csv", index=False)
             frame.to_excel(excel, sheet_name=name[:31], index=False)
-    (out / "tables.md").write_text("\n\n".join(f"## {name}\n\n{markdown_table(frame)}" for name, frame in sheets.items()) + "\n")
+    text = "\n\n".join(f"## {name}\n\n{markdown_table(frame)}" for name, frame in sheets.items())
+    (out / "tables.md").write_text(f"# nfbench report tables\n\n{METHODS}\n\n{text}\n", encoding="utf-8")
 
+
+_FIGURES = {
+    "dice_lesion_curves": "Lesion Dice after each interaction (lesion scenarios): mean over cases with its 95% "
+                          "bootstrap band; one panel per scenario and test set.",
+    "dice_scan_curves": "Scan Dice after each interaction (global scenarios): mean over cases with its 95% bootstrap "
+                        "band; sessions that stopped early carry their last value.",
+    "dice_by_lesion_size": "Final lesion Dice by lesion volume (per case mean within a stratum, then mean over cases; "
+                           "error bars: 95% bootstrap CI; n = lesions).",
+    "noc": "NoC@80/85/90: interactions needed to reach the Dice level (per lesion in lesion scenarios, per scan in "
+           "global scenarios; capped at the budget, so a level never reached counts as the budget: see NoF in the "
+           "table), mean over cases.",
+    "detection_f1": "Lesion detection F1 of the final prediction, matched by any overlap and by IoU ≥ 0.1 (mean over "
+                    "cases).",
+    "latency": "Model latency per interaction (add_click + predict, ms, log scale).",
+}
+
+
+def _figures(tables: RunTables, folder: Path, *, dpi: int, say) -> dict[str, str]:
     colours = model_colours(sorted(set(tables.cases["model"])))
-    figures: list[tuple[str, str]] = []
-    candidates = [
-        ("dice_lesion_curves", "Lesion Dice per interaction", curve_figure(tables, level="lesion", colours=colours)),
-        ("dice_scan_curves", "Scan Dice per interaction", curve_figure(tables, level="scan", colours=colours)),
-        ("dice_by_lesion_size", "Final lesion Dice by lesion volume", size_figure(tables, colours=colours)),
-        ("noc", "NoC@80/85/90", noc_figure(tables, colours=colours)),
-        ("detection_f1", "Detection F1", detection_figure(tables, colours=colours)),
-        ("latency", "Latency per interaction", latency_figure(tables, colours=colours)),
-    ]
+    makers = {
+        "dice_lesion_curves": lambda: curve_figure(tables, level="lesion", colours=colours),
+        "dice_scan_curves": lambda: curve_figure(tables, level="scan", colours=colours),
+        "dice_by_lesion_size": lambda: size_figure(tables, colours=colours),
+        "noc": lambda: noc_figure(tables, colours=colours),
+        "detection_f1": lambda: detection_figure(tables, colours=colours),
+        "latency": lambda: latency_figure(tables, colours=colours),
+    }
+    captions = dict(_FIGURES)
     for model in sorted(colours):
-        for scenario in sorted(set(tables.cases["scenario"])):
-            candidates.append((f"overlay_{model}_{scenario}", f"Overlays: {model}, {scenario} (TP yellow, FP red, FN green)",
-                               overlay_figure(tables, model, scenario)))
-    figure_dir = out / "figures"
-    for name, caption, fig in candidates:
+        for scenario in sorted(set(tables.ok_cases["scenario"])):
+            name = f"overlay_{model}_{scenario}".replace(" ", "_").replace("(", "").replace(")", "").replace("/", "_")
+            makers[name] = lambda m=model, s=scenario: overlay_figure(tables, m, s)
+            captions[name] = (f"{model}, {scenario}: best, median and worst case by final scan Dice. Coronal maximum-"
+                              "intensity projection along the posterior→anterior axis, head up, patient's right on the "
+                              "image left, pixels drawn with their true mm aspect. Projected voxels of the final "
+                              "prediction: true positive yellow, false positive red, false negative green.")
+    written = {}
+    for name, make in makers.items():
+        fig = make()
         if fig is not None:
-            save_figure(fig, figure_dir, name)
-            figures.append((name, caption))
+            say(f"figure {name}")
+            save_figure(fig, folder, name, dpi=dpi)
+            written[name] = captions[name]
+    return written
 
-    what = config_summary(tables)
-    header = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(', '.join(map(str, v)) if isinstance(v, list) else str(v))}</dd>"
-                     for k, v in what.items() if k not in ("scenario options", "versions"))
-    versions = ", ".join(f"{k} {v}" for k, v in what["versions"].items())
-    options = "; ".join(f"{s}: " + ", ".join(f"{k}={v}" for k, v in o.items() if k != "name") for s, o in what["scenario options"].items())
-    body = [
-        f"<h1>nfbench report</h1><p class='muted'>written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by nfbench {nfbench.__version__}</p>",
-        f"<h2>What was run</h2><dl>{header}<dt>scenario options</dt><dd>{html.escape(options)}</dd><dt>versions</dt><dd>{html.escape(versions)}</dd></dl>",
-        f"<h2>Summary</h2><div class='scroll'>{_html_table(sheets['summary'])}</div><p class='muted'>{html.escape(_NOTES)}</p>",
+
+def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None = None, quiet: bool = False,
+                 dpi: int = 150) -> Path:
+    """Write the report of one or more run folders into ``out``; returns the path of ``report.html``.
+
+    ``budget`` is the interaction at which lesion scenarios are summarised and compared (default 3).
+    Raises :class:`nfbench.results.store.RunError` for a folder that is not a finished run.
+    """
+    def say(message: str) -> None:
+        if not quiet:
+            print(f"report: {message}", file=sys.stderr, flush=True)
+
+    if budget is not None and budget < 1:
+        raise ValueError(f"budget must be at least 1, got {budget}")
+    tables = load_runs(list(runs))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"{len(tables.configs)} run(s), {len(tables.cases)} case rows")
+    sheets = report_tables(tables, budget=budget)
+    _write_tables(sheets, out)
+    figures = _figures(tables, out / "figures", dpi=dpi, say=say)
+
+    def fig(name: str) -> str:
+        return _html.figure(out / "figures" / f"{name}.png", figures[name], anchor=name, dpi=dpi) if name in figures else ""
+
+    n = budget or DEFAULT_BUDGET
+    written = f"written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by nfbench {nfbench.__version__}"
+    sections = [
+        ("summary", "Summary", [_html.table(sheets["summary"])], METHODS),
+        ("curves", "Dice per interaction", [fig("dice_lesion_curves"), fig("dice_scan_curves")], ""),
+        ("main", "Main table", [_html.table(sheets["main"])],
+         (f"Per model × scenario × test set: lesion Dice after 1 and {n} interactions and after the last, final "
+          "scan Dice (mean, between-case std, bootstrap 95% CI), then means over cases of the other metrics.")),
+        ("comparisons", "Paired comparisons", [_html.table(sheets["comparisons"])],
+         "Wilcoxon signed-rank tests on the cases both models finished; p_holm is Holm-corrected over all rows."),
+        ("size", "Lesion-size strata", [fig("dice_by_lesion_size"), _html.table(sheets["lesion_size"])], ""),
+        ("noc", "Interactions to reach a Dice level", [fig("noc"), _html.table(sheets["noc"])],
+         "NoF = lesions that never reached the level within the budget."),
+        ("detection", "Detection and latency", [fig("detection_f1"), fig("latency")], ""),
     ]
-    for name, caption in figures:
-        body.append(_img(figure_dir / f"{name}.png", caption))
-        if name == "dice_scan_curves" or (name == "dice_lesion_curves" and "dice_scan_curves" not in dict(figures)):
-            body.append(f"<h2>Main table</h2><div class='scroll'>{_html_table(sheets['main'])}</div>")
-            body.append(f"<h2>Paired comparisons</h2><div class='scroll'>{_html_table(sheets['comparisons'])}</div>")
-    body.append(f"<h2>Lesion-size strata</h2><div class='scroll'>{_html_table(sheets['lesion_size'])}</div>")
     if not sheets["folds"].empty:
-        body.append(f"<h2>Spread over folds</h2><div class='scroll'>{_html_table(sheets['folds'])}</div>")
+        sections.append(("folds", "Spread over folds", [_html.table(sheets["folds"])],
+                         "Mean over each fold's cases, then mean and std over folds."))
+    overlays = [fig(name) for name in figures if name.startswith("overlay_")]
+    if overlays:
+        sections.append(("overlays", "Overlays", overlays, ""))
     if not sheets["failed_cases"].empty:
-        body.append(f"<h2>Failed cases</h2><div class='scroll'>{_html_table(sheets['failed_cases'])}</div>")
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>nfbench report</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+        sections.append(("failed", "Failed cases", [_html.table(sheets["failed_cases"])], ""))
+    body = [_html.section(title, *parts, anchor=anchor, note=note) for anchor, title, parts, note in sections]
+    nav = [("run", "What was run"), *((anchor, title) for anchor, title, _, _ in sections)]
+    page = _html.page(_html.header(config_summary(tables), written=written), body, nav=nav)
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
+    say(f"wrote {path}")
     return path

@@ -37,7 +37,7 @@ LESIONS = RUN_KEYS + (
     "stopped_early",
     "dice_lesion", "dice_lesion_strict", "nsd_lesion", "hd95_lesion_mm",  # after the last interaction
     "auc_dice", "auc_dice_norm",
-    "noc_80", "noc_85", "noc_90",            # interactions to reach X (budget + 1 when never reached)
+    "noc_80", "noc_85", "noc_90",            # interactions to reach X (capped at the budget when never reached)
     "reached_80", "reached_85", "reached_90",  # whether X was reached within the budget (NoF = count of False)
 )
 

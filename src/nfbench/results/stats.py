@@ -1,4 +1,8 @@
-"""Statistics for comparing models: bootstrap intervals, Wilcoxon signed-rank with Holm, effect sizes."""
+"""Statistics for comparing models: bootstrap intervals, Wilcoxon signed-rank with Holm, effect sizes.
+
+The unit of every statistic is the test case (lesion values are averaged per case beforehand, see
+:mod:`nfbench.results.aggregate`): lesions of one scan are not independent samples.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["bootstrap_ci", "holm", "rank_biserial", "paired_comparisons", "N_RESAMPLES"]
+__all__ = ["N_RESAMPLES", "bootstrap_ci", "holm", "paired_comparisons", "rank_biserial"]
 
 N_RESAMPLES = 2000
 
@@ -17,7 +21,12 @@ N_RESAMPLES = 2000
 def bootstrap_ci(values: np.ndarray, *, level: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (cases resampled with replacement, seeded).
 
-    NaN values are dropped; fewer than two values give (NaN, NaN) for no value and (v, v) for one.
+    ``n_resamples`` resamples of the same size as ``values`` are drawn with a
+    ``numpy.random.default_rng(seed)`` generator; the interval is the (1 − level)/2 and
+    (1 + level)/2 percentiles of their means. The percentile interval is simple and
+    transformation-respecting; with few cases it is too narrow, which a reader should keep in mind
+    (the table gives n next to it). NaN values are dropped; no value gives (NaN, NaN), one value
+    (v, v).
     """
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
@@ -49,8 +58,11 @@ def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
 def rank_biserial(differences: np.ndarray) -> float:
     """Matched-pairs rank-biserial correlation (Kerby 2014): (R+ − R−) / (R+ + R−).
 
-    Ranks of |d| over the non-zero differences (average ranks on ties); +1 when every difference
-    is positive, −1 when every difference is negative, NaN when all are zero.
+    R+ and R− are the sums of the ranks of |d| over the positive and the negative differences, the
+    same ranks the Wilcoxon signed-rank test uses (zero differences dropped as in its default
+    ``zero_method="wilcox"``, average ranks on ties). It is the proportion of rank mass favouring
+    the first model minus the proportion favouring the second: +1 when every difference is
+    positive, −1 when every difference is negative, NaN when all are zero.
     """
     d = np.asarray(differences, dtype=float)
     d = d[(d != 0) & ~np.isnan(d)]
@@ -66,7 +78,10 @@ def paired_comparisons(per_case: pd.DataFrame, *, value: str, by: list[str]) -> 
 
     ``per_case`` has one row per model × case (columns ``model``, ``test_set``, ``case``, the
     grouping columns ``by`` and ``value``). Within each group, models are paired on
-    (test_set, case); p-values are Holm-corrected over all pairs of all groups.
+    (test_set, case) and only cases with a value for both enter; the two-sided Wilcoxon signed-rank
+    test (``scipy.stats.wilcoxon``, zeros dropped) gives the p-value, and p-values are
+    Holm-corrected over all pairs of all groups together (``p_holm``). ``mean_difference`` and
+    ``rank_biserial`` are positive when ``model_a`` is better (higher ``value``).
     """
     rows = []
     for group, frame in per_case.groupby(by, dropna=False):

@@ -1,0 +1,104 @@
+"""Figures: orientation and colours of the overlays, case picks, and that every figure renders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nfbench.results.aggregate import load_runs
+from nfbench.results.figures import (
+    OVERLAY_COLOURS,
+    curve_figure,
+    detection_figure,
+    latency_figure,
+    model_colours,
+    noc_figure,
+    overlay_figure,
+    overlay_rgb,
+    save_figure,
+    size_figure,
+)
+from nfbench.results.store import case_key
+from tests.results._frames import case, lesion, session, tables, write_run
+
+LC, GC = "lesion-corrective", "global-corrective"
+
+
+def _preview(shape=(6, 10)) -> dict[str, np.ndarray]:
+    image = np.ones(shape, np.float32)
+    image[-1, -1] = 5.0  # i largest (patient's right), k largest (superior)
+    empty = np.zeros(shape, bool)
+    return {"image": image, "tp": empty.copy(), "fp": empty.copy(), "fn": empty.copy(),
+            "spacing": np.array([0.5, 2.0], np.float32)}
+
+
+def test_overlay_is_head_up_with_the_patients_right_on_the_left():
+    preview = _preview()
+    rgb, aspect = overlay_rgb(preview)
+    assert rgb.shape == (10, 6, 3)             # rows follow k, columns follow i
+    assert (rgb[0, 0] == 1.0).all()            # head-right corner: top left, brightest
+    assert rgb[1:, 1:].max() < 0.5
+    assert aspect == 4.0                       # a pixel is 2 mm high and 0.5 mm wide
+
+
+def test_overlay_colours_and_their_order():
+    preview = _preview()
+    preview["tp"][0, 0] = True                 # i = 0 (patient's left), k = 0 (inferior): bottom right
+    preview["fp"][1, 0] = True
+    preview["fn"][2, 0] = True
+    preview["fn"][0, 1] = preview["tp"][0, 1] = True  # overlapping in depth: true positive on top
+    rgb, _ = overlay_rgb(preview)
+    assert tuple(rgb[-1, -1]) == OVERLAY_COLOURS["true positive"]
+    assert tuple(rgb[-1, -2]) == OVERLAY_COLOURS["false positive"]
+    assert tuple(rgb[-1, -3]) == OVERLAY_COLOURS["false negative"]
+    assert tuple(rgb[-2, -1]) == OVERLAY_COLOURS["true positive"]
+
+
+def test_overlay_shows_the_best_median_and_worst_case(tmp_path):
+    scores = {"c1": 0.9, "c2": 0.1, "c3": 0.5, "c4": 0.3, "c5": 0.7}
+    previews = {case_key("m", GC, "t", c): _preview() for c in scores}
+    run = tables([], [], [case("m", GC, "t", c, v) for c, v in scores.items()])
+    folder = write_run(tmp_path / "run", run, previews=previews)
+    fig = overlay_figure(load_runs([folder]), "m", GC)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert [t.split("\n")[0] for t in titles] == ["best: c1", "median: c3", "worst: c2"]
+    assert "patient's right on the image left" in fig.get_suptitle()
+    assert overlay_figure(load_runs([folder]), "other", GC) is None
+
+
+def test_colours_are_fixed_per_model_whatever_the_order():
+    assert model_colours(["b", "a"])["a"] == model_colours(["a", "b"])["a"]
+    assert model_colours(["a", "b"])["a"] != model_colours(["a", "b"])["b"]
+
+
+@pytest.fixture
+def hand_made():
+    rows, les, cases = [], [], []
+    for model, base in (("a", 0.5), ("b", 0.7)):
+        for n, name in enumerate(("c1", "c2", "c3")):
+            rows += session(model, LC, "t", name, [base, base + 0.1, base + 0.2])
+            rows += session(model, GC, "t", name, [base - 0.2, base], lesion_id=0, budget=4)
+            les.append(lesion(model, LC, "t", name, 1, base + 0.2, volume_ml=[0.5, 5.0, 50.0][n], noc=(3, 3, 3)))
+            cases += [case(model, LC, "t", name, base), case(model, GC, "t", name, base)]
+    return tables(rows, les, cases)
+
+
+def test_every_figure_renders_and_saves_png_and_svg(hand_made, tmp_path):
+    colours = model_colours(["a", "b"])
+    figures = {
+        "lesion": curve_figure(hand_made, level="lesion", colours=colours),
+        "scan": curve_figure(hand_made, level="scan", colours=colours),
+        "size": size_figure(hand_made, colours=colours),
+        "noc": noc_figure(hand_made, colours=colours),
+        "detection": detection_figure(hand_made, colours=colours),
+        "latency": latency_figure(hand_made, colours=colours),
+    }
+    lesion_axes = [ax for ax in figures["lesion"].axes if ax.get_visible()]
+    assert lesion_axes[0].get_xlabel() == "interaction" and lesion_axes[0].get_ylabel() == "lesion Dice"
+    np.testing.assert_allclose([line.get_ydata() for line in lesion_axes[0].get_lines()], [[0.5, 0.6, 0.7], [0.7, 0.8, 0.9]])
+    assert figures["latency"].axes[0].get_ylabel() == "latency per interaction (ms)"
+    for name, fig in figures.items():
+        paths = save_figure(fig, tmp_path, name, dpi=30)
+        assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert paths["svg"].read_text().lstrip().startswith("<?xml")
+    assert curve_figure(tables(), level="lesion", colours=colours) is None

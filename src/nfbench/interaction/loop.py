@@ -1,8 +1,12 @@
 """The simulated user: runs one scenario on one case and records every interaction (DESIGN §2).
 
-Everything per click is done on crops: the scope of a lesion session is the lesion's box joined with
-the prediction's box (so every error voxel is inside it), and scan-level counts are updated from the
-crop instead of recounted over the whole volume.
+Everything per interaction is done on crops: the engine keeps the session's current mask itself
+(assembled from the model's answers, which may be crops) together with its bounding box, a lesion
+session's scope is the lesion's box joined with that box, and scan-level counts are updated from
+the crop instead of recounted over the whole volume.
+
+Every session has exactly one row per interaction 1..budget: after an early stop (or once a
+``global-single`` scan runs out of lesions) the last row is carried forward, flagged.
 """
 
 from __future__ import annotations
@@ -10,41 +14,62 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from nfbench.bbox import mask_bbox, pad_bbox, union_bbox
-from nfbench.interaction.policies import DEFAULT_PATCH_SIZE, next_clicks
+from nfbench.interaction.boxes import largest_slice_box, middle_slice_box
+from nfbench.interaction.policies import DEFAULT_PATCH_MM, next_clicks, patch_voxels
 from nfbench.interaction.scenarios import Scenario
+from nfbench.interaction.scoring import gated_nsd, score_lesion
 from nfbench.io.volume import Volume
 from nfbench.lesions import Lesion
-from nfbench.metrics.curves import auc, carry_forward, noc, reached
 from nfbench.metrics.overlap import dice, dice_from_counts
 from nfbench.metrics.surface import surface_metrics
-from nfbench.models.base import InteractiveModel, Session, check_prediction
-from nfbench.results.schema import THRESHOLDS
+from nfbench.models.base import InteractiveModel, Prediction, Session, check_prediction
+from nfbench.results.schema import ClickRow, InteractionRow, LesionRow, RunKeys
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
-__all__ = ["CaseResult", "simulate_case", "coronal_box"]
+__all__ = ["CaseResult", "simulate_case"]
 
-ProgressHook = Callable[[int, int], None]  # (sessions done, sessions in all)
+ProgressHook = Callable[[int, int], None]  # (sessions or interactions done, total)
 
 
 @dataclass
 class CaseResult:
-    """Rows produced for one case (without the run keys) and its final scan prediction."""
+    """Rows produced for one scenario on one case, and the case's final scan prediction."""
 
-    clicks: list[dict] = field(default_factory=list)
-    interactions: list[dict] = field(default_factory=list)
-    lesions: list[dict] = field(default_factory=list)
-    scan_curve: list[float] = field(default_factory=list)
+    clicks: list[ClickRow] = field(default_factory=list)
+    interactions: list[InteractionRow] = field(default_factory=list)
+    lesions: list[LesionRow] = field(default_factory=list)
     prediction: BoolMask | None = None
 
 
-def _first_click_policy(scenario: Scenario) -> str:
-    # The first click of a lesion is its centre; `center-voxel` keeps the voxel-unit rule.
-    return "center-voxel" if scenario.click_policy == "center-voxel" else "center"
+class _Answer:
+    """The session's current mask, kept by the engine from the model's answers, and its box."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.mask = np.zeros(shape, bool)
+        self.box: BoxSlices | None = None
+
+    def clear(self) -> None:
+        if self.box is not None:
+            self.mask[self.box] = False
+        self.box = None
+
+    def update(self, answer: Prediction) -> None:
+        if any(s.stop <= s.start for s in answer.box):
+            return  # nothing changed
+        if answer.mask.shape == self.mask.shape:
+            np.copyto(self.mask, answer.mask)
+            self.box = mask_bbox(self.mask)
+            return
+        self.mask[answer.box] = answer.mask
+        region = union_bbox(self.box, answer.box)
+        inner = mask_bbox(self.mask[region])
+        self.box = None if inner is None else tuple(
+            slice(r.start + s.start, r.start + s.stop) for r, s in zip(region, inner))  # type: ignore[assignment]
 
 
 class _ScanCounts:
@@ -73,34 +98,6 @@ class _ScanCounts:
         self.n_inter += int(np.count_nonzero(union[scope] & truth))
 
 
-def _click_rows(clicks: list[Click], volume: Volume, lesion_id: int, interaction: int, start: int) -> list[dict]:
-    rows = []
-    for order, click in enumerate(clicks, start=start):
-        x, y, z = volume.ijk_to_mm(click.ijk)
-        i, j, k = click.ijk
-        rows.append(dict(lesion_id=lesion_id, interaction=interaction, click_order=order, i=i, j=j, k=k,
-                         x_mm=float(x), y_mm=float(y), z_mm=float(z), positive=click.positive))
-    return rows
-
-
-def _give_clicks(session: Session, model: InteractiveModel, clicks: list[Click], shape: tuple[int, ...]) -> tuple[BoolMask, float]:
-    start = time.perf_counter()
-    for click in clicks:
-        session.add_click(click)
-    pred = check_prediction(model.name, session.predict(), shape)
-    return pred, (time.perf_counter() - start) * 1000.0
-
-
-def coronal_box(instances: np.ndarray, lesion: Lesion) -> Box:
-    """The lesion's 2D bounding box on the coronal slice (axis 1) where it has most voxels."""
-    mask = instances[lesion.bbox] == lesion.lesion_id
-    j = int(np.argmax(np.count_nonzero(mask, axis=(0, 2))))
-    plane = mask[:, j, :]
-    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
-    i0, k0, j0 = lesion.bbox[0].start, lesion.bbox[2].start, lesion.bbox[1].start
-    return Box((i0 + rows[0], j0 + j, k0 + cols[0]), (i0 + rows[-1] + 1, j0 + j + 1, k0 + cols[-1] + 1))
-
-
 def _tile_aligned(scope: BoxSlices, tile: tuple[int, int, int], shape: tuple[int, ...]) -> BoxSlices:
     """Grow a box to whole tiles of the volume's patch grid, so a crop's patches are the volume's."""
     return tuple(
@@ -108,168 +105,208 @@ def _tile_aligned(scope: BoxSlices, tile: tuple[int, int, int], shape: tuple[int
     )  # type: ignore[return-value]
 
 
-def _curve_summary(values: list[float], budget: int) -> dict:
-    filled, _ = carry_forward(np.asarray(values, dtype=float), budget)
-    out = {"auc_dice": auc(filled, normalise=False), "auc_dice_norm": auc(filled, normalise=True)}
-    for x in THRESHOLDS:
-        pct = round(x * 100)
-        out[f"noc_{pct}"] = noc(filled, x, budget)
-        out[f"reached_{pct}"] = reached(filled, x)
-    return out
+def _pad_rows(rows: list[InteractionRow], budget: int) -> list[InteractionRow]:
+    """Carry a session's last row forward to the budget (the one place sessions are carried)."""
+    last = rows[-1]
+    return rows + [replace(last, interaction=t, n_clicks=0, n_boxes=0, latency_ms=math.nan, overhead_ms=math.nan,
+                           carried_forward=True) for t in range(len(rows) + 1, budget + 1)]
 
 
-def _lesion_session(
-    model: InteractiveModel,
-    session: Session,
-    volume: Volume,
-    instances: np.ndarray,
-    lesion: Lesion,
-    scenario: Scenario,
-    scan: _ScanCounts,
-    union: BoolMask,
-    result: CaseResult,
-    *,
-    rng: np.random.Generator,
-    surface: bool,
-    tolerance_mm: float,
-) -> None:
-    shape, spacing = volume.shape, volume.spacing
-    lesion_box = pad_bbox(lesion.bbox, 1, shape)
-    pred: BoolMask | None = None
-    scope = lesion_box
-    session.reset()
-    n_boxes = 0
-    if scenario.boxes and "box" in model.capabilities:
-        session.add_box(coronal_box(instances, lesion))
-        n_boxes = 1
-    curve: list[float] = []
-    n_clicks_total = 0
-    rows: list[dict] = []
-    for t in range(1, scenario.budget + 1):
-        tick = time.perf_counter()
-        policy = _first_click_policy(scenario) if t == 1 else scenario.click_policy
-        if policy == "patch":
-            scope = _tile_aligned(scope, DEFAULT_PATCH_SIZE, shape)
-        truth = instances[scope] == lesion.lesion_id
-        ignore = (instances[scope] > 0) & ~truth
-        current = np.zeros(truth.shape, bool) if pred is None else pred[scope]
-        local = next_clicks(current, truth, spacing=spacing, rng=rng, policy=policy, ignore=ignore, alpha=scenario.alpha)
-        if not local:
-            break  # nothing left to correct: the lesion is segmented perfectly
-        offset = [s.start for s in scope]
-        clicks = [Click(tuple(o + v for o, v in zip(offset, c.ijk)), c.positive) for c in local]
-        overhead = time.perf_counter() - tick
-        pred, latency = _give_clicks(session, model, clicks, shape)
-        tick = time.perf_counter()
-        scope = pad_bbox(union_bbox(lesion.bbox, mask_bbox(pred)), 1, shape)
-        truth = instances[scope] == lesion.lesion_id
-        ignore = (instances[scope] > 0) & ~truth
-        crop = pred[scope]
-        d = dice(crop, truth, ignore=ignore)
-        nsd = surface_metrics(crop & ~ignore, truth, spacing=spacing, tolerance_mm=tolerance_mm).nsd if surface else math.nan
-        row = dict(lesion_id=lesion.lesion_id, lesion_rank=lesion.rank, lesion_volume_ml=lesion.volume_ml,
-                   interaction=t, n_clicks=len(clicks), n_boxes=n_boxes if t == 1 else 0, dice_lesion=d, dice_lesion_strict=dice(crop, truth),
-                   dice_scan=scan.dice_with(union, pred, scope), nsd_lesion=nsd, latency_ms=latency,
-                   carried_forward=False)
-        result.clicks += _click_rows(clicks, volume, lesion.lesion_id, t, n_clicks_total + 1)
-        n_clicks_total += len(clicks)
-        curve.append(d)
-        row["overhead_ms"] = (overhead + time.perf_counter() - tick) * 1000.0
-        rows.append(row)
-        if scenario.stop_dice is not None and d >= scenario.stop_dice:
-            break
-    n_used = len(rows)
-    if rows:
-        for t in range(n_used + 1, scenario.budget + 1):
-            rows.append({**rows[-1], "interaction": t, "n_clicks": 0, "n_boxes": 0, "latency_ms": math.nan,
-                         "overhead_ms": math.nan, "carried_forward": True})
-    result.interactions += rows
-    final = pred if pred is not None else np.zeros(shape, bool)
-    scope = pad_bbox(union_bbox(lesion.bbox, mask_bbox(final)), 1, shape)
-    truth = instances[scope] == lesion.lesion_id
-    ignore = (instances[scope] > 0) & ~truth
-    surf = surface_metrics(final[scope] & ~ignore, truth, spacing=spacing, tolerance_mm=tolerance_mm)
-    last = rows[n_used - 1] if rows else {}
-    result.lesions.append(dict(
-        lesion_id=lesion.lesion_id, lesion_rank=lesion.rank, lesion_volume_ml=lesion.volume_ml,
-        n_interactions=n_used, stopped_early=n_used < scenario.budget,
-        dice_lesion=last.get("dice_lesion", 0.0), dice_lesion_strict=last.get("dice_lesion_strict", 0.0),
-        nsd_lesion=surf.nsd, hd95_lesion_mm=surf.hd95_mm, **_curve_summary(curve or [0.0], scenario.budget),
-    ))
-    scan.add(union, final, scope)
+@dataclass
+class _Simulation:
+    """One scenario on one case: the model's session, the truth and where the rows go."""
 
+    model: InteractiveModel
+    session: Session
+    volume: Volume
+    instances: np.ndarray
+    scenario: Scenario
+    keys: RunKeys
+    rng: np.random.Generator
+    surface: bool
+    tolerance_mm: float
+    result: CaseResult = field(default_factory=CaseResult)
 
-def _global_session(
-    model: InteractiveModel,
-    session: Session,
-    volume: Volume,
-    instances: np.ndarray,
-    lesions: list[Lesion],
-    scenario: Scenario,
-    truth: BoolMask,
-    result: CaseResult,
-    *,
-    rng: np.random.Generator,
-    progress: ProgressHook | None,
-) -> BoolMask:
-    shape, spacing = volume.shape, volume.spacing
-    truth_box = mask_bbox(truth)
-    total_ml = float(sum(les.volume_ml for les in lesions))
-    session.reset()
-    pred = np.zeros(shape, bool)
-    budget = min(scenario.budget, len(lesions)) if scenario.name == "global-single" else scenario.budget
-    rows: list[dict] = []
-    n_clicks_total = 0
-    for t in range(1, budget + 1):
-        tick = time.perf_counter()
-        if scenario.name == "global-single":
-            lesion = lesions[t - 1]
-            box = pad_bbox(lesion.bbox, 1, shape)
-            target = instances[box] == lesion.lesion_id
-            local = next_clicks(np.zeros(target.shape, bool), target, spacing=spacing, rng=rng,
-                                policy=_first_click_policy(scenario), ignore=(instances[box] > 0) & ~target)
-            clicks = [Click(tuple(s.start + v for s, v in zip(box, c.ijk)), c.positive) for c in local]
-        else:
-            clicks = next_clicks(pred, truth, spacing=spacing, rng=rng, policy=scenario.click_policy, alpha=scenario.alpha)
-        if not clicks:
-            break
-        overhead = time.perf_counter() - tick
-        pred, latency = _give_clicks(session, model, clicks, shape)
-        tick = time.perf_counter()
-        scope = union_bbox(truth_box, mask_bbox(pred))
-        d = dice(pred[scope], truth[scope]) if scope is not None else 1.0
-        result.clicks += _click_rows(clicks, volume, 0, t, n_clicks_total + 1)
-        n_clicks_total += len(clicks)
-        rows.append(dict(lesion_id=0, lesion_rank=0, lesion_volume_ml=total_ml, interaction=t, n_clicks=len(clicks), n_boxes=0,
-                         dice_lesion=math.nan, dice_lesion_strict=math.nan, dice_scan=d, nsd_lesion=math.nan,
-                         latency_ms=latency, carried_forward=False,
-                         overhead_ms=(overhead + time.perf_counter() - tick) * 1000.0))
-        if progress is not None:
-            progress(t, budget)
-        if scenario.corrective and scenario.stop_dice is not None and d >= scenario.stop_dice:
-            break
-    if rows:
-        for t in range(len(rows) + 1, budget + 1):
-            rows.append({**rows[-1], "interaction": t, "n_clicks": 0, "n_boxes": 0, "latency_ms": math.nan,
-                         "overhead_ms": math.nan, "carried_forward": True})
-    result.interactions += rows
-    result.scan_curve = [r["dice_scan"] for r in rows]
-    return pred
+    def __post_init__(self) -> None:
+        self.shape = self.volume.shape
+        self.spacing = self.volume.spacing
+        self.answer = _Answer(self.shape)
+        caps = self.model.capabilities
+        self.clicks_allowed = "click" in caps
+        self.boxes_allowed = self.scenario.boxes and "box" in caps
+        patch_mm = getattr(self.model, "patch_size_mm", None) or DEFAULT_PATCH_MM
+        self.patch = patch_voxels(patch_mm, self.spacing)
+
+    # -- prompts ----------------------------------------------------------------------------------
+    def box_of(self, lesion: Lesion) -> Box:
+        if self.scenario.box_step:
+            return middle_slice_box(self.instances, lesion, self.rng)
+        return largest_slice_box(self.instances, lesion)
+
+    def prompt(self, clicks: list[Click], boxes: list[Box]) -> float:
+        """Give the prompts, ask for the mask; the model's time in ms (NaN when nothing was given)."""
+        if not clicks and not boxes:
+            return math.nan
+        start = time.perf_counter()
+        for box in boxes:
+            self.session.add_box(box)
+        for click in clicks:
+            self.session.add_click(click)
+        answer = check_prediction(self.model.name, self.session.predict(), self.shape)
+        latency = (time.perf_counter() - start) * 1000.0
+        self.answer.update(answer)
+        return latency
+
+    def reset(self) -> None:
+        self.session.reset()
+        self.answer.clear()
+
+    def record_clicks(self, clicks: list[Click], lesion_id: int, interaction: int, start: int) -> None:
+        for order, click in enumerate(clicks, start=start):
+            x, y, z = self.volume.ijk_to_mm(click.ijk)
+            i, j, k = click.ijk
+            self.result.clicks.append(ClickRow(
+                **self.keys.__dict__, lesion_id=lesion_id, interaction=interaction, click_order=order, i=i, j=j, k=k,
+                x_mm=float(x), y_mm=float(y), z_mm=float(z), positive=click.positive))
+
+    # -- sessions ---------------------------------------------------------------------------------
+    def lesion_session(self, lesion: Lesion, scan: _ScanCounts, union: BoolMask) -> None:
+        scenario, shape, spacing = self.scenario, self.shape, self.spacing
+        self.reset()
+        box = [self.box_of(lesion)] if self.boxes_allowed else []
+        scope = pad_bbox(lesion.bbox, 1, shape)
+        rows: list[InteractionRow] = []
+        n_clicks = 0
+        for t in range(1, scenario.budget + 1):
+            tick = time.perf_counter()
+            boxes = box if t == 1 else []
+            clicks: list[Click] = []
+            if self.clicks_allowed and not (t == 1 and scenario.box_step):
+                policy = scenario.first_click_policy if not rows else scenario.click_policy
+                if policy == "patch":
+                    scope = _tile_aligned(scope, self.patch, shape)
+                truth = self.instances[scope] == lesion.lesion_id
+                ignore = (self.instances[scope] > 0) & ~truth
+                local = next_clicks(self.answer.mask[scope], truth, spacing=spacing, rng=self.rng, policy=policy,
+                                    ignore=ignore, alpha=scenario.alpha, patch_size=self.patch)
+                if not local:
+                    break  # nothing left to correct: the lesion is segmented perfectly
+                clicks = [Click(tuple(s.start + v for s, v in zip(scope, c.ijk)), c.positive) for c in local]
+            elif not boxes and not (t == 1 and scenario.box_step):
+                break  # a box-only model after its box: nothing more to give
+            overhead = time.perf_counter() - tick
+            latency = self.prompt(clicks, boxes)
+            tick = time.perf_counter()
+            pred = self.answer.mask
+            scope = pad_bbox(union_bbox(lesion.bbox, self.answer.box), 1, shape)
+            truth = self.instances[scope] == lesion.lesion_id
+            ignore = (self.instances[scope] > 0) & ~truth
+            crop = pred[scope]
+            d = dice(crop, truth, ignore=ignore)
+            nsd = math.nan
+            if self.surface or scenario.cvpr_scoring:
+                nsd = surface_metrics(crop & ~ignore, truth, spacing=spacing, tolerance_mm=self.tolerance_mm).nsd
+            self.record_clicks(clicks, lesion.lesion_id, t, n_clicks + 1)
+            n_clicks += len(clicks)
+            rows.append(InteractionRow(
+                **self.keys.__dict__, lesion_id=lesion.lesion_id, lesion_rank=lesion.rank,
+                lesion_volume_ml=lesion.volume_ml, interaction=t, n_clicks=len(clicks), n_boxes=len(boxes),
+                dice_lesion=d, dice_lesion_strict=dice(crop, truth), dice_scan=scan.dice_with(union, pred, scope),
+                nsd_lesion=nsd, nsd_cvpr_lesion=gated_nsd(nsd, d), latency_ms=latency,
+                overhead_ms=(overhead + time.perf_counter() - tick) * 1000.0, carried_forward=False,
+                lesion_free=False))
+            if scenario.stop_dice is not None and d >= scenario.stop_dice:
+                break
+        rows = _pad_rows(rows, scenario.budget)
+        self.result.interactions += rows
+        self.result.lesions.append(score_lesion(
+            self.keys, lesion, rows, self.answer.mask, self.answer.box, self.instances, scenario,
+            spacing=spacing, tolerance_mm=self.tolerance_mm))
+        scope = pad_bbox(union_bbox(lesion.bbox, self.answer.box), 1, shape)
+        scan.add(union, self.answer.mask, scope)
+
+    def global_session(self, lesions: list[Lesion], progress: ProgressHook | None) -> BoolMask:
+        scenario, shape, spacing = self.scenario, self.shape, self.spacing
+        truth = self.instances > 0
+        truth_box = mask_bbox(truth)  # every lesion, prompted or not: errors can lie on any
+        total_ml = float(sum(les.volume_ml for les in lesions))
+        self.reset()
+        rows: list[InteractionRow] = []
+        n_clicks = 0
+        single = scenario.name == "global-single"
+        for t in range(1, scenario.budget + 1):
+            tick = time.perf_counter()
+            boxes: list[Box] = []
+            clicks: list[Click] = []
+            if single:
+                if t > len(lesions):
+                    break
+                lesion = lesions[t - 1]
+                boxes = [self.box_of(lesion)] if self.boxes_allowed else []
+                if self.clicks_allowed:
+                    box = pad_bbox(lesion.bbox, 1, shape)
+                    target = self.instances[box] == lesion.lesion_id
+                    local = next_clicks(np.zeros(target.shape, bool), target, spacing=spacing, rng=self.rng,
+                                        policy=scenario.first_click_policy, ignore=(self.instances[box] > 0) & ~target)
+                    clicks = [Click(tuple(s.start + v for s, v in zip(box, c.ijk)), c.positive) for c in local]
+            else:
+                boxes = [self.box_of(les) for les in lesions] if t == 1 and self.boxes_allowed else []
+                if self.clicks_allowed and not (t == 1 and scenario.box_step):
+                    clicks = next_clicks(self.answer.mask, truth, spacing=spacing, rng=self.rng,
+                                         policy=scenario.click_policy, alpha=scenario.alpha, patch_size=self.patch,
+                                         box=union_bbox(truth_box, self.answer.box))
+                    if not clicks:
+                        break
+                elif not boxes and not (t == 1 and scenario.box_step):
+                    break
+            overhead = time.perf_counter() - tick
+            latency = self.prompt(clicks, boxes)
+            tick = time.perf_counter()
+            scope = union_bbox(truth_box, self.answer.box)
+            d = dice(self.answer.mask[scope], truth[scope]) if scope is not None else 1.0
+            self.record_clicks(clicks, 0, t, n_clicks + 1)
+            n_clicks += len(clicks)
+            rows.append(InteractionRow(
+                **self.keys.__dict__, lesion_id=0, lesion_rank=0, lesion_volume_ml=total_ml, interaction=t,
+                n_clicks=len(clicks), n_boxes=len(boxes), dice_lesion=math.nan, dice_lesion_strict=math.nan,
+                dice_scan=d, nsd_lesion=math.nan, nsd_cvpr_lesion=math.nan, latency_ms=latency,
+                overhead_ms=(overhead + time.perf_counter() - tick) * 1000.0, carried_forward=False,
+                lesion_free=False))
+            if progress is not None:
+                progress(t, scenario.budget)
+            if scenario.corrective and scenario.stop_dice is not None and d >= scenario.stop_dice:
+                break
+        self.result.interactions += _pad_rows(rows, scenario.budget)
+        return self.answer.mask.copy()
+
+    def lesion_free(self) -> None:
+        """A scan without lesions has nothing to prompt: one scan-level session, flagged, no model call."""
+        row = InteractionRow(
+            **self.keys.__dict__, lesion_id=0, lesion_rank=0, lesion_volume_ml=0.0, interaction=1, n_clicks=0,
+            n_boxes=0, dice_lesion=math.nan, dice_lesion_strict=math.nan, dice_scan=1.0, nsd_lesion=math.nan,
+            nsd_cvpr_lesion=math.nan, latency_ms=math.nan, overhead_ms=0.0, carried_forward=False, lesion_free=True)
+        self.result.interactions += _pad_rows([row], self.scenario.budget)
+        self.result.prediction = np.zeros(self.shape, bool)
 
 
 def simulate_case(
     model: InteractiveModel,
+    session: Session,
     volume: Volume,
     instances: np.ndarray,
     lesions: list[Lesion],
     scenario: Scenario,
+    keys: RunKeys,
     *,
     rng: np.random.Generator,
     surface: bool = False,
     tolerance_mm: float = 2.0,
     progress: ProgressHook | None = None,
 ) -> CaseResult:
-    """Run ``scenario`` with ``model`` on one case.
+    """Run ``scenario`` on one case with a session of ``model`` started on ``volume``.
+
+    The session is reset before every lesion (and at the start), so one session serves every
+    scenario of the case.
 
     Parameters
     ----------
@@ -279,25 +316,26 @@ def simulate_case(
         Instance map of the ground truth in the same grid (0 = background).
     lesions : list of Lesion
         The lesion table of ``instances``, largest first (the K largest are prompted).
+    keys : RunKeys
+        The run keys every row of this scenario and case carries.
     surface : bool
-        Also compute the lesion NSD after every interaction (always done at the end of a lesion).
+        Also compute the lesion NSD after every interaction (always done at the end of a lesion,
+        and after every interaction under the cvpr25 preset).
     progress : callable, optional
         Called with (sessions or interactions done, total) so a caller can show progress.
     """
-    session = model.start(volume)
-    truth = instances > 0
-    result = CaseResult()
+    sim = _Simulation(model, session, volume, instances, scenario, keys, rng, surface, tolerance_mm)
     prompted = lesions[: scenario.lesions]
-    if scenario.per_lesion:
+    if not prompted:
+        sim.lesion_free()
+    elif scenario.per_lesion:
         union = np.zeros(volume.shape, bool)
-        scan = _ScanCounts(truth)
+        scan = _ScanCounts(instances > 0)
         for n, lesion in enumerate(prompted, start=1):
-            _lesion_session(model, session, volume, instances, lesion, scenario, scan, union, result,
-                            rng=rng, surface=surface, tolerance_mm=tolerance_mm)
+            sim.lesion_session(lesion, scan, union)
             if progress is not None:
                 progress(n, len(prompted))
-        result.prediction = union
+        sim.result.prediction = union
     else:
-        result.prediction = _global_session(model, session, volume, instances, prompted, scenario, truth, result,
-                                            rng=rng, progress=progress)
-    return result
+        sim.result.prediction = sim.global_session(prompted, progress)
+    return sim.result

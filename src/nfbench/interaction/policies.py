@@ -39,6 +39,11 @@ POLICIES: tuple[str, ...] = ("center", "center-voxel", "uniform", "edt-power", "
 
 #: The original's 512 x 512 x 16 patches, given in its (R, S, A) grid, in our canonical RAS axes.
 DEFAULT_PATCH_SIZE: tuple[int, int, int] = (512, 16, 512)
+DEFAULT_PATCH_MM: tuple[float, float, float] = (320.0, 124.8, 320.0)
+
+
+def patch_voxels(size_mm, spacing) -> tuple[int, int, int]:  # placeholder until the policies branch lands
+    return tuple(max(1, int(round(m / s))) for m, s in zip(size_mm, spacing))  # type: ignore[return-value]
 
 # Two mm distances closer than this (relative) are the same distance: float32 EDT values of points
 # that are geometrically equally deep can differ in their last bits.

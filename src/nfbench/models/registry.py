@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from nfbench.models.base import InteractiveModel, ModelError
+from nfbench.models.base import CAPABILITIES, InteractiveModel, ModelError
+from nfbench.models.spec import ModelSpec, resolve_device
 
 __all__ = [
-    "ModelInfo", "available_models", "load_model", "register_model", "unregister_model", "missing_modules",
-    "missing_file", "GROUP",
+    "ModelInfo", "available_models", "load_model", "load_spec", "model_options", "register_model",
+    "unregister_model", "missing_modules", "missing_file", "GROUP",
 ]
 
 GROUP = "nfbench.models"
@@ -146,6 +147,90 @@ def available_models() -> list[ModelInfo]:
     return [_describe(name, target)[0] for name, target in _targets().items()]
 
 
+def _factory(name: str) -> tuple[ModelInfo, Callable[..., InteractiveModel] | None, object]:
+    targets = _targets()
+    if name not in targets:
+        close = difflib.get_close_matches(name, list(targets), n=2)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ModelError(f"unknown model {name!r}.{hint} Registered: {', '.join(targets) or 'none'} (see `nfbench models`)")
+    info, factory = _describe(name, targets[name])
+    return info, factory, targets[name]
+
+
+def model_options(factory: Callable[..., object]) -> dict[str, inspect.Parameter]:
+    """The keyword options a model's constructor takes (``weights`` and ``device`` included)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {n: p for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+_CONVERTERS: dict[str, Callable[[str], object]] = {"int": int, "float": float, "str": str, "Path": Path}
+
+
+def _convert(model: str, option: inspect.Parameter, value: object) -> object:
+    """A CLI string to the option's type, read from its default or its annotation."""
+    if not isinstance(value, str):
+        return value
+    default = option.default
+    if isinstance(default, bool) or "bool" in str(option.annotation):
+        if value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ModelError(f"model {model!r}: option {option.name!r} takes true or false, got {value!r}")
+    if default is not inspect.Parameter.empty and default is not None:
+        kind = type(default).__name__
+    else:
+        kind = next((k for k in ("int", "float", "Path") if k in str(option.annotation)), "str")
+    convert = _CONVERTERS.get(kind)
+    if convert is None:
+        return value
+    try:
+        return convert(value)
+    except ValueError:
+        raise ModelError(f"model {model!r}: option {option.name!r} takes a {kind}, got {value!r}") from None
+
+
+def load_spec(spec: ModelSpec) -> InteractiveModel:
+    """Load a model from its spec, every option checked against the model's constructor first.
+
+    Raises
+    ------
+    ModelError
+        Naming the model and the option: an unknown option (with the close ones and the list),
+        a value of the wrong type or refused by the model, weights given to a weight-free model,
+        a GPU asked of a CPU-only model, a missing dependency or weight file.
+    """
+    info, factory, _ = _factory(spec.name)
+    if factory is None:
+        raise ModelError(f"model {spec.name!r} is not available: {'; '.join(info.missing)}")
+    accepted = model_options(factory)
+    public = [n for n in accepted if n not in ("weights", "device")]
+    kwargs: dict[str, object] = {}
+    for key, value in spec.options.items():
+        if key in ("weights", "device") or key not in accepted:
+            close = difflib.get_close_matches(key, public, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            known = f"its options: {', '.join(public)}" if public else "it takes no options"
+            raise ModelError(f"model {spec.name!r} has no option {key!r}.{hint} ({known})")
+        kwargs[key] = _convert(spec.name, accepted[key], value)
+    if spec.weights is not None:
+        if "weights" not in accepted:
+            raise ModelError(f"model {spec.name!r} takes no weights (it is weight-free)")
+        kwargs["weights"] = spec.weights
+    device = resolve_device(spec.device) if "device" in accepted or spec.device == "cuda" else "cpu"
+    if "device" in accepted:
+        kwargs["device"] = device
+    elif device != "cpu":
+        raise ModelError(f"model {spec.name!r} runs on the CPU only; it has no device option")
+    try:
+        return load_model(spec.name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"model {spec.name!r}: {err}") from err
+
+
 def load_model(name: str, **options: object) -> InteractiveModel:
     """Load a registered model by name; options go to its constructor.
 
@@ -154,15 +239,15 @@ def load_model(name: str, **options: object) -> InteractiveModel:
     ModelError
         Unknown name (with the closest known names) or missing dependencies/weights.
     """
-    targets = _targets()
-    if name not in targets:
-        close = difflib.get_close_matches(name, list(targets), n=2)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ModelError(f"unknown model {name!r}.{hint} Registered: {', '.join(targets) or 'none'} (see `nfbench models`)")
-    info, factory = _describe(name, targets[name], options)
+    _, _, target = _factory(name)
+    info, factory = _describe(name, target, options)
     if factory is None or not info.available:
         raise ModelError(f"model {name!r} is not available: {'; '.join(info.missing)}")
     model = factory(**options)
     if not isinstance(model, InteractiveModel):
         raise ModelError(f"model {name!r} ({info.target}) does not provide name, capabilities and start()")
+    caps = frozenset(model.capabilities)
+    if not caps or not caps <= CAPABILITIES:
+        raise ModelError(f"model {name!r} declares capabilities {sorted(caps)}; "
+                         f"it must take some of {sorted(CAPABILITIES)} and nothing else")
     return model

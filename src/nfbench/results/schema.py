@@ -130,7 +130,8 @@ class CaseRow(RunKeys):
     noc_85_scan: float
     noc_90_scan: float
     mean_latency_ms: float
-    wall_time_s: float
+    wall_time_s: float       # this scenario on this case, model start excluded
+    model_start_s: float     # the model's start() on this case, shared by all its scenarios
     peak_memory_mb: float     # peak resident memory of the process during the case
     peak_gpu_memory_mb: float # peak CUDA memory allocated by torch (NaN without CUDA)
     status: str               # "ok" or "failed"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nfbench.results.schema import TABLES
+from nfbench.results.schema import ROW_TYPES, TABLES, row_values
 
 __all__ = ["RunStore", "RunError", "case_key", "read_run_table", "load_config"]
 
@@ -45,10 +45,13 @@ def load_config(run: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    extra = [c for c in frame.columns if c not in columns]
-    return frame.reindex(columns=list(columns) + extra)
+def _frame(name: str, rows: list) -> pd.DataFrame:
+    """One table from typed rows; a row of another type (another set of columns) is refused."""
+    kind = ROW_TYPES[name]
+    wrong = next((r for r in rows if type(r) is not kind), None)
+    if wrong is not None:
+        raise TypeError(f"table {name!r} takes {kind.__name__} rows, got {type(wrong).__name__}")
+    return pd.DataFrame([row_values(r) for r in rows], columns=list(TABLES[name]))
 
 
 class RunStore:
@@ -89,13 +92,17 @@ class RunStore:
                 done.add(part.name)
         return done
 
-    def write_case(self, key: str, tables: dict[str, list[dict]], preview: dict[str, np.ndarray] | None = None) -> None:
-        """Write the rows of one case atomically (replacing an earlier, failed attempt)."""
+    def write_case(self, key: str, tables: dict[str, list], preview: dict[str, np.ndarray] | None = None) -> None:
+        """Write the typed rows of one case atomically (replacing an earlier, failed attempt)."""
+        unknown = sorted(set(tables) - set(TABLES))
+        if unknown:
+            raise ValueError(f"unknown result tables {unknown}; the tables are {', '.join(TABLES)}")
+        frames = {name: _frame(name, tables.get(name, [])) for name in TABLES}
         tmp = self.parts / f".tmp-{key}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        for name, columns in TABLES.items():
-            _frame(tables.get(name, []), columns).to_parquet(tmp / f"{name}.parquet", index=False)
+        for name, frame in frames.items():
+            frame.to_parquet(tmp / f"{name}.parquet", index=False)
         if preview is not None:
             (self.root / "previews").mkdir(exist_ok=True)
             target = self.root / "previews" / f"{key}.npz"
@@ -113,7 +120,7 @@ class RunStore:
         for name, columns in TABLES.items():
             pieces = [pd.read_parquet(p / f"{name}.parquet") for p in parts]
             pieces = [p for p in pieces if len(p)]
-            frame = pd.concat(pieces, ignore_index=True) if pieces else _frame([], columns)
+            frame = pd.concat(pieces, ignore_index=True) if pieces else _frame(name, [])
             frame.to_parquet(self.root / f"{name}.parquet", index=False)
             if csv:
                 frame.to_csv(self.root / f"{name}.csv", index=False)

@@ -1,0 +1,189 @@
+"""Tasks: one case of one model spec under a set of scenarios, described as plain data.
+
+A worker runs a task from its description alone (loading the model through the registry once and
+keeping it for the next task) and returns the case's rows; only the driver writes the run store.
+The model is started once per case, and its session is reset between scenarios, so a per-case
+cache (image features, a no-click forward pass) is built once for every scenario.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nfbench.interaction.loop import simulate_case
+from nfbench.interaction.scenarios import Scenario
+from nfbench.interaction.scoring import score_case
+from nfbench.io.volume import Volume, VolumeError, load_volume, save_volume
+from nfbench.lesions import Lesion, instance_map, lesion_table
+from nfbench.models.base import InteractiveModel
+from nfbench.models.registry import load_spec
+from nfbench.models.spec import ModelSpec
+from nfbench.results.schema import CaseRow, RunKeys
+from nfbench.results.store import case_key
+from nfbench.runner.memory import PeakMemory
+
+__all__ = ["Task", "TaskOutput", "ModelCache", "run_task", "case_rng", "model_seed"]
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs to evaluate one case with one model."""
+
+    run_id: str
+    test_set: str
+    case: str
+    image: Path
+    label: Path | None
+    spec: ModelSpec
+    scenarios: tuple[Scenario, ...]
+    seed: int = 0
+    fold: int | None = None
+    surface_metrics: bool = False
+    tolerance_mm: float = 2.0
+    recompute_instances: bool = False
+    predictions: Path | None = None  # the run's predictions folder, when they are saved
+
+
+@dataclass
+class TaskOutput:
+    """The rows (and overlay preview) of one scenario of a task, under its run-store key."""
+
+    key: str
+    tables: dict[str, list]
+    preview: dict[str, np.ndarray] | None
+
+    @property
+    def failed(self) -> str | None:
+        row = self.tables["cases"][0]
+        return None if row.status == "ok" else row.error
+
+
+class ModelCache:
+    """Models loaded in this process, by spec; a worker loads each model once."""
+
+    def __init__(self, preloaded: dict[str, InteractiveModel] | None = None) -> None:
+        self._models: dict[str, InteractiveModel] = dict(preloaded or {})
+
+    def get(self, spec: ModelSpec) -> InteractiveModel:
+        if spec.name not in self._models:
+            self._models[spec.name] = load_spec(spec)
+        return self._models[spec.name]
+
+
+def case_rng(seed: int, scenario: str, test_set: str, case: str) -> np.random.Generator:
+    """One stream per (scenario, case): every model meets the same random choices, and a resumed or
+    parallel run draws exactly what the uninterrupted one drew."""
+    return np.random.default_rng([seed, zlib.crc32(f"{scenario}/{test_set}/{case}".encode())])
+
+
+def model_seed(seed: int, test_set: str, case: str) -> int:
+    """The seed a model receives for one case: fixed by the run's seed and the case alone."""
+    state = np.random.SeedSequence([seed, zlib.crc32(f"model/{test_set}/{case}".encode())])
+    return int(state.generate_state(1)[0])
+
+
+@dataclass
+class _LoadedCase:
+    image: Volume
+    label: Volume
+    instances: np.ndarray
+    lesions: list[Lesion]
+
+
+def _load_case(task: Task) -> _LoadedCase:
+    if task.label is None:
+        raise VolumeError(f"{task.image}: image without label")
+    image = load_volume(task.image, dtype=np.float32)
+    label = load_volume(task.label)
+    if image.shape != label.shape:
+        raise VolumeError(f"{task.label}: shape {label.shape} differs from {task.image.name} {image.shape}")
+    if not np.allclose(image.affine, label.affine, atol=1e-3):
+        raise VolumeError(f"{task.label}: affine differs from {task.image.name}; run `nfbench data check`")
+    instances = instance_map(label.data, recompute=task.recompute_instances)
+    return _LoadedCase(image, label, instances, lesion_table(instances, affine=image.affine))
+
+
+def _preview(loaded: _LoadedCase, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Coronal projections (along posterior→anterior) for the report's overlays."""
+    truth = loaded.instances > 0
+    sx, _, sz = loaded.image.spacing
+    return {
+        "image": loaded.image.data.max(axis=1).astype(np.float32),
+        "tp": (pred & truth).any(axis=1),
+        "fp": (pred & ~truth).any(axis=1),
+        "fn": (truth & ~pred).any(axis=1),
+        "spacing": np.array([sx, sz], dtype=np.float32),
+    }
+
+
+def _keys(task: Task, scenario: Scenario) -> RunKeys:
+    return RunKeys(run_id=task.run_id, model=task.spec.name, scenario=scenario.name,
+                   click_policy=scenario.recorded_policy, budget=scenario.budget,
+                   stop_dice=float("nan") if scenario.stop_dice is None else scenario.stop_dice,
+                   seed=task.seed, fold=task.fold, test_set=task.test_set, case=task.case)
+
+
+def _message(err: BaseException) -> str:
+    message = f"{type(err).__name__}: {err}"
+    if not isinstance(err, (ValueError, RuntimeError)):
+        message += "\n" + traceback.format_exc(limit=3)
+    return message
+
+
+def _failed(task: Task, scenario: Scenario, error: str) -> TaskOutput:
+    key = case_key(task.spec.name, scenario.name, task.test_set, task.case)
+    return TaskOutput(key, {"cases": [CaseRow.failed(_keys(task, scenario), error)]}, None)
+
+
+def run_task(task: Task, models: ModelCache, *, progress=None) -> list[TaskOutput]:
+    """Evaluate every scenario of the task; a failing case or model gives failed rows, never raises."""
+    try:
+        loaded = _load_case(task)
+    except (VolumeError, OSError, ValueError) as err:
+        return [_failed(task, s, str(err)) for s in task.scenarios]
+    try:
+        model = models.get(task.spec)
+        tick = time.perf_counter()
+        session = model.start(loaded.image, seed=model_seed(task.seed, task.test_set, task.case))
+        start_s = time.perf_counter() - tick
+    except Exception as err:  # noqa: BLE001 - a failing model must not stop the run
+        return [_failed(task, s, _message(err)) for s in task.scenarios]
+    outputs = []
+    try:
+        for scenario in task.scenarios:
+            outputs.append(_run_scenario(task, scenario, model, session, loaded, start_s, progress))
+    finally:
+        close = getattr(session, "close", None)
+        if callable(close):
+            close()
+    return outputs
+
+
+def _run_scenario(task: Task, scenario: Scenario, model: InteractiveModel, session: object, loaded: _LoadedCase,
+                  start_s: float, progress) -> TaskOutput:
+    keys = _keys(task, scenario)
+    key = case_key(task.spec.name, scenario.name, task.test_set, task.case)
+    tick = time.perf_counter()
+    try:
+        rng = case_rng(task.seed, scenario.name, task.test_set, task.case)
+        with PeakMemory() as peak:
+            result = simulate_case(model, session, loaded.image, loaded.instances, loaded.lesions, scenario, keys,
+                                   rng=rng, surface=task.surface_metrics, tolerance_mm=task.tolerance_mm,
+                                   progress=progress)
+        case = score_case(keys, loaded.image, loaded.instances, loaded.lesions, scenario, result.prediction,
+                          result.interactions, tolerance_mm=task.tolerance_mm,
+                          wall_time_s=time.perf_counter() - tick, peak_memory_mb=peak.mb,
+                          peak_gpu_memory_mb=peak.gpu_mb, model_start_s=start_s)
+        if task.predictions is not None:
+            target = task.predictions / task.spec.name / scenario.name / task.test_set / f"{task.case}.nii.gz"
+            save_volume(loaded.label, target, data=result.prediction.astype(np.uint8))
+    except Exception as err:  # noqa: BLE001 - a failing model must not stop the run
+        return _failed(task, scenario, _message(err))
+    tables = {"clicks": result.clicks, "interactions": result.interactions, "lesions": result.lesions,
+              "cases": [case]}
+    return TaskOutput(key, tables, _preview(loaded, result.prediction))

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from nfbench.cli import app
 
 # Columns that measure the machine rather than the method.
-_TIMING = {"latency_ms", "overhead_ms", "wall_time_s", "peak_memory_mb", "mean_latency_ms"}
+_TIMING = {"latency_ms", "overhead_ms", "wall_time_s", "model_start_s", "peak_memory_mb", "peak_gpu_memory_mb",
+           "mean_latency_ms"}
 _TABLES = ("clicks", "interactions", "lesions", "cases")
 
 
@@ -46,13 +47,50 @@ def test_evaluate_writes_a_run(tiny_dataset, tmp_path):
         (["--scenario", "lesion-corective"], "Did you mean 'lesion-corrective'"),
         (["--clicks", "centre"], "Did you mean 'center'"),
         (["--stop-dice", "high"], "--stop-dice must be"),
+        (["--case", "no_such_case"], "no case 'no_such_case' in imagesTs_1"),
+        (["--tolerance-mm", "-5"], "NSD tolerance must be a positive number of mm, got -5.0"),
+        (["--alpha", "-1"], "alpha must be finite and >= 0, got -1.0"),
+        (["--jobs", "0"], "parallel jobs must be a whole number >= 1"),
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--weights", "w.pt"], "model 'sphere' takes no weights"),
+        (["-o", "radius_mm=big"], "option 'radius_mm' takes a float, got 'big'"),
+        (["-o", "radius"], "a model option must look like KEY=VALUE"),
+        (["--preset", "cvpr"], "Did you mean 'cvpr25'"),
     ],
 )
 def test_evaluate_refuses_bad_options_in_one_line(tiny_dataset, tmp_path, extra, message):
     args = ["evaluate", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--model", "sphere", *extra]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and message in result.output
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+def test_two_jobs_give_the_tables_of_one(tiny_dataset, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, jobs in ((one, "1"), (two, "2")):
+        result = CliRunner().invoke(app, _args(tiny_dataset, out) + ["--jobs", jobs, "--scenario", "global-single"])
+        assert result.exit_code == 0, result.output
+    for name in _TABLES:
+        first, second = _comparable(one, name), _comparable(two, name)
+        assert len(first) > 0
+        pd.testing.assert_frame_equal(first, second, check_dtype=False)
+
+
+def test_cvpr25_preset_scores_like_the_challenge(tiny_dataset, tmp_path):
+    args = ["evaluate", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--model", "sphere",
+            "--preset", "cvpr25", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(tmp_path / "r" / "interactions.parquet")
+    lesions = pd.read_parquet(tmp_path / "r" / "lesions.parquet")
+    assert set(rows["budget"]) == {6} and set(rows["click_policy"]) == {"center-voxel"}
+    # The click-only sphere gets nothing at the box step, then one center-voxel click per step.
+    assert (rows.loc[rows["interaction"] == 1, "n_clicks"] == 0).all()
+    assert rows["nsd_cvpr_lesion"].notna().all()
+    gated = rows["dice_lesion"] <= 0.2
+    assert (rows.loc[gated, "nsd_cvpr_lesion"] == 0).all()
+    assert (rows.loc[~gated, "nsd_cvpr_lesion"] == rows.loc[~gated, "nsd_lesion"]).all()
+    assert lesions["auc_dice_cvpr"].between(0, 4).all() and lesions["auc_nsd_cvpr"].between(0, 4).all()
 
 
 def test_unknown_model_is_named(tiny_dataset, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nfbench.cli import app
-from nfbench.models.base import ModelError, check_prediction
+from nfbench.models.base import ModelError, Prediction, check_prediction
 from nfbench.models.registry import available_models, load_model, register_model, unregister_model
 from nfbench.models.sphere import SphereModel
 from nfbench.types import Click
@@ -157,7 +157,7 @@ class BadModel:
     def __init__(self, shape=(4, 4, 4), dtype=bool):
         self.shape, self.dtype = shape, dtype
 
-    def start(self, image):
+    def start(self, image, *, seed=0):
         return _BadSession(self.shape, self.dtype)
 
 
@@ -175,6 +175,19 @@ def test_broken_predictions_are_caught_with_the_model_name(registered, options, 
     with pytest.raises(ModelError, match=message):
         check_prediction("bad", session.predict(), (4, 4, 4))
     good = load_model("bad").start(None).predict()
-    assert check_prediction("bad", good, (4, 4, 4)).dtype == np.bool_
+    whole = check_prediction("bad", good, (4, 4, 4))
+    assert whole.mask.dtype == np.bool_ and whole.box == (slice(0, 4),) * 3
     with pytest.raises(ModelError, match="'bad' returned list"):
         check_prediction("bad", [[[True]]], (1, 1, 1))
+
+
+def test_cropped_predictions_are_checked_against_their_box():
+    crop = Prediction(np.ones((2, 3, 1), bool), (slice(1, 3), slice(None, 3), slice(3, 4)))
+    assert check_prediction("m", crop, (4, 4, 4)).box == (slice(1, 3), slice(0, 3), slice(3, 4))
+    with pytest.raises(ModelError, match=r"'m' returned a mask of shape \(2, 3, 1\), expected \(2, 2, 1\)"):
+        check_prediction("m", Prediction(crop.mask, (slice(1, 3), slice(0, 2), slice(3, 4))), (4, 4, 4))
+    for box in [(slice(1, 3), slice(0, 3), slice(3, 5)), (slice(0, 2), slice(0, 3)), (slice(0, 4, 2),) * 3, (1, 2, 3)]:
+        with pytest.raises(ModelError, match="'m' returned a Prediction box .* inside the image of shape"):
+            check_prediction("m", Prediction(crop.mask, box), (4, 4, 4))
+    unchanged = check_prediction("m", Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3), (4, 4, 4))
+    assert unchanged.mask.size == 0

@@ -16,15 +16,16 @@ class Oracle(OracleModel):
     """Perfect on the lesions it is clicked on; ``miss`` drops every other lesion it is asked for."""
 
     def __init__(self, dataset, name: str = "oracle", miss: bool = False) -> None:
+        super().__init__(None, name)
         self.labels = {c.image: c.label for c in dataset.cases}
-        self.name, self.miss = name, miss
+        self.miss = miss
 
-    def start(self, image):
+    def start(self, image, *, seed=0):
         instances = instance_map(load_volume(self.labels[image.path]).data)
         if self.miss:
             instances = instances * (instances % 2 == 1)
         self.instances = instances
-        return super().start(image)
+        return super().start(image, seed=seed)
 
 
 def make_run(data: Path, out: Path) -> Path:

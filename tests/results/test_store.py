@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import pytest
 
-from nfbench.results.schema import CASES, TABLES
+import math
+from dataclasses import replace
+
+from nfbench.results.schema import CASES, TABLES, CaseRow, RunKeys
 from nfbench.results.store import RunError, RunStore, case_key, read_run_table
 
 
-def _case_row(case: str, status: str = "ok") -> dict:
-    return {"run_id": "r", "model": "m", "scenario": "s", "case": case, "status": status, "error": "" if status == "ok" else "boom"}
+def _case_row(case: str, status: str = "ok") -> CaseRow:
+    keys = RunKeys(run_id="r", model="m", scenario="s", click_policy="center", budget=3, stop_dice=math.nan, seed=1,
+                   fold=None, test_set="imagesTs", case=case)
+    return replace(CaseRow.failed(keys, "boom"), status=status, error="" if status == "ok" else "boom")
 
 
 def test_parts_are_atomic_and_failed_cases_are_retried(tmp_path):
@@ -30,7 +35,7 @@ def test_parts_are_atomic_and_failed_cases_are_retried(tmp_path):
 
 def test_run_errors_name_the_folder_and_the_fix(tmp_path):
     RunStore(tmp_path / "r", {"run_id": "r", "seed": 1})
-    with pytest.raises(RunError, match="already exists; use --resume"):
+    with pytest.raises(RunError, match="already exists; resume it or choose another"):
         RunStore(tmp_path / "r", {"run_id": "r", "seed": 1})
     with pytest.raises(RunError, match="differs in seed"):
         RunStore(tmp_path / "r", {"run_id": "r", "seed": 2}, resume=True)
@@ -42,3 +47,11 @@ def test_run_errors_name_the_folder_and_the_fix(tmp_path):
 
 def test_case_key_is_file_name_safe():
     assert case_key("m/x", "lesion-corrective", "imagesTs_1", "1_2018_P_3_T2") == "m_x__lesion-corrective__imagesTs_1__1_2018_P_3_T2"
+
+
+def test_tables_take_only_their_own_rows(tmp_path):
+    store = RunStore(tmp_path / "r", {"run_id": "r", "seed": 1})
+    with pytest.raises(TypeError, match="table 'cases' takes CaseRow rows, got dict"):
+        store.write_case("a", {"cases": [{"run_id": "r", "case": "a"}]})
+    with pytest.raises(ValueError, match=r"unknown result tables \[.case.\]"):
+        store.write_case("a", {"case": [_case_row("a")]})

@@ -13,19 +13,19 @@ from nfbench.lesions import instance_map
 from nfbench.results.schema import TABLES
 from nfbench.results.store import RunError
 from nfbench.runner.evaluate import EvaluationPlan, evaluate
-from tests.oracle_models import BrokenModel, OracleModel
+from tests.oracle_models import BoxOnlyModel, BrokenModel, OracleModel
 
 
 class CaseOracle(OracleModel):
     """The oracle for whichever case it is started on (reads the label next to the image)."""
 
-    def __init__(self, dataset) -> None:
+    def __init__(self, dataset, name: str = "oracle") -> None:
+        super().__init__(None, name)
         self.labels = {c.image: c.label for c in dataset.cases}
-        self.name = "oracle"
 
-    def start(self, image):
+    def start(self, image, *, seed=0):
         self.instances = instance_map(load_volume(self.labels[image.path]).data)
-        return super().start(image)
+        return super().start(image, seed=seed)
 
 
 def _plan(data, **kw):
@@ -46,9 +46,6 @@ def test_run_folder_has_every_table_and_column(tiny_dataset, tmp_path):
         assert (tmp_path / "run" / f"{name}.csv").exists()
     cases = pd.read_parquet(tmp_path / "run" / "cases.parquet")
     assert len(cases) == 4 and (cases["status"] == "ok").all()
-    # The oracle segments every prompted lesion exactly.
-    lesion_rows = cases[cases["scenario"] == "lesion-corrective"]
-    assert (lesion_rows["dice_scan"][lesion_rows["n_lesions"] <= 20] == 1.0).all()
     predictions = sorted((tmp_path / "run" / "predictions").rglob("*.nii.gz"))
     assert len(predictions) == 4
     # Predictions are written in the label file's original orientation and grid.
@@ -100,3 +97,56 @@ def test_lesion_free_case_evaluates(tiny_dataset, tmp_path):
     assert summary.failed == []
     cases = pd.read_parquet(tmp_path / "run" / "cases.parquet")
     assert (cases["dice_scan"] == 1.0).all() and (cases["n_lesions"] == 0).all()
+
+
+def test_oracle_scan_dice_is_that_of_the_prompted_lesions(tiny_dataset, tmp_path):
+    dataset = discover_dataset(tiny_dataset)
+    plan = EvaluationPlan(data=tiny_dataset, test_sets=("imagesTr", "imagesTs_1", "imagesTs_2"), models=("oracle",),
+                          scenarios=(scenario_from_options("lesion-corrective", lesions=3),))
+    evaluate(plan, tmp_path / "run", models={"oracle": CaseOracle(dataset)}, quiet=True)
+    cases = pd.read_parquet(tmp_path / "run" / "cases.parquet")
+    assert len(cases) == 4
+    for row in cases.itertuples():
+        case = next(c for c in dataset.subset(row.test_set) if c.name == row.case)
+        sizes = sorted(np.bincount(instance_map(load_volume(case.label).data).ravel())[1:], reverse=True)
+        prompted, total = sum(sizes[:3]), sum(sizes)  # the oracle finds exactly the 3 largest lesions
+        assert row.n_lesions == len(sizes) > 3
+        assert row.dice_scan == pytest.approx(2 * prompted / (prompted + total))
+
+
+def test_model_starts_once_per_case_with_the_runs_seed(tiny_dataset, tmp_path):
+    dataset = discover_dataset(tiny_dataset)
+    first, second = CaseOracle(dataset), CaseOracle(dataset)
+    evaluate(_plan(tiny_dataset), tmp_path / "a", models={"oracle": first}, quiet=True)
+    evaluate(_plan(tiny_dataset), tmp_path / "b", models={"oracle": second}, quiet=True)
+    # Two cases x two scenarios: one session per case, reset between scenarios, closed at the end.
+    assert first.starts == first.closed == 2
+    assert first.seeds == second.seeds and len(set(first.seeds)) == 2
+    cases = pd.read_parquet(tmp_path / "a" / "cases.parquet")
+    assert (cases["model_start_s"] >= 0).all() and cases.groupby("case")["model_start_s"].nunique().eq(1).all()
+
+
+def test_box_only_model_without_boxes_is_refused_before_any_work(tiny_dataset, tmp_path):
+    plan = EvaluationPlan(data=tiny_dataset, test_sets=("imagesTs_1",), models=("box-only",),
+                          scenarios=(scenario_from_options("lesion-corrective"),))
+    with pytest.raises(ValueError, match="model 'box-only' takes boxes only and scenario 'lesion-corrective' gives"):
+        evaluate(plan, tmp_path / "run", models={"box-only": BoxOnlyModel(None)}, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_case_or_test_set_is_an_error(tiny_dataset, tmp_path):
+    plan = EvaluationPlan(data=tiny_dataset, test_sets=("imagesTs_1",), models=("sphere",),
+                          scenarios=(scenario_from_options("lesion-single"),), cases=("nope",))
+    with pytest.raises(ValueError, match="no case 'nope' in imagesTs_1"):
+        evaluate(plan, tmp_path / "run", quiet=True)
+    plan = EvaluationPlan(data=tiny_dataset, test_sets=("imagesTs_9",), models=("sphere",),
+                          scenarios=(scenario_from_options("lesion-single"),))
+    with pytest.raises(ValueError, match="no test set 'imagesTs_9'"):
+        evaluate(plan, tmp_path / "run", quiet=True)
+
+
+@pytest.mark.parametrize("tolerance", [-5.0, 0.0, float("nan")])
+def test_bad_tolerance_is_refused(tiny_dataset, tolerance):
+    with pytest.raises(ValueError, match="NSD tolerance must be a positive number of mm"):
+        EvaluationPlan(data=tiny_dataset, test_sets=("imagesTs_1",), models=("sphere",),
+                       scenarios=(scenario_from_options("lesion-single"),), tolerance_mm=tolerance)

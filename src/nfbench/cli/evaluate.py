@@ -116,7 +116,7 @@ def evaluate_command(
                               recompute_instances=recompute_instances)
         summary = evaluate(plan, out, jobs=jobs, resume=resume, csv=csv, save_predictions=save_predictions, quiet=quiet)
     except (ValueError, KeyError, ModelError, RunError, VolumeError) as err:
-        fail(str(err).strip("'\""))
+        fail(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
     done = summary.evaluated - len(summary.failed)
     stdout.print(f"run folder: {summary.run}  ({done} evaluated, {summary.skipped} kept from before, {len(summary.failed)} failed)")
     if summary.failed:

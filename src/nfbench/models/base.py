@@ -77,12 +77,7 @@ def check_prediction(model_name: str, answer: object, shape: tuple[int, ...]) ->
     """Refuse an answer that breaks the contract, naming the model; a full mask becomes a whole-image
     :class:`Prediction`."""
     if isinstance(answer, Prediction):
-        box, mask = answer.box, answer.mask
-        if len(box) != len(shape) or any(
-            not isinstance(s, slice) or s.step not in (None, 1) or not 0 <= s.start <= s.stop <= n
-            for s, n in zip(box, shape)
-        ):
-            raise ModelError(f"model {model_name!r} returned a Prediction box {box} outside the image of shape {tuple(shape)}")
+        box, mask = _whole_slices(model_name, answer.box, shape), answer.mask
         expected = tuple(s.stop - s.start for s in box)
     else:
         mask, expected = answer, tuple(shape)
@@ -94,3 +89,17 @@ def check_prediction(model_name: str, answer: object, shape: tuple[int, ...]) ->
     if mask.dtype != np.bool_:
         raise ModelError(f"model {model_name!r} returned a mask of dtype {mask.dtype}, expected bool")
     return Prediction(mask, box)  # type: ignore[arg-type]
+
+
+def _whole_slices(model_name: str, box: object, shape: tuple[int, ...]) -> BoxSlices:
+    """A Prediction's box as slices with explicit bounds (``slice(None)`` is the whole axis)."""
+    try:
+        bounds = [(0 if s.start is None else int(s.start), n if s.stop is None else int(s.stop), s.step)
+                  for s, n in zip(box, shape, strict=True)]  # type: ignore[call-overload]
+    except (TypeError, ValueError, AttributeError):
+        bounds = None
+    if bounds is None or any(step not in (None, 1) or not 0 <= lo <= hi <= n
+                             for (lo, hi, step), n in zip(bounds, shape)):
+        raise ModelError(f"model {model_name!r} returned a Prediction box {box} that is not a box "
+                         f"of unit-step slices inside the image of shape {tuple(shape)}")
+    return tuple(slice(lo, hi) for lo, hi, _ in bounds)  # type: ignore[return-value]

@@ -70,7 +70,7 @@ class RandomWalkerModel:
     def requirements(cls) -> list[str]:
         return []
 
-    def start(self, image: Volume) -> _RandomWalkerSession:
+    def start(self, image: Volume, *, seed: int = 0) -> _RandomWalkerSession:
         return _RandomWalkerSession(image, self)
 
 

@@ -126,7 +126,7 @@ class RegionGrowModel:
     def requirements(cls) -> list[str]:
         return []
 
-    def start(self, image: Volume) -> _RegionGrowSession:
+    def start(self, image: Volume, *, seed: int = 0) -> _RegionGrowSession:
         return _RegionGrowSession(image, self)
 
 

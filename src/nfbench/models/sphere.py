@@ -32,7 +32,7 @@ class SphereModel:
     def requirements(cls) -> list[str]:
         return []
 
-    def start(self, image: Volume) -> _SphereSession:
+    def start(self, image: Volume, *, seed: int = 0) -> _SphereSession:
         return _SphereSession(image, self.radius_mm)
 
 

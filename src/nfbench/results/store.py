@@ -63,7 +63,7 @@ class RunStore:
         existing = self.root / "config.json"
         if existing.exists():
             if not resume:
-                raise RunError(f"{self.root}: run folder already exists; use --resume to continue it or choose another --out")
+                raise RunError(f"{self.root}: run folder already exists; resume it or choose another run folder")
             old = json.loads(existing.read_text())
             differ = sorted(k for k in set(old) | set(config) if k not in _IGNORED_FOR_RESUME and old.get(k) != config.get(k))
             if differ:
@@ -139,5 +139,5 @@ def read_run_table(run: str | Path, name: str) -> pd.DataFrame:
     load_config(Path(run))
     path = Path(run) / f"{name}.parquet"
     if not path.is_file():
-        raise RunError(f"{run}: {path.name} is missing; the run did not finish (continue it with `nfbench evaluate --resume`)")
+        raise RunError(f"{run}: {path.name} is missing; the run did not finish (resume it to complete it)")
     return pd.read_parquet(path)

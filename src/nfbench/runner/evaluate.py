@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nfbench
 from nfbench.interaction.scenarios import Scenario
-from nfbench.io.dataset import discover_dataset
+from nfbench.io.dataset import Case, discover_dataset
 from nfbench.io.volume import VolumeError
 from nfbench.models.base import InteractiveModel
 from nfbench.models.spec import ModelSpec, resolve_device
@@ -26,7 +26,7 @@ from nfbench.results.store import RunStore, case_key
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task, TaskOutput, run_task
 
-__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "plan_tasks"]
+__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks"]
 
 
 @dataclass(frozen=True)
@@ -111,11 +111,8 @@ def _check_prompts(plan: EvaluationPlan, models: dict[str, InteractiveModel]) ->
                                  "(ask for boxes, or use the cvpr25 preset)")
 
 
-def plan_tasks(
-    plan: EvaluationPlan, run_id: str, done: set[str], predictions: Path | None
-) -> tuple[list[Task], int, int]:
-    """The tasks of the plan whose scenarios are not all finished, the count of finished
-    (model, scenario, case) keys, and the number of cases.
+def select_cases(plan: EvaluationPlan) -> list[tuple[str, Case]]:
+    """The (test set, case) pairs of the plan, in order.
 
     Raises ``ValueError`` for a test set or a case that the dataset does not have.
     """
@@ -132,8 +129,16 @@ def plan_tasks(
         names = sorted({c.name for t in plan.test_sets for c in dataset.subset(t)})
         raise ValueError(f"{plan.data}: no case {', '.join(map(repr, unknown))} in {', '.join(plan.test_sets)} "
                          f"(it has {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+    return chosen
+
+
+def plan_tasks(
+    plan: EvaluationPlan, cases: list[tuple[str, Case]], run_id: str, done: set[str], predictions: Path | None
+) -> tuple[list[Task], int]:
+    """The tasks of the plan whose scenarios are not all finished, and the count of finished
+    (model, scenario, case) keys."""
     tasks, skipped = [], 0
-    for test_set, case in chosen:
+    for test_set, case in cases:
         for spec in plan.models:
             pending = tuple(s for s in plan.scenarios if case_key(spec.name, s.name, test_set, case.name) not in done)
             skipped += len(plan.scenarios) - len(pending)
@@ -141,7 +146,7 @@ def plan_tasks(
                 tasks.append(Task(run_id, test_set, case.name, case.image, case.label, spec, pending, seed=plan.seed,
                                   fold=plan.fold, surface_metrics=plan.surface_metrics, tolerance_mm=plan.tolerance_mm,
                                   recompute_instances=plan.recompute_instances, predictions=predictions))
-    return tasks, skipped, len(chosen)
+    return tasks, skipped
 
 
 # A worker process's models: inherited from the driver when the pool forks, else loaded per spec.
@@ -191,10 +196,11 @@ def evaluate(
     cache = ModelCache(models)
     loaded = {spec.name: cache.get(spec) for spec in plan.models}
     _check_prompts(plan, loaded)
+    cases = select_cases(plan)
     store = RunStore(out, plan.config(out.name), resume=resume)
-    tasks, skipped, n_cases = plan_tasks(plan, store.run_id, store.finished(),
-                                         store.root / "predictions" if save_predictions else None)
-    summary = EvaluationSummary(out, n_cases=n_cases, skipped=skipped)
+    tasks, skipped = plan_tasks(plan, cases, store.run_id, store.finished(),
+                                store.root / "predictions" if save_predictions else None)
+    summary = EvaluationSummary(out, n_cases=len(cases), skipped=skipped)
     with RunProgress(total=skipped + sum(len(t.scenarios) for t in tasks), quiet=quiet) as progress:
         progress.advance(skipped)
 

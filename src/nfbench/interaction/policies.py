@@ -190,7 +190,8 @@ def patch_voxels(size_mm: Sequence[float], spacing: Sequence[float]) -> tuple[in
         raise ValueError(f"patch size must be three positive lengths in mm, got {size_mm}")
     if len(steps) != 3 or not all(math.isfinite(s) and s > 0 for s in steps):
         raise ValueError(f"spacing must be three positive sizes in mm, got {spacing}")
-    return tuple(max(1, math.floor(m / s + 0.5)) for m, s in zip(sizes, steps))  # type: ignore[return-value]
+    voxels = tuple(max(1, math.floor(m / s + 0.5)) for m, s in zip(sizes, steps))
+    return voxels  # type: ignore[return-value]
 
 
 def _check_masks(
@@ -349,7 +350,8 @@ def _cvpr_center(inside: tuple[np.ndarray, ...], extent: tuple[int, ...]) -> int
         component = np.zeros(extent, bool)
         component[inside] = True
         depth = edt.edt(component, black_border=True)[inside]
-    # squared voxel distances are integers, so float32 depths tie exactly where scipy's do
+    # squared voxel distances are integers, so float32 depths tie exactly where scipy's float64
+    # ones do (distinct below a depth of 2048 voxels, far beyond any scan)
     tied = np.flatnonzero(depth == depth.max())
     return int(tied[np.random.RandomState(_CVPR_SEED).choice(tied.size)])
 

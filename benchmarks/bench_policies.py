@@ -1,6 +1,7 @@
 """Time ``next_clicks`` for every policy on a full-size synthetic whole-body volume.
 
-Run: ``.venv/bin/python benchmarks/bench_policies.py [--repeats 7] [--blobs 200] [--seed 0]``
+Run: ``.venv/bin/python benchmarks/bench_policies.py [--repeats 7] [--blobs 200] [--seed 0]
+[--policies center center-voxel] [--plain-repeats 0]``
 
 The volume is 800 x 31 x 2900 voxels (72 M, the size of the neurofibroma WB-MRI scans in RAS) with
 spacing (0.625, 7.8, 0.625) mm; the truth holds ``--blobs`` ellipsoids and the prediction is the
@@ -88,8 +89,12 @@ def main() -> None:
     parser.add_argument("--blobs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--plain-repeats", type=int, default=1, help="repeats of the slow full-volume version"
+        "--plain-repeats",
+        type=int,
+        default=1,
+        help="repeats of the slow full-volume version (0: skip it)",
     )
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
     args = parser.parse_args()
     truth, pred, box = synthetic_case(args.blobs, args.seed)
     n_errors = int(np.count_nonzero(pred != truth))
@@ -97,7 +102,7 @@ def main() -> None:
     print(f"{args.blobs} blobs, {n_errors} error voxels")
     print(f"lesion box {tuple((s.start, s.stop) for s in box)}")
     print(f"{'policy':<14}{'whole volume (ms)':>20}{'lesion box (ms)':>18}")
-    for policy in POLICIES:
+    for policy in args.policies:
         rng = np.random.default_rng(args.seed)
         whole = median_ms(
             partial(next_clicks, pred, truth, spacing=SPACING, rng=rng, policy=policy), args.repeats
@@ -107,6 +112,8 @@ def main() -> None:
             args.repeats,
         )
         print(f"{policy:<14}{whole:>20.1f}{boxed:>18.2f}")
+    if args.plain_repeats < 1:
+        return
     ours = next_clicks(pred, truth, spacing=SPACING, rng=np.random.default_rng(0))[0].ijk
     plain_click: list[tuple[int, ...]] = []
     plain = median_ms(

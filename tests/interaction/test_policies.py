@@ -5,7 +5,8 @@ import pytest
 from scipy import ndimage
 
 from nfbench.interaction import policies
-from nfbench.interaction.policies import POLICIES, next_clicks
+from nfbench.interaction.policies import DEFAULT_PATCH_MM, POLICIES, next_clicks, patch_voxels
+from nfbench.phantom.case import SIZES
 
 ANISO = (0.625, 7.8, 0.625)
 ISO = (1.0, 1.0, 1.0)
@@ -34,9 +35,9 @@ def largest_component(error: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(counts))
 
 
-def reference_center(pred, truth, spacing=None, rtol=0.0):
-    """Plain full-volume CVPR 2025 rule: label pred != truth, largest component, EDT of the padded
-    component, first argmax in raster order (``spacing`` None = voxel units)."""
+def reference_center(pred, truth, spacing=ANISO, rtol=1e-6):
+    """Plain full-volume ``center`` rule: label pred != truth, largest component, EDT in mm of the
+    padded component, first voxel at the maximum (within ``rtol``) in raster order."""
     component = np.pad(largest_component(pred != truth), 1)
     depth = ndimage.distance_transform_edt(component, sampling=spacing)[1:-1, 1:-1, 1:-1]
     best = np.flatnonzero(depth >= depth.max() * (1.0 - rtol))[0]
@@ -73,31 +74,24 @@ def test_clicks_are_errors_never_ignored_voxels(policy, seed):
         assert largest_component((pred != truth) & ~ignore)[clicks[0].ijk]
 
 
-@pytest.mark.parametrize("seed", range(20), ids=lambda s: f"case{s}")
-def test_center_voxel_matches_plain_cvpr_rule(seed):
-    shape = (14 + seed % 5, 5 + seed % 3, 16)
-    pred, truth = random_case(seed, shape)
-    (click,) = clicks_for("center-voxel", pred, truth)
-    assert click.ijk == reference_center(pred, truth)
-
-
 @pytest.mark.parametrize("seed", range(8), ids=lambda s: f"case{s}")
 def test_center_matches_plain_rule_in_mm(seed):
     pred, truth = random_case(seed)
     (click,) = clicks_for("center", pred, truth)
-    assert click.ijk == reference_center(pred, truth, spacing=ANISO, rtol=1e-6)
+    assert click.ijk == reference_center(pred, truth)
 
 
 def test_center_prefers_in_plane_centre_of_a_thin_slab():
     # A 41 x 3 x 41 slab, 7.8 mm thick slices. In voxel units the middle slice is a ridge of depth 2
-    # (every voxel at least one voxel from the in-plane edge): raster order picks its first voxel.
-    # In mm the slice direction is far away (15.6 mm), so the in-plane centre (13.1 mm deep) wins.
+    # (every voxel at least one voxel from the in-plane edge): the challenge's draw picks one of
+    # its 39 x 39 voxels. In mm the slice direction is far away (15.6 mm), so the in-plane centre
+    # (13.1 mm deep) wins.
     truth = np.zeros((45, 5, 45), bool)
     truth[2:43, 1:4, 2:43] = True
     pred = np.zeros_like(truth)
     (voxel,) = clicks_for("center-voxel", pred, truth)
     (mm,) = clicks_for("center", pred, truth)
-    assert voxel.ijk == (3, 2, 3)
+    assert voxel.ijk[1] == 2 and all(3 <= v <= 41 for v in voxel.ijk[::2])
     assert mm.ijk == (22, 2, 22)
     assert voxel.positive and mm.positive
 
@@ -229,8 +223,9 @@ def test_patch_with_only_misses_gives_one_positive_click():
     assert click.positive and truth[click.ijk]
 
 
-def test_default_patch_size_is_the_originals():
-    # One 512 x 16 x 512 patch covers this whole volume, so the only error decides.
+def test_default_patch_is_the_originals_on_the_original_grid():
+    # At 0.625 x 7.8 x 0.625 mm the default patch is 512 x 16 x 512 voxels: one patch covers this
+    # whole volume in-plane, so the only error decides.
     truth = np.zeros((40, 20, 40), bool)
     pred = np.zeros_like(truth)
     pred[30, 18, 30] = True  # in the second patch along axis 1 (slices 16..31)
@@ -241,6 +236,43 @@ def test_default_patch_size_is_the_originals():
         == next_clicks(pred, truth, spacing=ANISO, rng=np.random.default_rng(0), policy="center")[0]
     )
     assert not click.positive
+
+
+def test_patch_voxels_converts_mm_to_each_grid():
+    assert patch_voxels(DEFAULT_PATCH_MM, (0.625, 7.8, 0.625)) == (512, 16, 512)
+    assert patch_voxels(DEFAULT_PATCH_MM, (2.5, 7.8, 2.5)) == (128, 16, 128)
+    assert patch_voxels(DEFAULT_PATCH_MM, (7.5, 15.6, 7.5)) == (43, 8, 43)  # 42.7 mm rounds up
+    assert patch_voxels((1.0, 1.0, 1.0), (5.0, 0.5, 5.0)) == (1, 2, 1)  # never below one voxel
+
+
+@pytest.mark.parametrize(
+    "size_mm, spacing, message",
+    [((320.0, 0.0, 320.0), ISO, "patch size"), ((320.0, 320.0), ISO, "patch size"),
+     (DEFAULT_PATCH_MM, (1.0, float("nan"), 1.0), "spacing")],
+    ids=["zero-mm", "two-axes", "nan-spacing"],
+)
+def test_patch_voxels_rejects_bad_sizes(size_mm, spacing, message):
+    with pytest.raises(ValueError, match=message):
+        patch_voxels(size_mm, spacing)
+
+
+def test_default_patch_on_the_small_phantom_is_not_the_whole_body():
+    # On the 2.5 mm grid (200 x 31 x 725) the patch is 128 x 16 x 128 voxels (320 x 125 x 320 mm).
+    # A missed lesion and a half-found one with a false positive, 350 mm apart in-plane: in one
+    # whole-body patch both would share the clicks (a negative one too); in physical patches the
+    # missed lesion's patch has Dice 0 and gets the only click.
+    shape, spacing = SIZES["small"]
+    truth = np.zeros(shape, bool)
+    pred = np.zeros_like(truth)
+    truth[10:14, 5:8, 10:14] = True  # missed, patch (0, 0, 0)
+    truth[150:160, 5:8, 300:310] = True  # patch (1, 0, 2)
+    pred[150:160, 5:8, 300:305] = True
+    pred[162, 6, 300] = True
+    for seed in range(10):
+        (click,) = next_clicks(
+            pred, truth, spacing=spacing, rng=np.random.default_rng(seed), policy="patch"
+        )
+        assert click.positive and all(v < 16 for v in click.ijk)
 
 
 def test_unknown_policy_suggests_the_closest():
@@ -280,5 +312,5 @@ def test_both_labelling_paths_follow_the_rule(monkeypatch, max_clusters):
     pred, _ = random_case(9, shape=(120, 6, 120))
     pred &= ~truth
     for p in (np.zeros_like(truth), pred):
-        (click,) = clicks_for("center-voxel", p, truth)
+        (click,) = clicks_for("center", p, truth)
         assert click.ijk == reference_center(p, truth)

@@ -15,16 +15,26 @@ challenge code does when it pads the component's crop with zeros before its dist
 
 The component is the error *inside the scope*: with a box, its faces bound the component too.
 
-Ties are broken by raster order (C order of the global voxel index), never by random draws, so the
-deterministic policies (``center``, ``center-voxel``) do not use the generator at all (the CVPR
-code draws among tied maxima with ``np.random.seed(42)``; raster order is the reproducible
-analogue).
+Ties. The largest component is, on equal sizes, the one whose first voxel comes first in raster
+(C) order of the global index, like the lowest ``cc3d`` label. Inside the component the two centre
+policies differ on purpose:
+
+- ``center`` (depth in mm) takes the first deepest voxel in raster order and uses no random draw;
+- ``center-voxel`` is the CVPR 2025 challenge's click exactly (``CVPR25_iter_eval.py``,
+  ``compute_edt`` and ``sample_coord``): the depth is scipy's Euclidean distance in voxel units on
+  the component's bounding box padded by ``max(crop // 4, 1)`` zeros per side; when that padded crop
+  has more than :data:`_CVPR_HALVE_ABOVE` voxels it is first 2x2x2 block-reduced with ``max``
+  (zero-padded at the far end) and every voxel takes its block's distance; then, on *every* click,
+  ``np.random.seed(42)`` and ``np.random.choice`` pick one of the voxels at the maximum depth,
+  listed in raster order. The draw uses a private ``RandomState(42)``, so it is the same function
+  of the tie count without touching NumPy's global generator, and it ignores ``rng``.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Sequence
 
 import edt
 import numpy as np
@@ -33,17 +43,18 @@ from nfbench.components import connected_components
 from nfbench.bbox import mask_bbox
 from nfbench.types import BoolMask, BoxSlices, Click, Spacing
 
-__all__ = ["DEFAULT_PATCH_SIZE", "POLICIES", "next_clicks"]
+__all__ = ["DEFAULT_PATCH_MM", "POLICIES", "next_clicks", "patch_voxels"]
 
 POLICIES: tuple[str, ...] = ("center", "center-voxel", "uniform", "edt-power", "patch")
 
-#: The original's 512 x 512 x 16 patches, given in its (R, S, A) grid, in our canonical RAS axes.
-DEFAULT_PATCH_SIZE: tuple[int, int, int] = (512, 16, 512)
+#: The original's patch in mm, in our canonical RAS axes: SW-FastEdit's 512 x 512 x 16 voxels of its
+#: (R, S, A) grid at 0.625 x 0.625 x 7.8 mm, i.e. 320 mm (R) x 124.8 mm (A) x 320 mm (S).
 DEFAULT_PATCH_MM: tuple[float, float, float] = (320.0, 124.8, 320.0)
 
-
-def patch_voxels(size_mm, spacing) -> tuple[int, int, int]:  # placeholder until the policies branch lands
-    return tuple(max(1, int(round(m / s))) for m, s in zip(size_mm, spacing))  # type: ignore[return-value]
+#: Padded crops of more voxels than this are halved before the ``center-voxel`` distance transform,
+#: as in the CVPR 2025 challenge code (``60000000`` there).
+_CVPR_HALVE_ABOVE = 60_000_000
+_CVPR_SEED = 42
 
 # Two mm distances closer than this (relative) are the same distance: float32 EDT values of points
 # that are geometrically equally deep can differ in their last bits.
@@ -86,7 +97,9 @@ def next_clicks(
             Largest 26-connected error component (ties: first voxel in raster order), voxel farthest
             from its boundary in mm (ties: raster order).
         ``center-voxel``
-            The same with the distance in voxel units (the CVPR 2025 challenge rule).
+            The CVPR 2025 challenge's click: the same component, distance in voxel units, the
+            deepest voxel drawn among ties by the challenge's reseeded ``np.random.choice`` (see
+            the module docstring); ``rng`` is not used.
         ``uniform``
             Uniformly random voxel of the largest error component.
         ``edt-power``
@@ -105,7 +118,8 @@ def next_clicks(
     alpha
         Exponent of ``edt-power``; 1 draws in proportion to depth, large values approach the centre.
     patch_size
-        Tile size of ``patch`` in voxels; default :data:`DEFAULT_PATCH_SIZE`.
+        Tile size of ``patch`` in voxels; default :data:`DEFAULT_PATCH_MM` converted to this
+        grid by :func:`patch_voxels`.
 
     Returns
     -------
@@ -121,9 +135,8 @@ def next_clicks(
     spacing = _check_spacing(spacing)
     scope = _check_box(box, truth.shape)
     if policy == "patch":
-        return _patch_clicks(
-            pred, truth, ignore, scope, rng=rng, patch_size=_check_patch(patch_size)
-        )
+        size = patch_voxels(DEFAULT_PATCH_MM, spacing) if patch_size is None else patch_size
+        return _patch_clicks(pred, truth, ignore, scope, rng=rng, patch_size=_check_patch(size))
     if policy == "edt-power" and not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"edt-power needs a finite alpha >= 0, got {alpha}")
 
@@ -143,22 +156,42 @@ def next_clicks(
 
     points = tuple(c[members] for c in ijk)
     lo = tuple(int(p.min()) for p in points)
-    component = np.zeros(tuple(int(p.max()) + 1 - l for p, l in zip(points, lo)), bool)
-    component[tuple(p - l for p, l in zip(points, lo))] = True
+    inside = tuple(p - l for p, l in zip(points, lo))  # component voxels in its box, raster order
+    extent = tuple(int(p.max()) + 1 for p in inside)
     if policy == "center-voxel":
-        local = _deepest(component, (1.0, 1.0, 1.0), rtol=0.0)
-    elif policy == "center":
-        local = _deepest(component, spacing, rtol=_MM_TIE_RTOL)
-    else:  # edt-power
-        depth = edt.edt(component, anisotropy=spacing, black_border=True).ravel().astype(np.float64)
-        # normalised first so that a large alpha cannot overflow; 0 ** 0 == 1 would give the
-        # voxels outside the component weight when alpha == 0
-        weights = (depth / depth.max()) ** alpha
-        weights[depth == 0] = 0.0
-        local = _weighted_index(weights, rng)
-    offset = np.unravel_index(local, component.shape)
+        pick = _cvpr_center(inside, extent)
+        offset = tuple(int(p[pick]) for p in inside)
+    else:
+        component = np.zeros(extent, bool)
+        component[inside] = True
+        if policy == "center":
+            local = _deepest(component, spacing, rtol=_MM_TIE_RTOL)
+        else:  # edt-power
+            depth = edt.edt(component, anisotropy=spacing, black_border=True).ravel()
+            depth = depth.astype(np.float64)
+            # normalised first so that a large alpha cannot overflow; 0 ** 0 == 1 would give the
+            # voxels outside the component weight when alpha == 0
+            weights = (depth / depth.max()) ** alpha
+            weights[depth == 0] = 0.0
+            local = _weighted_index(weights, rng)
+        offset = np.unravel_index(local, extent)
     voxel = tuple(int(s.start + l + v) for s, l, v in zip(scope, lo, offset))
     return [Click(voxel, bool(truth[voxel]))]
+
+
+def patch_voxels(size_mm: Sequence[float], spacing: Sequence[float]) -> tuple[int, int, int]:
+    """A patch given in mm as whole voxels of a grid: nearest count per axis, at least one.
+
+    The original grid (0.625 x 7.8 x 0.625 mm) turns :data:`DEFAULT_PATCH_MM` back into the
+    original's 512 x 16 x 512 voxels; the 2.5 mm ``small`` phantom gets 128 x 16 x 128.
+    """
+    sizes, steps = tuple(float(m) for m in size_mm), tuple(float(s) for s in spacing)
+    if len(sizes) != 3 or not all(math.isfinite(m) and m > 0 for m in sizes):
+        raise ValueError(f"patch size must be three positive lengths in mm, got {size_mm}")
+    if len(steps) != 3 or not all(math.isfinite(s) and s > 0 for s in steps):
+        raise ValueError(f"spacing must be three positive sizes in mm, got {spacing}")
+    voxels = tuple(max(1, math.floor(m / s + 0.5)) for m, s in zip(sizes, steps))
+    return voxels  # type: ignore[return-value]
 
 
 def _check_masks(
@@ -195,8 +228,8 @@ def _check_box(box: BoxSlices | None, shape: tuple[int, ...]) -> BoxSlices:
     return clipped  # type: ignore[return-value]
 
 
-def _check_patch(patch_size: tuple[int, int, int] | None) -> tuple[int, int, int]:
-    size = DEFAULT_PATCH_SIZE if patch_size is None else tuple(int(p) for p in patch_size)
+def _check_patch(patch_size: tuple[int, int, int]) -> tuple[int, int, int]:
+    size = tuple(int(p) for p in patch_size)
     if len(size) != 3 or min(size) < 1:
         raise ValueError(f"patch_size must be three positive voxel counts, got {patch_size}")
     return size  # type: ignore[return-value]
@@ -293,6 +326,34 @@ def _deepest(component: BoolMask, anisotropy: Spacing, *, rtol: float) -> int:
     depth = edt.edt(component, anisotropy=anisotropy, black_border=True)
     top = depth.max()
     return int(np.argmax(depth >= top * (1.0 - rtol)))
+
+
+def _cvpr_center(inside: tuple[np.ndarray, ...], extent: tuple[int, ...]) -> int:
+    """Which of the component's voxels (raster order) the CVPR 2025 challenge clicks.
+
+    ``inside`` holds the voxels' coordinates in the component's bounding box of shape ``extent``.
+    The challenge pads that box with ``max(int(0.25 * n), 1)`` zeros per side, so the box's outside
+    is background (``black_border``). Above :data:`_CVPR_HALVE_ABOVE` padded voxels, blocks of 2^3
+    voxels of the *padded* crop (blocks start at its origin) become one voxel, set where any of
+    its voxels is in the component; scipy then finds background only inside that array, hence no
+    black border there (a padded crop that large has an axis of over 390 voxels, whose padding of
+    at least 2 voxels on each side holds whole background blocks).
+    """
+    pad = tuple(max(n // 4, 1) for n in extent)  # int(0.25 * n) for a voxel count n
+    padded = tuple(n + 2 * p for n, p in zip(extent, pad))
+    if math.prod(padded) > _CVPR_HALVE_ABOVE:
+        blocks = tuple((c + p) // 2 for c, p in zip(inside, pad))
+        coarse = np.zeros(tuple(-(-n // 2) for n in padded), bool)
+        coarse[blocks] = True
+        depth = edt.edt(coarse, black_border=False)[blocks]
+    else:
+        component = np.zeros(extent, bool)
+        component[inside] = True
+        depth = edt.edt(component, black_border=True)[inside]
+    # squared voxel distances are integers, so float32 depths tie exactly where scipy's float64
+    # ones do (distinct below a depth of 2048 voxels, far beyond any scan)
+    tied = np.flatnonzero(depth == depth.max())
+    return int(tied[np.random.RandomState(_CVPR_SEED).choice(tied.size)])
 
 
 def _weighted_index(weights: np.ndarray, rng: np.random.Generator) -> int:

@@ -181,6 +181,7 @@ def _two_budgets() -> RunTables:
 
 def test_runs_with_different_budgets_are_separate_rows_and_stop_at_their_budget():
     main = main_table(_two_budgets(), budget=5)
+    assert len(main) == 2  # the original averaged the two runs into one row
     assert sorted(main["budget"]) == [3, 5] and main["n_cases"].tolist() == [1, 1]
     # budget 3: nothing after 5 (the original carried 0.6 to "after 5" and averaged the two runs: 0.8)
     assert math.isnan(_at(main, "dice_lesion_at_5_mean", budget=3))
@@ -271,3 +272,12 @@ def test_cvpr25_scores_are_in_the_main_table_only_when_a_run_has_them():
     plain = main_table(tables(rows, [lesion("m", LC, "t", "c1", n, 0.5) for n in (1, 2)] + [lesion("m", LC, "t", "c2", 1, 0.5)],
                               [case("m", LC, "t", "c1", 0.5), case("m", LC, "t", "c2", 0.5)]))
     assert not [c for c in plain.columns if "cvpr" in c or "gpu" in c]  # no empty columns
+
+
+def test_a_run_without_the_protocol_columns_is_refused(tmp_path):
+    folder = write_run(tmp_path / "run", tables(session("m", LC, "t", "c1", [0.5]), [], [case("m", LC, "t", "c1", 0.5)]))
+    for name in ("interactions", "cases"):
+        path = folder / f"{name}.parquet"
+        pd.read_parquet(path).drop(columns=["budget", "stop_dice"]).to_parquet(path)
+    with pytest.raises(RunError, match="interactions table lacks the columns budget, stop_dice"):
+        load_runs([folder])

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nfbench.results.schema import RUN_KEYS, THRESHOLDS
+from nfbench.results.schema import RUN_KEYS, TABLES, THRESHOLDS
 from nfbench.results.stats import N_RESAMPLES, bootstrap_ci
 from nfbench.results.store import RunError, case_key, load_config, read_run_table
 
@@ -63,7 +63,7 @@ __all__ = [
 PROTOCOL = ["scenario", "click_policy", "budget", "stop_dice"]
 """What makes two evaluations comparable: the same scenario, click policy, budget and stop target."""
 
-GROUP = ["model", *PROTOCOL, "test_set"]
+GROUP = ["model", "scenario", "test_set", *PROTOCOL[1:]]
 """One row of every summary table: a model on one protocol and a test set."""
 
 SESSION = [*RUN_KEYS, "lesion_id"]
@@ -107,8 +107,9 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
 
     A scenario run under several protocols among the runs (click policies, budgets or stop
     targets) gets one label per protocol naming what differs, ``"<scenario> (<policy>, budget <n>,
-    stop <dice>)"``. The same run given twice is an error (its cases would count twice), and so is
-    a run whose sessions do not have one row per interaction up to their budget.
+    stop <dice>)"``. The same run given twice is an error (its cases would count twice), and so are
+    a run whose tables lack a column of the schema and one whose sessions do not have one row per
+    interaction up to their budget (both written by an older nfbench).
     """
     if not runs:
         raise RunError("no run folder given")
@@ -122,7 +123,12 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
         seen[run_id] = run
         configs.append({**config, "_folder": str(run)})
         for name in _TABLE_NAMES:
-            parts[name].append(read_run_table(run, name))
+            frame = read_run_table(run, name)
+            missing = [c for c in TABLES[name] if c not in frame.columns]
+            if missing:
+                raise RunError(f"{run}: the {name} table lacks the columns {', '.join(missing)}; the run was written "
+                               "by an older nfbench, evaluate it again")
+            parts[name].append(frame)
         _check_sessions(parts["interactions"][-1], run)
     tables = {name: pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
               for name, frames in parts.items()}

@@ -205,13 +205,14 @@ def latency_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | 
     if inter.empty:
         return None
     groups = list(inter.groupby(["model", *PROTOCOL], dropna=False))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups)), 3.4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(groups)), 3.6), constrained_layout=True)
     box = ax.boxplot([rows["latency_ms"].to_numpy() for _, rows in groups], patch_artist=True, showfliers=True,
                      flierprops={"markersize": 2})
     for patch, ((model, *_), _) in zip(box["boxes"], groups):
         patch.set_facecolor(colours[model])
         patch.set_alpha(0.6)
-    ax.set_xticks(range(1, len(groups) + 1), [f"{key[0]}\n{key[1]}" for key, _ in groups], fontsize=8)
+    labels = [f"{model}\n{scenario}".replace(" (", "\n(") for (model, scenario, *_), _ in groups]  # the protocol on its own line
+    ax.set_xticks(range(1, len(groups) + 1), labels, fontsize=7)
     ax.set_yscale("log")
     ax.set(ylabel="latency per interaction (ms)", title="Model latency per interaction (add_click + predict; carried-forward rows excluded)")
     return fig

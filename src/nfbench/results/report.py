@@ -11,6 +11,7 @@ Layout of the output folder::
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,7 +147,7 @@ def _figures(tables: RunTables, folder: Path, *, dpi: int, say) -> dict[str, str
     captions = dict(_FIGURES)
     for model in sorted(colours):
         for scenario in sorted(set(tables.ok_cases["scenario"])):
-            name = f"overlay_{model}_{scenario}".replace(" ", "_").replace("(", "").replace(")", "").replace("/", "_")
+            name = re.sub(r"[^A-Za-z0-9.-]+", "_", f"overlay_{model}_{scenario}").strip("_")
             makers[name] = lambda m=model, s=scenario: overlay_figure(tables, m, s)
             captions[name] = (f"{model}, {scenario}: best, median and worst case by final scan Dice. Coronal maximum-"
                               "intensity projection along the posterior→anterior axis, head up, patient's right on the "

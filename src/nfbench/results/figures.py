@@ -69,12 +69,12 @@ def model_colours(models: list[str]) -> dict[str, tuple]:
     return {m: palette[n % len(palette)] for n, m in enumerate(sorted(models))}
 
 
-PANEL = [*PROTOCOL, "test_set"]
+_PANEL = [*PROTOCOL, "test_set"]
 """One panel per protocol and test set: runs of different budgets or stop targets never share one."""
 
 
 def _panel_groups(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-    return list(table.groupby(PANEL, dropna=False))
+    return list(table.groupby(_PANEL, dropna=False))
 
 
 def _title(panel: pd.DataFrame) -> str:
@@ -192,8 +192,8 @@ def detection_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure 
     if cases.empty:
         return None
     columns = ["f1_any", "f1_iou10"]
-    return _grouped_bars(per_case(cases, columns).groupby(GROUP, dropna=False)[columns].mean().reset_index(), columns, ["any overlap", "IoU ≥ 0.1"],
-                         colours=colours, ylabel="detection F1", ylim=(0, 1.05),
+    means = per_case(cases, columns).groupby(GROUP, dropna=False)[columns].mean().reset_index()
+    return _grouped_bars(means, columns, ["any overlap", "IoU ≥ 0.1"], colours=colours, ylabel="detection F1", ylim=(0, 1.05),
                          title="Lesion detection F1 of the final prediction (mean over cases)")
 
 

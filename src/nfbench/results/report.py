@@ -120,7 +120,7 @@ def _write_tables(sheets: dict[str, pd.DataFrame], out: Path) -> None:
 
 _FIGURES = {
     "dice_lesion_curves": "Lesion Dice after each interaction (lesion scenarios): mean over cases with its 95% "
-                          "bootstrap band; one panel per scenario and test set.",
+                          "bootstrap band; one panel per protocol and test set, each up to its budget.",
     "dice_scan_curves": "Scan Dice after each interaction (global scenarios, scans without lesions included): mean "
                         "over cases with its 95% bootstrap band; sessions that stopped early keep their last value.",
     "dice_by_lesion_size": "Final lesion Dice by lesion volume (per case mean within a stratum, then mean over cases; "

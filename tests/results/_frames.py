@@ -1,75 +1,111 @@
-"""Hand-made result tables with the schema's columns, for checking aggregation by hand."""
+"""Hand-made result tables built from the schema's typed rows, for checking aggregation by hand.
+
+Every row is a schema dataclass, so a frame has exactly the table's columns (a missing or unknown
+column fails when the row is built). Sessions have one row per interaction up to their budget, as
+the engine writes them.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nfbench.results.aggregate import RunTables
-from nfbench.results.schema import CASES, CLICKS, INTERACTIONS, LESIONS, THRESHOLDS
+from nfbench.results.schema import (
+    RUN_KEYS,
+    TABLES,
+    THRESHOLDS,
+    CaseRow,
+    InteractionRow,
+    LesionRow,
+    RunKeys,
+    row_values,
+)
 
 NAN = math.nan
+_KEY_OPTIONS = ("fold", "seed", "run_id", "policy", "budget", "stop_dice")
 
 
-def _keys(model: str, scenario: str, test_set: str, case: str, *, fold=None, seed: int = 0,
-          run_id: str = "r1", policy: str = "center") -> dict:
-    return {"run_id": run_id, "model": model, "scenario": scenario, "click_policy": policy, "seed": seed,
-            "fold": fold, "test_set": test_set, "case": case}
+def _keys(model: str, scenario: str, test_set: str, case: str, *, fold=None, seed: int = 0, run_id: str = "r1",
+          policy: str = "center", budget: int = 3, stop_dice: float = NAN) -> dict:
+    keys = RunKeys(run_id=run_id, model=model, scenario=scenario, click_policy=policy, budget=budget,
+                   stop_dice=stop_dice, seed=seed, fold=fold, test_set=test_set, case=case)
+    return {name: getattr(keys, name) for name in RUN_KEYS}
 
 
 def session(model: str, scenario: str, test_set: str, case: str, values: list[float], *, lesion_id: int = 1,
-            budget: int | None = None, volume_ml: float = 1.0, latency_ms: float = 10.0, **keys) -> list[dict]:
-    """Rows of one session: ``values`` are the Dice after each interaction actually made; with
-    ``budget`` longer than that, the last value is carried forward as the engine does."""
+            volume_ml: float = 1.0, latency_ms: float = 10.0, nsd: list[float] | None = None,
+            lesion_free: bool = False, **keys) -> list[InteractionRow]:
+    """Rows of one session: ``values`` are the Dice after each interaction actually made (the lesion
+    Dice for ``lesion_id > 0``, else the scan Dice); up to the budget (``budget`` key, default 3)
+    the last one is carried forward, flagged, as the engine does. ``nsd`` gives the lesion NSD."""
+    k = _keys(model, scenario, test_set, case, **keys)
+    if not 1 <= len(values) <= k["budget"]:
+        raise ValueError(f"a session has 1..budget values, got {len(values)} for budget {k['budget']}")
     rows = []
-    budget = budget or len(values)
-    for n in range(1, budget + 1):
+    for n in range(1, k["budget"] + 1):
         carried = n > len(values)
-        v = values[min(n, len(values)) - 1]
-        rows.append({**_keys(model, scenario, test_set, case, **keys), "lesion_id": lesion_id,
-                     "lesion_rank": lesion_id, "lesion_volume_ml": volume_ml, "interaction": n,
-                     "n_clicks": 0 if carried else 1, "n_boxes": 0,
-                     "dice_lesion": v if lesion_id else NAN, "dice_lesion_strict": v if lesion_id else NAN,
-                     "dice_scan": NAN if lesion_id else v, "nsd_lesion": NAN,
-                     "latency_ms": NAN if carried else latency_ms, "overhead_ms": NAN if carried else 1.0,
-                     "carried_forward": carried})
+        last = min(n, len(values)) - 1
+        v = values[last]
+        nsd_v = nsd[last] if nsd is not None else NAN
+        rows.append(InteractionRow(
+            **k, lesion_id=lesion_id, lesion_rank=lesion_id, lesion_volume_ml=volume_ml, interaction=n,
+            n_clicks=0 if carried or lesion_free else 1, n_boxes=0,
+            dice_lesion=v if lesion_id else NAN, dice_lesion_strict=v if lesion_id else NAN,
+            dice_scan=NAN if lesion_id else v, nsd_lesion=nsd_v,
+            nsd_cvpr_lesion=NAN if math.isnan(nsd_v) else (0.0 if v <= 0.2 else nsd_v),
+            latency_ms=NAN if carried or lesion_free else latency_ms, overhead_ms=NAN if carried else 1.0,
+            carried_forward=carried, lesion_free=lesion_free))
     return rows
+
+
+def lesion_free(model: str, scenario: str, test_set: str, case: str, **keys) -> list[InteractionRow]:
+    """The session of a scan without lesions: one scan-level row at Dice 1, padded to the budget."""
+    return session(model, scenario, test_set, case, [1.0], lesion_id=0, lesion_free=True, **keys)
 
 
 def lesion(model: str, scenario: str, test_set: str, case: str, lesion_id: int, dice: float, *,
            volume_ml: float = 1.0, noc: tuple[int, int, int] = (1, 1, 1),
-           reached: tuple[bool, bool, bool] = (True, True, True), **keys) -> dict:
-    row = {**_keys(model, scenario, test_set, case, **keys), "lesion_id": lesion_id, "lesion_rank": lesion_id,
-           "lesion_volume_ml": volume_ml, "n_interactions": 1, "stopped_early": False, "dice_lesion": dice,
-           "dice_lesion_strict": dice, "nsd_lesion": NAN, "hd95_lesion_mm": NAN, "auc_dice": NAN, "auc_dice_norm": NAN}
+           reached: tuple[bool, bool, bool] = (True, True, True), **metrics) -> LesionRow:
+    """One lesion row; ``metrics`` sets any other column (``hd95_lesion_mm=...``) or key (``budget=...``)."""
+    keys = {k: metrics.pop(k) for k in _KEY_OPTIONS if k in metrics}
+    values = {"lesion_id": lesion_id, "lesion_rank": lesion_id, "lesion_volume_ml": volume_ml, "n_interactions": 1,
+              "stopped_early": False, "dice_lesion": dice, "dice_lesion_strict": dice, "nsd_lesion": NAN,
+              "nsd_cvpr_lesion": NAN, "hd95_lesion_mm": NAN, "auc_dice": NAN, "auc_dice_norm": NAN,
+              "auc_dice_cvpr": NAN, "auc_nsd_cvpr": NAN}
     for x, n, r in zip(THRESHOLDS, noc, reached):
-        row[f"noc_{round(x * 100)}"] = n
-        row[f"reached_{round(x * 100)}"] = r
-    return row
+        values[f"noc_{round(x * 100)}"] = n
+        values[f"reached_{round(x * 100)}"] = r
+    values.update(metrics)
+    return LesionRow(**_keys(model, scenario, test_set, case, **keys), **values)
 
 
-def case(model: str, scenario: str, test_set: str, name: str, dice_scan: float, *, status: str = "ok", **extra) -> dict:
-    keys = {k: extra.pop(k) for k in ("fold", "seed", "run_id", "policy") if k in extra}
-    row = {c: NAN for c in CASES}
-    row.update(_keys(model, scenario, test_set, name, **keys))
-    row.update({"n_lesions": 1, "n_lesions_prompted": 1, "n_interactions": 1, "dice_scan": dice_scan,
-                "f1_any": 1.0, "f1_iou10": 1.0, "mean_latency_ms": 10.0, "status": status,
-                "error": "" if status == "ok" else "boom"})
-    row.update(extra)
-    return row
+def case(model: str, scenario: str, test_set: str, name: str, dice_scan: float, *, status: str = "ok",
+         **metrics) -> CaseRow:
+    """One case row; ``metrics`` sets any other column (``n_lesions=0``) or key (``fold=1``)."""
+    keys = {k: metrics.pop(k) for k in _KEY_OPTIONS if k in metrics}
+    values = {f.name: NAN for f in fields(CaseRow) if f.name not in RUN_KEYS}
+    values.update({"n_lesions": 1, "n_lesions_prompted": 1, "n_interactions": 1, "dice_scan": dice_scan,
+                   "diagonal_mm": 500.0, "f1_any": 1.0, "f1_iou10": 1.0, "mean_latency_ms": 10.0, "status": status,
+                   "error": "" if status == "ok" else "boom"})
+    values.update(metrics)
+    return CaseRow(**_keys(model, scenario, test_set, name, **keys), **values)
 
 
-def frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
-    return pd.DataFrame(rows).reindex(columns=list(columns))
+def frame(name: str, rows: list) -> pd.DataFrame:
+    """The table ``name`` with exactly the schema's columns, from typed rows."""
+    return pd.DataFrame([row_values(r) for r in rows], columns=list(TABLES[name]))
 
 
-def tables(interactions: list[dict] = (), lesions: list[dict] = (), cases: list[dict] = ()) -> RunTables:
-    return RunTables(frame(list(interactions), INTERACTIONS), frame(list(lesions), LESIONS),
-                     frame(list(cases), CASES), frame([], CLICKS))
+def tables(interactions: list[InteractionRow] = (), lesions: list[LesionRow] = (),
+           cases: list[CaseRow] = ()) -> RunTables:
+    return RunTables(frame("interactions", list(interactions)), frame("lesions", list(lesions)),
+                     frame("cases", list(cases)), frame("clicks", []))
 
 
 def write_run(folder: Path, run: RunTables, *, run_id: str = "r1", previews: dict[str, dict] | None = None,

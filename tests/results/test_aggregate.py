@@ -10,7 +10,6 @@ import pytest
 
 from nfbench.results.aggregate import (
     RunTables,
-    complete_sessions,
     curves,
     fold_table,
     load_runs,
@@ -21,7 +20,7 @@ from nfbench.results.aggregate import (
     summary_table,
 )
 from nfbench.results.store import RunError
-from tests.results._frames import case, lesion, session, tables, write_run
+from tests.results._frames import case, lesion, lesion_free, session, tables, write_run
 
 LC, GC = "lesion-corrective", "global-corrective"
 
@@ -53,22 +52,6 @@ def test_early_stopped_cases_stay_in_the_curve_with_their_last_value():
     assert curve["n_cases"].tolist() == [2, 2, 2]  # the original dropped c1 after its stop
     np.testing.assert_allclose(curve["mean"], [0.5, 0.6, 0.7])
     assert curves(inter, level="lesion").empty
-
-
-def test_shorter_sessions_are_carried_forward_to_the_scenarios_last_interaction():
-    # global-single: one click per lesion, so a scan with two lesions has two rows and one with four has four.
-    inter = tables(interactions=session("m", "global-single", "t", "c1", [0.4, 0.6], lesion_id=0)
-                   + session("m", "global-single", "t", "c2", [0.1, 0.2, 0.3, 0.4], lesion_id=0)).interactions
-    completed = complete_sessions(inter)
-    c1 = completed[completed["case"] == "c1"].sort_values("interaction")
-    assert c1["interaction"].tolist() == [1, 2, 3, 4]
-    assert c1["dice_scan"].tolist() == [0.4, 0.6, 0.6, 0.6]
-    assert c1["carried_forward"].tolist() == [False, False, True, True]
-    assert c1["latency_ms"].iloc[2:].isna().all()
-    curve = curves(inter, level="scan")
-    np.testing.assert_allclose(curve["mean"], [0.25, 0.4, 0.45, 0.5])
-    assert curve["n_cases"].tolist() == [2, 2, 2, 2]
-    assert len(complete_sessions(completed)) == len(completed)  # nothing left to add
 
 
 def test_a_case_counts_once_however_many_lesions_it_has():
@@ -135,15 +118,16 @@ def test_noc_is_averaged_per_case_and_nof_counts_lesions():
 def test_summary_table_reads_after_1_and_3_and_the_stop():
     rows = session("a", LC, "t", "c1", [0.5, 0.7, 0.8], latency_ms=20.0)
     rows += session("a", LC, "t", "c2", [0.9], budget=3, latency_ms=40.0)  # stopped early
-    rows += session("a", "lesion-single", "t", "c1", [0.4])
+    rows += session("a", "lesion-single", "t", "c1", [0.4], budget=1)
     rows += session("a", GC, "t", "c1", [0.3, 0.85], lesion_id=0, budget=5)
-    cases = [case("a", s, "t", c, 0.5) for s, c in ((LC, "c1"), (LC, "c2"), ("lesion-single", "c1"), (GC, "c1"))]
+    cases = [case("a", LC, "t", "c1", 0.5), case("a", LC, "t", "c2", 0.5), case("a", "lesion-single", "t", "c1", 0.5, budget=1),
+             case("a", GC, "t", "c1", 0.5, budget=5, n_interactions=2)]
     summary = summary_table(tables(rows, [], cases)).set_index("scenario")
     assert summary.loc[LC, "lesion Dice @1"] == pytest.approx(0.7)   # (0.5 + 0.9) / 2
     assert summary.loc[LC, "lesion Dice @3"] == pytest.approx(0.85)  # (0.8 + 0.9) / 2, c2 carried
     assert summary.loc[LC, "latency ms"] == pytest.approx(30.0)      # carried rows have no latency
     assert summary.loc["lesion-single", "lesion Dice @1"] == 0.4
-    assert math.isnan(summary.loc["lesion-single", "lesion Dice @3"])  # one interaction only: undefined
+    assert math.isnan(summary.loc["lesion-single", "lesion Dice @3"])  # budget 1: undefined
     assert summary.loc[GC, "scan Dice at stop"] == 0.85
     assert summary.loc[GC, "interactions used"] == 2
     assert math.isnan(summary.loc[LC, "scan Dice at stop"])
@@ -182,3 +166,118 @@ def test_runs_with_different_click_policies_are_not_averaged_together(tmp_path):
     summary = summary_table([one, two]).set_index("scenario")
     assert summary.loc[f"{LC} (center)", "lesion Dice @1"] == 0.5
     assert summary.loc[f"{LC} (uniform)", "lesion Dice @1"] == 0.7
+
+
+# -- protocols, budgets, HD95 = ∞, lesion-free scans, cvpr25 scores (issue 7) --------------------------------
+
+
+def _two_budgets() -> RunTables:
+    """One model, one case, lesion-corrective run once with budget 3 and once with budget 5."""
+    rows = (session("m", LC, "t", "c1", [0.2, 0.4, 0.6], budget=3, run_id="r3")
+            + session("m", LC, "t", "c1", [0.2, 0.4, 0.6, 0.8, 1.0], budget=5, run_id="r5"))
+    cases = [case("m", LC, "t", "c1", 0.6, budget=3, run_id="r3"), case("m", LC, "t", "c1", 1.0, budget=5, run_id="r5")]
+    return tables(rows, [], cases)
+
+
+def test_runs_with_different_budgets_are_separate_rows_and_stop_at_their_budget():
+    main = main_table(_two_budgets(), budget=5)
+    assert len(main) == 2  # the original averaged the two runs into one row
+    assert sorted(main["budget"]) == [3, 5] and main["n_cases"].tolist() == [1, 1]
+    # budget 3: nothing after 5 (the original carried 0.6 to "after 5" and averaged the two runs: 0.8)
+    assert math.isnan(_at(main, "dice_lesion_at_5_mean", budget=3))
+    assert _at(main, "dice_lesion_final_mean", budget=3) == 0.6
+    assert _at(main, "dice_lesion_at_5_mean", budget=5) == 1.0 and _at(main, "dice_lesion_final_mean", budget=5) == 1.0
+    assert _at(main, "dice_lesion_at_1_mean", budget=3) == _at(main, "dice_lesion_at_1_mean", budget=5) == 0.2
+    curve = curves(_two_budgets().interactions, level="lesion")
+    assert curve[curve["budget"] == 3]["interaction"].tolist() == [1, 2, 3]  # no curve past its budget
+    np.testing.assert_allclose(curve[curve["budget"] == 3]["mean"], [0.2, 0.4, 0.6])
+    np.testing.assert_allclose(curve[curve["budget"] == 5]["mean"], [0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_load_runs_labels_each_protocol_by_what_differs(tmp_path):
+    runs = {"r1": dict(policy="center", budget=3), "r2": dict(policy="center", budget=5),
+            "r3": dict(policy="uniform", budget=3, stop_dice=0.9)}
+    folders = []
+    for run_id, keys in runs.items():
+        run = tables(session("m", LC, "t", "c1", [0.5], run_id=run_id, **keys) + session("m", GC, "t", "c1", [0.5], lesion_id=0, run_id=run_id),
+                     [], [case("m", LC, "t", "c1", 0.5, run_id=run_id, **keys), case("m", GC, "t", "c1", 0.5, run_id=run_id)])
+        folders.append(write_run(tmp_path / run_id, run, run_id=run_id))
+    loaded = load_runs(folders)
+    labels = {"r1": f"{LC} (center, budget 3, no stop)", "r2": f"{LC} (center, budget 5, no stop)",
+              "r3": f"{LC} (uniform, budget 3, stop 0.9)"}
+    for name in ("interactions", "cases"):
+        frame = loaded.__getattribute__(name)
+        lc = frame[frame["scenario"] != GC]
+        assert dict(zip(lc["run_id"], lc["scenario"])) == labels
+    assert set(summary_table(loaded)["scenario"]) == {*labels.values(), GC}  # GC: one protocol, three runs
+    assert _at(summary_table(loaded), "cases", scenario=GC) == 3
+
+
+def test_a_run_whose_sessions_stop_before_their_budget_is_refused(tmp_path):
+    rows = session("m", LC, "t", "c1", [0.5, 0.7], budget=3)[:2]  # not padded to its budget
+    folder = write_run(tmp_path / "run", tables(rows, [], [case("m", LC, "t", "c1", 0.7)]))
+    with pytest.raises(RunError, match="one row per interaction up to their budget"):
+        load_runs([folder])
+
+
+def test_infinite_hd95_is_counted_and_capped_at_the_image_diagonal():
+    cases = [case("m", LC, "t", "c1", 0.5, hd95_scan_mm=10.0, diagonal_mm=300.0),
+             case("m", LC, "t", "c2", 0.0, hd95_scan_mm=math.inf, diagonal_mm=400.0)]
+    les = [lesion("m", LC, "t", "c1", 1, 0.9, hd95_lesion_mm=4.0), lesion("m", LC, "t", "c1", 2, 0.0, hd95_lesion_mm=math.inf),
+           lesion("m", LC, "t", "c2", 1, 0.0, hd95_lesion_mm=2.0)]
+    rows = [r for n in (1, 2) for r in session("m", LC, "t", "c1", [0.5], lesion_id=n)] + session("m", LC, "t", "c2", [0.0])
+    main = main_table(tables(rows, les, cases))
+    assert _at(main, "hd95_scan_mm", model="m") == 10.0            # finite values only
+    assert _at(main, "n_hd95_scan_inf", model="m") == 1
+    assert _at(main, "hd95_scan_mm_capped", model="m") == 205.0    # (10 + 400) / 2
+    assert _at(main, "hd95_lesion_mm", model="m") == 3.0           # c1: 4, c2: 2
+    assert _at(main, "n_hd95_lesion_inf", model="m") == 1
+    assert _at(main, "hd95_lesion_mm_capped", model="m") == 77.0   # c1: (4 + 300) / 2 = 152, c2: 2
+
+
+def test_lesion_free_scans_are_counted_and_in_scan_curves_only():
+    rows = session("m", GC, "t", "c1", [0.4, 0.8], lesion_id=0) + lesion_free("m", GC, "t", "c2")
+    rows += session("m", LC, "t", "c1", [0.3, 0.6, 0.9]) + lesion_free("m", LC, "t", "c2")
+    cases = [case("m", s, "t", "c1", 0.8, n_interactions=2) for s in (GC, LC)]
+    cases += [case("m", s, "t", "c2", 1.0, n_lesions=0, n_lesions_prompted=0, n_interactions=0) for s in (GC, LC)]
+    run = tables(rows, [lesion("m", LC, "t", "c1", 1, 0.9)], cases)
+    scan = curves(run.interactions, level="scan")
+    assert set(scan["scenario"]) == {GC}  # a lesion scenario has no scan curve, lesion-free case or not
+    assert scan["n_cases"].tolist() == [2, 2, 2]
+    np.testing.assert_allclose(scan["mean"], [0.7, 0.9, 0.9])  # c1 0.4, 0.8, 0.8; c2 1.0 throughout
+    lesion_curve = curves(run.interactions, level="lesion")
+    assert lesion_curve["n_cases"].tolist() == [1, 1, 1]
+    np.testing.assert_allclose(lesion_curve["mean"], [0.3, 0.6, 0.9])
+    main = main_table(run)
+    assert _at(main, "n_lesion_free", scenario=GC) == 1 and _at(main, "n_lesion_free", scenario=LC) == 1
+    assert _at(main, "dice_scan_final_mean", scenario=GC) == 0.9
+    assert _at(summary_table(run), "interactions used", scenario=GC) == 1.0  # (2 + 0) / 2
+
+
+def test_cvpr25_scores_are_in_the_main_table_only_when_a_run_has_them():
+    les = [lesion("m", LC, "t", "c1", 1, 0.9, nsd_lesion=0.8, nsd_cvpr_lesion=0.8, auc_dice_cvpr=3.5, auc_nsd_cvpr=3.0),
+           lesion("m", LC, "t", "c1", 2, 0.1, nsd_lesion=0.4, nsd_cvpr_lesion=0.0, auc_dice_cvpr=0.5, auc_nsd_cvpr=0.0),
+           lesion("m", LC, "t", "c2", 1, 0.5, nsd_lesion=0.6, nsd_cvpr_lesion=0.6, auc_dice_cvpr=2.0, auc_nsd_cvpr=2.0)]
+    cases = [case("m", LC, "t", "c1", 0.5, nsd_scan=0.5, nsd_cvpr_scan=0.5),
+             case("m", LC, "t", "c2", 0.1, nsd_scan=0.3, nsd_cvpr_scan=0.0)]
+    rows = [r for n in (1, 2) for r in session("m", LC, "t", "c1", [0.5], lesion_id=n)] + session("m", LC, "t", "c2", [0.5])
+    main = main_table(tables(rows, les, cases))
+    # per case first: c1 (3.5 + 0.5) / 2 = 2 and c2 2 → 2; NSD-AUC c1 1.5, c2 2 → 1.75
+    assert _at(main, "auc_dice_cvpr", model="m") == 2.0 and _at(main, "auc_nsd_cvpr", model="m") == 1.75
+    assert _at(main, "nsd_lesion", model="m") == pytest.approx(0.6)      # c1 0.6, c2 0.6
+    assert _at(main, "nsd_cvpr_lesion", model="m") == pytest.approx(0.5)  # c1 0.4, c2 0.6
+    assert _at(main, "nsd_scan", model="m") == pytest.approx(0.4) and _at(main, "nsd_cvpr_scan", model="m") == 0.25
+    columns = list(main.columns)
+    assert columns.index("nsd_cvpr_lesion") == columns.index("nsd_lesion") + 1  # the gated NSD next to ours
+    plain = main_table(tables(rows, [lesion("m", LC, "t", "c1", n, 0.5) for n in (1, 2)] + [lesion("m", LC, "t", "c2", 1, 0.5)],
+                              [case("m", LC, "t", "c1", 0.5), case("m", LC, "t", "c2", 0.5)]))
+    assert not [c for c in plain.columns if "cvpr" in c or "gpu" in c]  # no empty columns
+
+
+def test_a_run_without_the_protocol_columns_is_refused(tmp_path):
+    folder = write_run(tmp_path / "run", tables(session("m", LC, "t", "c1", [0.5]), [], [case("m", LC, "t", "c1", 0.5)]))
+    for name in ("interactions", "cases"):
+        path = folder / f"{name}.parquet"
+        pd.read_parquet(path).drop(columns=["budget", "stop_dice"]).to_parquet(path)
+    with pytest.raises(RunError, match="interactions table lacks the columns budget, stop_dice"):
+        load_runs([folder])

@@ -102,3 +102,13 @@ def test_every_figure_renders_and_saves_png_and_svg(hand_made, tmp_path):
         assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert paths["svg"].read_text().lstrip().startswith("<?xml")
     assert curve_figure(tables(), level="lesion", colours=colours) is None
+
+
+def test_runs_with_different_budgets_get_their_own_panel_and_end_at_their_budget():
+    rows = (session("a", LC, "t", "c1", [0.2, 0.4, 0.6], budget=3, run_id="r3")
+            + session("a", LC, "t", "c1", [0.2, 0.4, 0.6, 0.8, 1.0], budget=5, run_id="r5"))
+    cases = [case("a", LC, "t", "c1", 0.6, budget=3, run_id="r3"), case("a", LC, "t", "c1", 1.0, budget=5, run_id="r5")]
+    fig = curve_figure(tables(rows, [], cases), level="lesion", colours=model_colours(["a"]))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [[list(line.get_xdata()) for line in ax.get_lines()] for ax in panels] == [[[1, 2, 3]], [[1, 2, 3, 4, 5]]]
+    np.testing.assert_allclose(panels[0].get_lines()[0].get_ydata(), [0.2, 0.4, 0.6])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pandas as pd
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from nfbench.cli import app
 from nfbench.results.aggregate import load_runs, main_table, per_case_at, size_table, summary_table
 from nfbench.results.report import comparison_table, markdown_table, write_report
-from tests.results._frames import case, session, tables, write_run
+from tests.results._frames import case, lesion, lesion_free, session, tables, write_run
 
 
 @pytest.fixture
@@ -85,8 +86,8 @@ def test_comparisons_use_the_budget_or_the_scenarios_last_interaction():
         for model, shift in (("a", 0.2), ("b", 0.0)):
             name = f"c{n}"
             rows += session(model, "lesion-corrective", "t", name, [0.1, 0.2 + shift * (n + 1) / 6, 0.9])
-            rows += session(model, "lesion-single", "t", name, [0.3 + shift])
-            cases += [case(model, s, "t", name, 0.5) for s in ("lesion-corrective", "lesion-single")]
+            rows += session(model, "lesion-single", "t", name, [0.3 + shift], budget=1)
+            cases += [case(model, "lesion-corrective", "t", name, 0.5), case(model, "lesion-single", "t", name, 0.5, budget=1)]
     table = comparison_table(tables(rows, [], cases), budget=2).set_index("scenario")
     assert table.loc["lesion-corrective", "compared"] == "lesion Dice after 2 interaction(s)"
     assert table.loc["lesion-corrective", "rank_biserial"] == 1.0  # a is better on every case at 2
@@ -110,3 +111,37 @@ def test_report_of_a_run_whose_cases_all_failed(tmp_path):
     assert "Failed cases" in text and "boom" in text
     main = pd.read_csv(tmp_path / "report" / "tables" / "main.csv")
     assert main[["n_cases", "n_failed"]].values.tolist() == [[0, 2]]
+
+
+def test_comparisons_keep_protocols_apart_and_stop_at_each_budget():
+    # a beats b by 0.1 on every case at every interaction of the budget-5 runs; the budget-3 runs are tied.
+    rows, cases = [], []
+    for n in range(5):
+        for model, shift in (("a", 0.1), ("b", 0.0)):
+            rows += session(model, "lesion-corrective", "t", f"c{n}", [0.1, 0.2, 0.3], budget=3, run_id="r3")
+            rows += session(model, "lesion-corrective", "t", f"c{n}", [0.1 + shift] * 5, budget=5, run_id="r5")
+            cases += [case(model, "lesion-corrective", "t", f"c{n}", 0.5, budget=b, run_id=f"r{b}") for b in (3, 5)]
+    table = comparison_table(tables(rows, [], cases), budget=5)
+    assert len(table) == 2  # the original compared one average of the two protocols
+    table = table.set_index("budget")
+    assert sorted(table.index) == [3, 5] and (table["n_cases"] == 5).all()
+    assert table.loc[3, "compared"] == "lesion Dice after 3 interaction(s)" and table.loc[3, "p_value"] == 1.0
+    assert table.loc[5, "compared"] == "lesion Dice after 5 interaction(s)"
+    assert table.loc[5, "mean_difference"] == pytest.approx(0.1) and table.loc[5, "rank_biserial"] == 1.0
+
+
+def test_report_tables_and_page_show_capped_hd95_lesion_free_scans_and_cvpr_scores(tmp_path):
+    cvpr = {"auc_dice_cvpr": 3.2, "auc_nsd_cvpr": 2.4, "nsd_lesion": 0.7, "nsd_cvpr_lesion": 0.7}
+    les = [lesion("m", "lesion-corrective", "t", "c1", 1, 0.9, hd95_lesion_mm=math.inf, **cvpr)]
+    rows = session("m", "lesion-corrective", "t", "c1", [0.9]) + lesion_free("m", "lesion-corrective", "t", "c2")
+    cases = [case("m", "lesion-corrective", "t", "c1", 0.9, hd95_scan_mm=math.inf, diagonal_mm=250.0, nsd_cvpr_scan=0.6),
+             case("m", "lesion-corrective", "t", "c2", 1.0, hd95_scan_mm=0.0, diagonal_mm=350.0, n_lesions=0,
+                  n_lesions_prompted=0, nsd_cvpr_scan=1.0)]
+    folder = write_run(tmp_path / "run", tables(rows, les, cases))
+    page = write_report([folder], tmp_path / "report", quiet=True, dpi=30).read_text()
+    main = pd.read_csv(tmp_path / "report" / "tables" / "main.csv").iloc[0]
+    assert main["n_lesion_free"] == 1 and main["n_hd95_scan_inf"] == 1 and main["n_hd95_lesion_inf"] == 1
+    assert main["hd95_scan_mm"] == 0.0 and main["hd95_scan_mm_capped"] == 125.0  # (250 + 0) / 2
+    assert math.isnan(main["hd95_lesion_mm"]) and main["hd95_lesion_mm_capped"] == 250.0
+    assert (main["auc_dice_cvpr"], main["auc_nsd_cvpr"], main["nsd_cvpr_scan"]) == (3.2, 2.4, 0.8)
+    assert "replaced by the image diagonal in mm" in page and "n_lesion_free" in page and "range 0–4" in page

@@ -1,10 +1,11 @@
-"""Per-interaction curves: carrying early stops forward, area under the curve, NoC and NoF.
+"""Per-interaction curves: area under the curve, NoC and NoF.
 
 A curve is the Dice (or NSD) after interactions 1, 2, …, n, as a 1-D array; entry ``i`` belongs
-to interaction ``i + 1``. Many curves are a 2-D array, one curve per row; a row that stopped early
-is padded at the end with NaN. Every function takes either form: a 1-D curve gives a Python
-scalar, a 2-D array one value per row (a NumPy array). Trailing NaNs are padding in both forms
-(the interactions that did not happen), so ``[0.4, 0.9, nan]`` is a curve that stopped after two.
+to interaction ``i + 1``. Many curves are a 2-D array, one curve per row. Every function takes
+either form: a 1-D curve gives a Python scalar, a 2-D array one value per row (a NumPy array).
+The engine writes every session with one value per interaction up to its budget (the values
+after an early stop repeat the last one, see :mod:`nfbench.interaction.loop`), so curves of one
+protocol have one length; a NaN is a value that was not measured and never reaches a threshold.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["carry_forward", "auc", "noc", "reached", "nof"]
+__all__ = ["auc", "noc", "reached", "nof"]
 
 
 def _curves(values: np.ndarray | Iterable[float]) -> tuple[np.ndarray, bool]:
@@ -30,56 +31,12 @@ def _check_budget(budget: int) -> int:
     return int(budget)
 
 
-def _lengths(curves: np.ndarray) -> np.ndarray:
-    """Interactions per row: up to and including the last non-NaN value (0 for an all-NaN row)."""
-    present = ~np.isnan(curves)
-    last_from_end = np.argmax(present[:, ::-1], axis=1)
-    return np.where(present.any(axis=1), curves.shape[1] - last_from_end, 0)
-
-
-def carry_forward(values: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fill curves that stopped early up to ``budget`` interactions with their last value.
-
-    Curves of one setting then have one length, so they can be averaged and compared at every
-    interaction; the flags let tables mark the carried entries.
-
-    Parameters
-    ----------
-    values : (n,) curve or (C, n) NaN-padded curves, ``n ≤ budget`` (trailing NaNs are padding)
-    budget : interactions each curve is filled to
-
-    Returns
-    -------
-    filled : (budget,) or (C, budget) float array
-    carried : bool array of the same shape, True for the entries added here
-
-    Raises
-    ------
-    ValueError
-        For an empty curve (a session without any interaction has no value to carry) and for a
-        curve longer than the budget.
-    """
-    budget = _check_budget(budget)
-    curves, single = _curves(values)
-    lengths = _lengths(curves)
-    if curves.shape[1] == 0 or np.any(lengths == 0):
-        raise ValueError("an empty curve cannot be carried forward")
-    if np.any(lengths > budget):
-        raise ValueError(f"curve has {int(lengths.max())} interactions, more than the budget {budget}")
-    steps = np.arange(budget)
-    carried = steps[None, :] >= lengths[:, None]
-    source = np.minimum(steps[None, :], lengths[:, None] - 1)  # the last value for carried entries
-    filled = np.take_along_axis(curves[:, :budget], np.minimum(source, curves.shape[1] - 1), axis=1)
-    return (filled[0], carried[0]) if single else (filled, carried)
-
-
 def auc(values: np.ndarray, *, normalise: bool) -> float | np.ndarray:
     """Trapezoid area under curves over interactions 1..n (unit steps).
 
     ``normalise`` divides by ``n − 1``, the width of the curve, so a curve at 1.0 throughout
     scores 1.0 and curves of different budgets share the [0, 1] scale. A one-point curve has no
-    width: its value is returned either way. Carry early-stopped curves forward first (a NaN-padded
-    row gives NaN), or their area is not comparable with the others'.
+    width: its value is returned either way. A curve with a NaN has NaN area.
     """
     curves, single = _curves(values)
     if curves.shape[1] == 0:
@@ -118,7 +75,7 @@ def noc(values: np.ndarray, threshold: float, budget: int) -> int | np.ndarray:
 def nof(curves: Iterable[np.ndarray] | np.ndarray, threshold: float) -> int:
     """Number of failures: how many curves never reach ``threshold``.
 
-    ``curves`` is a 2-D array (one curve per row, NaN-padded) or any iterable of 1-D curves (for
+    ``curves`` is a 2-D array (one curve per row) or any iterable of 1-D curves (for
     example a list of arrays of different lengths).
     """
     if isinstance(curves, np.ndarray):

@@ -9,12 +9,22 @@ Rules, each fixing a mistake of the original analysis (reference/seed_spec.md §
   an average of per-case standard deviations, with a seeded percentile-bootstrap 95% interval of
   the mean (:func:`nfbench.results.stats.bootstrap_ci`, 2000 resamples). The spread over folds
   is a separate table (:func:`fold_table`): the mean of each fold, then mean ± std over folds.
+- **One protocol per row.** Runs that differ in click policy, budget or early-stop target are
+  never averaged together: every table is grouped by :data:`GROUP`, which holds all three, and
+  :func:`load_runs` labels such scenarios apart (``"lesion-corrective (budget 5)"``) for figures.
 - **"After N interactions" is the row whose ``interaction`` equals N** (1-based), never a
-  positional row.
-- **No case drops out of a curve.** A session that ended before the scenario's last interaction
-  (an early stop, or a ``global-single`` scan with fewer lesions than the budget) keeps its last
-  value: the engine writes ``carried_forward`` rows up to the budget, and :func:`complete_sessions`
-  carries forward whatever is still missing, so every case is in every point of a curve.
+  positional row, and exists only for N ≤ the run's budget. Nothing is carried forward here: the
+  engine writes every session with exactly ``budget`` rows (the rows after an early stop flagged
+  ``carried_forward``), so every case is in every point of its protocol's curve and no run shows a
+  value past its own budget.
+- **HD95 = ∞** (an empty prediction, or a prediction of a scan without lesions) cannot enter a
+  mean: each HD95 mean over the finite values comes with the count of infinite values
+  (``n_hd95_*_inf``) and a capped mean (``hd95_*_mm_capped``) where ∞ is replaced by the image
+  diagonal in mm (``diagonal_mm``, the largest distance two points of the image can have), so a
+  model that predicts nothing pays the largest possible distance.
+- **Lesion-free scans** have one flagged scan-level session (``lesion_free``): they are counted in
+  the main table (``n_lesion_free``), are part of the scan curves of global scenarios and never of
+  lesion curves.
 """
 
 from __future__ import annotations
@@ -26,17 +36,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nfbench.results.schema import THRESHOLDS
+from nfbench.results.schema import RUN_KEYS, TABLES, THRESHOLDS
 from nfbench.results.stats import N_RESAMPLES, bootstrap_ci
 from nfbench.results.store import RunError, case_key, load_config, read_run_table
 
 __all__ = [
     "DEFAULT_BUDGET",
     "GROUP",
+    "PROTOCOL",
     "SESSION",
     "SIZE_BINS",
     "RunTables",
-    "complete_sessions",
     "config_summary",
     "curves",
     "describe",
@@ -50,11 +60,14 @@ __all__ = [
     "summary_table",
 ]
 
-GROUP = ["model", "scenario", "test_set"]
-"""One row of every summary table: a model on a scenario and a test set."""
+PROTOCOL = ["scenario", "click_policy", "budget", "stop_dice"]
+"""What makes two evaluations comparable: the same scenario, click policy, budget and stop target."""
 
-SESSION = ["run_id", "model", "scenario", "click_policy", "seed", "fold", "test_set", "case", "lesion_id"]
-"""One session: a lesion (lesion scenarios) or a scan (global scenarios, ``lesion_id`` 0)."""
+GROUP = ["model", "scenario", "test_set", *PROTOCOL[1:]]
+"""One row of every summary table: a model on one protocol and a test set."""
+
+SESSION = [*RUN_KEYS, "lesion_id"]
+"""One session: a lesion (lesion scenarios) or a scan (global scenarios, lesion-free scans; ``lesion_id`` 0)."""
 
 SIZE_BINS = ((0.0, 1.0, "< 1 ml"), (1.0, 10.0, "1–10 ml"), (10.0, math.inf, "> 10 ml"))
 """Lesion-volume strata: [0, 1), [1, 10) and [10, ∞) ml."""
@@ -63,6 +76,10 @@ DEFAULT_BUDGET = 3
 """Interaction at which lesion scenarios are summarised unless told otherwise (the paper's 3)."""
 
 _TABLE_NAMES = ("interactions", "lesions", "cases", "clicks")
+
+_OPTIONAL = ("nsd_cvpr_scan", "auc_dice_scan_cvpr", "nsd_cvpr_lesion", "auc_dice_cvpr", "auc_nsd_cvpr",
+             "peak_gpu_memory_mb")
+"""Main-table columns shown only when some run has a value (cvpr25 preset scores, CUDA memory)."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +105,11 @@ class RunTables:
 def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
     """Read and concatenate the tables of run folders (they may hold different models or scenarios).
 
-    A scenario run with several click policies among the runs is split into one label per policy,
-    ``"<scenario> (<policy>)"``, so that different protocols are never averaged together. The same
-    run given twice is an error (its cases would count twice).
+    A scenario run under several protocols among the runs (click policies, budgets or stop
+    targets) gets one label per protocol naming what differs, ``"<scenario> (<policy>, budget <n>,
+    stop <dice>)"``. The same run given twice is an error (its cases would count twice), and so are
+    a run whose tables lack a column of the schema and one whose sessions do not have one row per
+    interaction up to their budget (both written by an older nfbench).
     """
     if not runs:
         raise RunError("no run folder given")
@@ -104,37 +123,70 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
         seen[run_id] = run
         configs.append({**config, "_folder": str(run)})
         for name in _TABLE_NAMES:
-            parts[name].append(read_run_table(run, name))
+            frame = read_run_table(run, name)
+            missing = [c for c in TABLES[name] if c not in frame.columns]
+            if missing:
+                raise RunError(f"{run}: the {name} table lacks the columns {', '.join(missing)}; the run was written "
+                               "by an older nfbench, evaluate it again")
+            parts[name].append(frame)
+        _check_sessions(parts["interactions"][-1], run)
     tables = {name: pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
               for name, frames in parts.items()}
+    labels = _protocol_labels(tables["cases"])
     cases = tables["cases"]
     previews = {}
-    for row in cases[cases["status"] == "ok"].itertuples(index=False):
+    for row, label in zip(cases.itertuples(index=False), _labelled(cases, labels)):
+        if row.status != "ok":
+            continue
         path = seen[str(row.run_id)] / "previews" / f"{case_key(row.model, row.scenario, row.test_set, row.case)}.npz"
         if path.is_file():
-            previews[(row.run_id, row.model, row.scenario, row.test_set, row.case)] = path
-    tables, rename = _label_policies(tables)
-    previews = {(m, rename.get((s, p_run), s), t, c): path
-                for (p_run, m, s, t, c), path in previews.items()}
+            previews[(row.model, label, row.test_set, row.case)] = path
+    tables = {name: frame.assign(scenario=_labelled(frame, labels)) for name, frame in tables.items()}
     return RunTables(**tables, configs=configs, previews=previews)
 
 
-def _label_policies(tables: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Rename scenarios that were run with several click policies; returns the (scenario, run_id) map."""
-    cases = tables["cases"]
-    policies = cases.groupby("scenario")["click_policy"].nunique()
-    mixed = set(policies[policies > 1].index)
-    if not mixed:
-        return tables, {}
-    out = dict(tables)
-    for name in ("interactions", "lesions", "cases"):
-        frame = tables[name]
-        hit = frame["scenario"].isin(mixed)
-        if hit.any():
-            labels = frame["scenario"].astype(str) + " (" + frame["click_policy"].astype(str) + ")"
-            out[name] = frame.assign(scenario=frame["scenario"].where(~hit, labels))
-    pairs = cases[cases["scenario"].isin(mixed)][["scenario", "run_id", "click_policy"]].drop_duplicates()
-    return out, {(s, r): f"{s} ({p})" for s, r, p in pairs.itertuples(index=False)}
+def _check_sessions(interactions: pd.DataFrame, run: Path) -> None:
+    """Every session must have the rows 1..budget (the engine pads early stops): aggregation relies on it."""
+    if interactions.empty:
+        return
+    sessions = interactions.groupby(SESSION, dropna=False)["interaction"].agg(["size", "max", "nunique"]).reset_index()
+    bad = sessions[(sessions["size"] != sessions["budget"]) | (sessions["max"] != sessions["budget"])
+                   | (sessions["nunique"] != sessions["size"])]
+    if len(bad):
+        first = bad.iloc[0]
+        raise RunError(f"{run}: {len(bad)} session(s) do not have one row per interaction up to their budget (first: "
+                       f"{first['model']}, {first['scenario']}, case {first['case']}, lesion {first['lesion_id']}: "
+                       f"{first['size']} rows, budget {first['budget']}); the run was written by an older nfbench, "
+                       "evaluate it again")
+
+
+def _protocol_labels(cases: pd.DataFrame) -> pd.DataFrame:
+    """The label of every protocol of a scenario run under several (PROTOCOL columns + ``label``)."""
+    rows = []
+    for scenario, group in cases[PROTOCOL].drop_duplicates().groupby("scenario"):
+        if len(group) < 2:
+            continue
+        varying = [c for c in PROTOCOL[1:] if group[c].nunique(dropna=False) > 1]
+        for row in group.to_dict("records"):
+            parts = [_protocol_part(c, row[c]) for c in varying]
+            rows.append({**row, "label": f"{scenario} ({', '.join(parts)})"})
+    return pd.DataFrame(rows, columns=[*PROTOCOL, "label"])
+
+
+def _protocol_part(column: str, value: object) -> str:
+    if column == "budget":
+        return f"budget {int(value)}"
+    if column == "stop_dice":
+        return "no stop" if pd.isna(value) else f"stop {float(value):g}"
+    return str(value)
+
+
+def _labelled(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
+    """The scenario column of ``frame`` with the protocol labels put in (row order kept)."""
+    if labels.empty or frame.empty:
+        return frame["scenario"]
+    label = frame[PROTOCOL].merge(labels, on=PROTOCOL, how="left")["label"].to_numpy()
+    return frame["scenario"].where(pd.isna(label), pd.Series(label, index=frame.index))
 
 
 def describe(values: pd.Series | np.ndarray, *, seed: int = 0) -> dict[str, float]:
@@ -147,65 +199,43 @@ def describe(values: pd.Series | np.ndarray, *, seed: int = 0) -> dict[str, floa
             "ci_low": lo, "ci_high": hi, "n": int(v.size)}
 
 
-def complete_sessions(interactions: pd.DataFrame) -> pd.DataFrame:
-    """Carry every session's last row forward to the last interaction of its scenario.
-
-    Rows added here are flagged ``carried_forward``. Runs written by the engine already carry early
-    stops to the budget; what remains are sessions whose budget is shorter by design (a
-    ``global-single`` scan with fewer lesions than the budget clicks once per lesion).
-    """
-    if interactions.empty:
-        return interactions
-    frame = interactions.reset_index(drop=True)
-    session_end = frame.groupby(SESSION, dropna=False, sort=False)["interaction"].transform("max")
-    last = frame[frame["interaction"] == session_end]
-    target = frame.groupby("scenario")["interaction"].transform("max").loc[last.index]
-    missing = (target - last["interaction"]).to_numpy()
-    if not missing.any():
-        return interactions
-    filler = last.loc[last.index.repeat(missing)].copy()
-    step = filler.groupby(level=0).cumcount().to_numpy() + 1
-    filler["interaction"] = filler["interaction"].to_numpy() + step
-    filler["carried_forward"] = True
-    for column in ("n_clicks", "n_boxes", "latency_ms", "overhead_ms"):
-        if column in filler:
-            filler[column] = 0 if column.startswith("n_") else np.nan
-    return pd.concat([frame, filler], ignore_index=True)
+def _mean_by(frame: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
+    return frame.groupby(by, dropna=False)[values].mean().reset_index()
 
 
 def per_case(frame: pd.DataFrame, value: str | list[str], *, by_fold: bool = False) -> pd.DataFrame:
-    """One row per model × scenario × test set × case: ``value`` averaged over the case's rows (its
+    """One row per model × protocol × test set × case: ``value`` averaged over the case's rows (its
     lesions), then over folds and seeds (``by_fold=True`` keeps one row per fold)."""
     values = [value] if isinstance(value, str) else list(value)
-    inner = [*GROUP, "fold", "seed", "case"]
-    out = frame.groupby(inner, dropna=False)[values].mean().reset_index()
-    outer = [*GROUP, "fold", "case"] if by_fold else [*GROUP, "case"]
-    return out.groupby(outer, dropna=False)[values].mean().reset_index()
+    out = _mean_by(frame, [*GROUP, "fold", "seed", "case"], values)
+    return _mean_by(out, [*GROUP, "fold", "case"] if by_fold else [*GROUP, "case"], values)
 
 
 def per_case_at(interactions: pd.DataFrame, value: str, interaction: int | None = None, *,
                 by_fold: bool = False) -> pd.DataFrame:
     """Per-case ``value`` after ``interaction`` interactions (the row with that number), or after the
-    last one (``None``: each session's final row, i.e. at the stop, carried forward).
+    last one (``None``: the row at the session's budget, i.e. at the stop).
 
-    Sessions are completed first (:func:`complete_sessions`); a scenario whose sessions never reach
-    ``interaction`` (``lesion-single`` has one) contributes no rows.
+    A protocol whose budget is below ``interaction`` (``lesion-single`` has one) contributes no rows.
     """
-    frame = complete_sessions(interactions)
-    if interaction is None:
-        frame = frame[frame["interaction"] == frame.groupby("scenario")["interaction"].transform("max")]
-    else:
-        frame = frame[frame["interaction"] == interaction]
-    return per_case(frame, value, by_fold=by_fold)
+    at = interactions["budget"] if interaction is None else interaction
+    return per_case(interactions[interactions["interaction"] == at], value, by_fold=by_fold)
+
+
+def _lesion_scenario(scenario: pd.Series) -> pd.Series:
+    """``lesion-*`` scenarios prompt one lesion per session (a protocol label starts with the name)."""
+    return scenario.astype(str).str.startswith("lesion-")
 
 
 def _level_rows(interactions: pd.DataFrame, level: str) -> tuple[pd.DataFrame, str]:
+    """Rows of lesion curves (the lesion sessions) or of scan curves (the scan sessions of global
+    scenarios, lesion-free scans included)."""
     if level not in ("lesion", "scan"):
         raise ValueError(f"level must be 'lesion' or 'scan', got {level!r}")
-    lesion = interactions["lesion_id"] > 0
     if level == "lesion":
-        return interactions[lesion], "dice_lesion"
-    return interactions[~lesion], "dice_scan"
+        return interactions[interactions["lesion_id"] > 0], "dice_lesion"
+    scan = (interactions["lesion_id"] == 0) & ~_lesion_scenario(interactions["scenario"])
+    return interactions[scan], "dice_scan"
 
 
 def _summarise(values: pd.DataFrame, value: str, prefix: str, *, by: list[str] = GROUP) -> pd.DataFrame:
@@ -221,36 +251,59 @@ def curves(interactions: pd.DataFrame, *, level: str) -> pd.DataFrame:
     """Dice per interaction: ``level="lesion"`` (lesion scenarios, ``dice_lesion``) or ``"scan"``
     (global scenarios, ``dice_scan``); per case first, then mean, std and CI over cases.
 
-    Every case counts at every interaction: early-stopped sessions carry their last value.
+    Each protocol's curve runs from 1 to its budget, with every case at every point (the engine
+    pads early-stopped sessions).
     """
     frame, value = _level_rows(interactions, level)
     columns = [*GROUP, "interaction", "n_cases", "mean", "std", "ci_low", "ci_high"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    frame = complete_sessions(frame)
-    cases = frame.groupby([*GROUP, "fold", "seed", "case", "interaction"], dropna=False)[value].mean().reset_index()
-    cases = cases.groupby([*GROUP, "case", "interaction"])[value].mean().reset_index()
+    cases = _mean_by(frame, [*GROUP, "fold", "seed", "case", "interaction"], [value])
+    cases = _mean_by(cases, [*GROUP, "case", "interaction"], [value])
     table = _summarise(cases, value, "x", by=[*GROUP, "interaction"])
     table.columns = [c.removeprefix("x_") if c != "n_x" else "n_cases" for c in table.columns]
     return table[columns]
 
 
-def _case_means(cases: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    finite = cases.assign(**{c: cases[c].replace([np.inf, -np.inf], np.nan) for c in columns})
-    return per_case(finite, columns).groupby(GROUP)[columns].mean().reset_index()
+def _finite_means(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Per GROUP: the mean over cases of each column, infinite values left out."""
+    finite = frame.assign(**{c: frame[c].replace([np.inf, -np.inf], np.nan) for c in columns})
+    return _mean_by(per_case(finite, columns), GROUP, columns)
+
+
+def _hd95(frame: pd.DataFrame, column: str, level: str) -> pd.DataFrame:
+    """Per GROUP: the HD95 mean over finite values, the count of infinite values (rows) and the mean
+    with ∞ capped at the image diagonal (``frame`` has ``diagonal_mm``)."""
+    infinite = np.isinf(frame[column].astype(float))
+    capped = f"{column}_capped"
+    out = _finite_means(frame.assign(**{capped: frame[column].where(~infinite, frame["diagonal_mm"])}),
+                        [column, capped])
+    counts = frame.assign(n=infinite).groupby(GROUP, dropna=False)["n"].sum().astype(int)
+    out = out.merge(counts.rename(f"n_hd95_{level}_inf").reset_index(), on=GROUP, how="left")
+    return out[[*GROUP, column, f"n_hd95_{level}_inf", capped]]
+
+
+def _present(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """``columns`` without the optional ones that no row has a value for (no empty columns)."""
+    return [c for c in columns if c not in _OPTIONAL or frame[c].notna().any()]
 
 
 def main_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
-    """One row per model × scenario × test set with the headline numbers.
+    """One row per model × protocol × test set with the headline numbers.
 
-    Lesion scenarios: lesion Dice after 1 and after ``budget`` interactions (default 3) and after
-    the last; all scenarios: final scan Dice (mean, between-case std, bootstrap CI each), then the
-    means over cases of the other per-case metrics. HD95 of an empty prediction is infinite and is
-    left out of its mean.
+    Counts: finished, failed and lesion-free cases (``n_cases``, ``n_failed``, ``n_lesion_free``).
+    Lesion scenarios: lesion Dice after 1 and after ``budget`` interactions (default 3; NaN for a
+    protocol with a smaller budget) and after the last; all scenarios: final scan Dice (mean,
+    between-case std, bootstrap CI each), then the means over cases of the other per-case metrics.
+    HD95 is infinite where the prediction (or the truth) is empty: ``hd95_*_mm`` is the mean over
+    finite values, ``n_hd95_*_inf`` counts the infinite ones and ``hd95_*_mm_capped`` is the mean
+    with ∞ replaced by the image diagonal in mm. Runs of the cvpr25 preset add the challenge's
+    scores: the gated NSD (``nsd_cvpr_*``, 0 where Dice ≤ 0.2) beside ours and the AUCs over the 5
+    click steps (``auc_dice_cvpr``, ``auc_nsd_cvpr``, ``auc_dice_scan_cvpr``, range 0–4).
     """
     budget = budget or DEFAULT_BUDGET
     ok = tables.ok_cases
-    out = _counts(tables.cases).reset_index()
+    out = _counts(tables.cases)
     lesion_rows, _ = _level_rows(tables.interactions, "lesion")
     pieces = []
     if len(lesion_rows):
@@ -259,17 +312,21 @@ def main_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
             pieces.append(_summarise(per_case_at(lesion_rows, "dice_lesion", at), "dice_lesion", label))
     if len(ok):
         pieces.append(_summarise(per_case(ok, "dice_scan"), "dice_scan", "dice_scan_final"))
-        columns = ["nsd_scan", "hd95_scan_mm", "f1_any", "f1_iou10", "fp_volume_ml", "fn_volume_ml",
-                   "n_interactions", "mean_latency_ms", "wall_time_s", "peak_memory_mb"]
-        pieces.append(_case_means(ok, columns))
-    if len(tables.lesions):
-        lesion_columns = ["nsd_lesion", "hd95_lesion_mm", "auc_dice_norm"]
-        les = tables.lesions.assign(hd95_lesion_mm=tables.lesions["hd95_lesion_mm"].replace([np.inf, -np.inf], np.nan))
-        pieces.append(per_case(les, lesion_columns).groupby(GROUP)[lesion_columns].mean().reset_index())
+        pieces.append(_finite_means(ok, _present(ok, ["nsd_scan", "nsd_cvpr_scan"])))
+        pieces.append(_hd95(ok, "hd95_scan_mm", "scan"))
+        columns = ["auc_dice_scan_cvpr", "f1_any", "f1_iou10", "fp_volume_ml", "fn_volume_ml", "n_interactions",
+                   "mean_latency_ms", "wall_time_s", "peak_memory_mb", "peak_gpu_memory_mb"]
+        pieces.append(_finite_means(ok, _present(ok, columns)))
+    les = tables.lesions
+    if len(les):
+        pieces.append(_finite_means(les, _present(les, ["nsd_lesion", "nsd_cvpr_lesion"])))
+        diagonals = tables.cases[[*RUN_KEYS, "diagonal_mm"]]
+        pieces.append(_hd95(les.merge(diagonals, on=list(RUN_KEYS), how="left"), "hd95_lesion_mm", "lesion"))
+        pieces.append(_finite_means(les, _present(les, ["auc_dice_norm", "auc_dice_cvpr", "auc_nsd_cvpr"])))
     for piece in pieces:
         if len(piece):
             out = out.merge(piece.drop(columns=[c for c in piece.columns if c.startswith("n_dice")]), how="left", on=GROUP)
-    return out
+    return out.astype({c: "Int64" for c in out.columns if c.startswith("n_hd95_")})
 
 
 def size_table(lesions: pd.DataFrame) -> pd.DataFrame:
@@ -282,7 +339,7 @@ def size_table(lesions: pd.DataFrame) -> pd.DataFrame:
     frame = lesions.assign(size_bin=pd.cut(lesions["lesion_volume_ml"], edges, labels=[b[2] for b in SIZE_BINS],
                                            right=False).astype(str))
     rows = []
-    for key, f in frame.groupby([*GROUP, "size_bin"]):
+    for key, f in frame.groupby([*GROUP, "size_bin"], dropna=False):
         cases = f.groupby(["fold", "seed", "case"], dropna=False)["dice_lesion"].mean().groupby("case").mean()
         stats = describe(cases)
         n_lesions = len(f.drop_duplicates(["test_set", "case", "lesion_id"]))
@@ -290,7 +347,7 @@ def size_table(lesions: pd.DataFrame) -> pd.DataFrame:
     order = {b[2]: n for n, b in enumerate(SIZE_BINS)}
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values([*GROUP, "size_bin"], key=lambda s: s.map(order) if s.name == "size_bin" else s,
-                             ignore_index=True)
+                             ignore_index=True, na_position="first")
 
 
 def noc_table(tables: RunTables) -> pd.DataFrame:
@@ -302,18 +359,16 @@ def noc_table(tables: RunTables) -> pd.DataFrame:
     rows = []
     les = tables.lesions
     if len(les):
-        noc = per_case(les, [f"noc_{x}" for x in levels]).groupby(GROUP).mean(numeric_only=True)
-        counts = les.drop_duplicates(["run_id", *GROUP, "fold", "seed", "case", "lesion_id"])
-        nof = counts.groupby(GROUP)[[f"reached_{x}" for x in levels]].agg(lambda r: int((~r.astype(bool)).sum()))
-        nof.columns = [f"nof_{x}" for x in levels]
-        lesion = noc.join(nof).join(counts.groupby(GROUP).size().rename("n_lesions"))
-        rows.append(lesion.assign(level="lesion").reset_index())
-    inter = tables.interactions
-    scans = tables.ok_cases[tables.ok_cases["scenario"].isin(set(inter.loc[inter["lesion_id"] == 0, "scenario"]))]
+        lesion = _mean_by(per_case(les, [f"noc_{x}" for x in levels]), GROUP, [f"noc_{x}" for x in levels])
+        counts = les.drop_duplicates([*RUN_KEYS, "lesion_id"])
+        failed = counts.assign(**{f"nof_{x}": ~counts[f"reached_{x}"].astype(bool) for x in levels}, n_lesions=1)
+        nof = failed.groupby(GROUP, dropna=False)[["n_lesions", *(f"nof_{x}" for x in levels)]].sum().reset_index()
+        rows.append(lesion.merge(nof, on=GROUP).assign(level="lesion"))
+    scans = tables.ok_cases[~_lesion_scenario(tables.ok_cases["scenario"])]
     if len(scans):
-        scan = per_case(scans, [f"noc_{x}_scan" for x in levels]).groupby(GROUP).mean(numeric_only=True)
-        scan.columns = [c.removesuffix("_scan") for c in scan.columns]
-        rows.append(scan.assign(level="scan").reset_index())
+        columns = [f"noc_{x}_scan" for x in levels]
+        scan = _mean_by(per_case(scans, columns), GROUP, columns)
+        rows.append(scan.rename(columns=lambda c: c.removesuffix("_scan")).assign(level="scan"))
     columns = [*GROUP, "level", *(f"noc_{x}" for x in levels), "n_lesions", *(f"nof_{x}" for x in levels)]
     if not rows:
         return pd.DataFrame(columns=columns)
@@ -325,7 +380,7 @@ def noc_table(tables: RunTables) -> pd.DataFrame:
 def fold_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
     """Headline numbers per fold (mean over the fold's cases), then mean ± std over folds.
 
-    Empty unless some model × scenario × test set was evaluated under at least two folds.
+    Empty unless some model × protocol × test set was evaluated under at least two folds.
     """
     columns = [*GROUP, "metric", "n_folds", "fold_mean", "fold_std"]
     ok = tables.ok_cases
@@ -339,42 +394,45 @@ def fold_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
             metrics[name] = per_case_at(lesion_rows, "dice_lesion", at, by_fold=True).rename(columns={"dice_lesion": "v"})
     rows = []
     for name, frame in metrics.items():
-        per_fold = frame.dropna(subset=["fold"]).groupby([*GROUP, "fold"])["v"].mean()
-        summary = per_fold.groupby(GROUP).agg(n_folds="count", fold_mean="mean", fold_std="std")
+        per_fold = frame.dropna(subset=["fold"]).groupby([*GROUP, "fold"], dropna=False)["v"].mean()
+        summary = per_fold.groupby(GROUP, dropna=False).agg(n_folds="count", fold_mean="mean", fold_std="std")
         rows.append(summary[summary["n_folds"] >= 2].reset_index().assign(metric=name))
     return pd.concat(rows, ignore_index=True)[columns]
 
 
 def summary_table(tables: RunTables | list[str | Path]) -> pd.DataFrame:
-    """The demo's compact table, per model × scenario × test set: cases, lesion Dice after 1 and after
-    3 interactions (lesion scenarios), scan Dice at the stop (global scenarios: each session's last
-    row), interactions used (global scenarios), mean model latency per interaction in ms."""
+    """The demo's compact table, per model × protocol × test set: cases, lesion Dice after 1 and after
+    3 interactions (lesion scenarios; NaN past a protocol's budget), scan Dice at the stop (global
+    scenarios: each session's last row), interactions used (global scenarios), mean model latency
+    per interaction in ms."""
     if not isinstance(tables, RunTables):
         tables = load_runs(tables)
     inter = tables.interactions
     lesion_rows, _ = _level_rows(inter, "lesion")
     scan_rows, _ = _level_rows(inter, "scan")
-    out = _counts(tables.cases)[["n_cases"]].rename(columns={"n_cases": "cases"})
-    columns: dict[str, pd.Series] = {}
+    out = _counts(tables.cases)[[*GROUP, "n_cases"]].rename(columns={"n_cases": "cases"})
+    columns: dict[str, pd.DataFrame] = {}
     if len(lesion_rows):
         for n in (1, 3):
-            columns[f"lesion Dice @{n}"] = per_case_at(lesion_rows, "dice_lesion", n).groupby(GROUP)["dice_lesion"].mean()
+            columns[f"lesion Dice @{n}"] = _mean_by(per_case_at(lesion_rows, "dice_lesion", n), GROUP, ["dice_lesion"])
     if len(scan_rows):
-        columns["scan Dice at stop"] = per_case_at(scan_rows, "dice_scan").groupby(GROUP)["dice_scan"].mean()
-        used = scan_rows[~scan_rows["carried_forward"].astype(bool)]
-        used = used.groupby([*GROUP, "fold", "seed", "case"], dropna=False)["interaction"].max().rename("used").reset_index()
-        columns["interactions used"] = per_case(used, "used").groupby(GROUP)["used"].mean()
+        columns["scan Dice at stop"] = _mean_by(per_case_at(scan_rows, "dice_scan"), GROUP, ["dice_scan"])
+        scans = tables.ok_cases[~_lesion_scenario(tables.ok_cases["scenario"])]
+        columns["interactions used"] = _mean_by(per_case(scans, "n_interactions"), GROUP, ["n_interactions"])
     measured = inter[~inter["carried_forward"].astype(bool)]
-    columns["latency ms"] = per_case(measured, "latency_ms").groupby(GROUP)["latency_ms"].mean()
-    for name, series in columns.items():
-        out[name] = series.reindex(out.index) if len(series) else math.nan
-    return out.reset_index()
+    columns["latency ms"] = _mean_by(per_case(measured, "latency_ms"), GROUP, ["latency_ms"])
+    for name, frame in columns.items():
+        value = frame.rename(columns={c: name for c in frame.columns if c not in GROUP})
+        out = out.merge(value, on=GROUP, how="left") if len(value) else out.assign(**{name: math.nan})
+    return out
 
 
 def _counts(cases: pd.DataFrame) -> pd.DataFrame:
-    """Finished and failed cases per model × scenario × test set (indexed by GROUP)."""
+    """Finished, failed and lesion-free (finished, no lesion in the truth) cases per GROUP."""
     ok = cases["status"] == "ok"
-    return cases.assign(n_cases=ok, n_failed=~ok).groupby(GROUP)[["n_cases", "n_failed"]].sum().astype(int)
+    counts = cases.assign(n_cases=ok, n_failed=~ok, n_lesion_free=ok & (cases["n_lesions"] == 0))
+    columns = ["n_cases", "n_failed", "n_lesion_free"]
+    return counts.groupby(GROUP, dropna=False)[columns].sum().astype(int).reset_index()
 
 
 def config_summary(tables: RunTables) -> dict[str, object]:

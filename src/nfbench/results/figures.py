@@ -23,6 +23,7 @@ from matplotlib.patches import Patch
 
 from nfbench.results.aggregate import (
     GROUP,
+    PROTOCOL,
     SIZE_BINS,
     RunTables,
     curves,
@@ -68,8 +69,20 @@ def model_colours(models: list[str]) -> dict[str, tuple]:
     return {m: palette[n % len(palette)] for n, m in enumerate(sorted(models))}
 
 
-def _panels(keys: list[tuple[str, str]], *, width: float = 4.2, height: float = 3.2) -> tuple[Figure, np.ndarray]:
-    n = max(len(keys), 1)
+_PANEL = [*PROTOCOL, "test_set"]
+"""One panel per protocol and test set: runs of different budgets or stop targets never share one."""
+
+
+def _panel_groups(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    return list(table.groupby(_PANEL, dropna=False))
+
+
+def _title(panel: pd.DataFrame) -> str:
+    return f"{panel['scenario'].iloc[0]} · {panel['test_set'].iloc[0]}"
+
+
+def _panels(groups: list, *, width: float = 4.2, height: float = 3.2) -> tuple[Figure, np.ndarray]:
+    n = max(len(groups), 1)
     cols = min(n, 3)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, constrained_layout=True)
@@ -91,14 +104,13 @@ def _legend(fig: Figure, models: list[str], colours: dict[str, tuple], *, line: 
 
 @_styled
 def curve_figure(tables: RunTables, *, level: str, colours: dict[str, tuple]) -> Figure | None:
-    """Mean Dice (over cases) per interaction with its bootstrap 95% band; one panel per scenario × test set."""
+    """Mean Dice (over cases) per interaction with its bootstrap 95% band; one panel per protocol × test set."""
     table = curves(tables.interactions, level=level)
     if table.empty:
         return None
-    keys = sorted(table.groupby(["scenario", "test_set"]).groups)
-    fig, axes = _panels(keys)
-    for ax, (scenario, test_set) in zip(axes, keys):
-        panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
+    groups = _panel_groups(table)
+    fig, axes = _panels(groups)
+    for ax, (_, panel) in zip(axes, groups):
         for model, line in panel.groupby("model"):
             ax.plot(line["interaction"], line["mean"], marker="o" if len(line) <= 10 else None, ms=3,
                     color=colours[model], label=model)
@@ -107,7 +119,7 @@ def curve_figure(tables: RunTables, *, level: str, colours: dict[str, tuple]) ->
             else:  # one interaction (single-click scenarios): an error bar instead of a band
                 err = np.vstack([line["mean"] - line["ci_low"], line["ci_high"] - line["mean"]]).clip(min=0)
                 ax.errorbar(line["interaction"], line["mean"], yerr=np.nan_to_num(err), color=colours[model], capsize=3)
-        ax.set(title=f"{scenario} · {test_set} (n = {_cases(int(panel['n_cases'].max()))})", xlabel="interaction", ylim=(0, 1.02),
+        ax.set(title=f"{_title(panel)} (n = {_cases(int(panel['n_cases'].max()))})", xlabel="interaction", ylim=(0, 1.02),
                ylabel="lesion Dice" if level == "lesion" else "scan Dice")
         if panel["interaction"].max() <= 10:
             ax.set_xticks(sorted(panel["interaction"].unique()))
@@ -122,11 +134,10 @@ def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | Non
     table = size_table(tables.lesions)
     if table.empty:
         return None
-    keys = sorted(table.groupby(["scenario", "test_set"]).groups)
-    fig, axes = _panels(keys)
+    groups = _panel_groups(table)
+    fig, axes = _panels(groups)
     bins = [b[2] for b in SIZE_BINS]
-    for ax, (scenario, test_set) in zip(axes, keys):
-        panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
+    for ax, (_, panel) in zip(axes, groups):
         models = sorted(panel["model"].unique())
         width = 0.8 / max(len(models), 1)
         for n, model in enumerate(models):
@@ -136,7 +147,7 @@ def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | Non
             ax.bar(x, rows["mean"], width, color=colours[model], label=model, yerr=np.nan_to_num(err), capsize=2)
         counts = panel.groupby("size_bin", observed=True)["n_lesions"].max().reindex(bins).fillna(0).astype(int)
         ax.set_xticks(np.arange(len(bins)), [f"{b}\n(n={c})" for b, c in zip(bins, counts)])
-        ax.set(title=f"{scenario} · {test_set}", ylabel="final lesion Dice", ylim=(0, 1.05))
+        ax.set(title=_title(panel), ylabel="final lesion Dice", ylim=(0, 1.05))
     _legend(fig, sorted(table["model"].unique()), colours)
     fig.suptitle("Final lesion Dice by lesion volume (mean over cases, 95% bootstrap CI)")
     return fig
@@ -144,17 +155,16 @@ def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | Non
 
 def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *, colours: dict[str, tuple],
                   ylabel: str, title: str, ylim: tuple[float, float] | None = None) -> Figure:
-    """One panel per scenario × test set; in each, one group of bars per column, one bar per model."""
-    keys = sorted(table.groupby(["scenario", "test_set"]).groups)
-    fig, axes = _panels(keys)
-    for ax, (scenario, test_set) in zip(axes, keys):
-        panel = table[(table["scenario"] == scenario) & (table["test_set"] == test_set)]
+    """One panel per protocol × test set; in each, one group of bars per column, one bar per model."""
+    groups = _panel_groups(table)
+    fig, axes = _panels(groups)
+    for ax, (_, panel) in zip(axes, groups):
         width = 0.8 / max(len(panel), 1)
         for n, (_, row) in enumerate(panel.iterrows()):
             x = np.arange(len(columns)) + (n - (len(panel) - 1) / 2) * width
             ax.bar(x, row[columns].astype(float), width, color=colours[row["model"]], label=row["model"])
         ax.set_xticks(np.arange(len(columns)), labels)
-        ax.set(title=f"{scenario} · {test_set}", ylabel=ylabel)
+        ax.set(title=_title(panel), ylabel=ylabel)
         if ylim is not None:
             ax.set_ylim(*ylim)
     _legend(fig, sorted(table["model"].unique()), colours)
@@ -164,7 +174,7 @@ def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *,
 
 @_styled
 def noc_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
-    """Mean NoC@80/85/90 per model (lower is better), one panel per scenario × test set; lesion
+    """Mean NoC@80/85/90 per model (lower is better), one panel per protocol × test set; lesion
     scenarios count interactions per lesion, global scenarios per scan."""
     table = noc_table(tables)
     if table.empty:
@@ -182,26 +192,27 @@ def detection_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure 
     if cases.empty:
         return None
     columns = ["f1_any", "f1_iou10"]
-    return _grouped_bars(per_case(cases, columns).groupby(GROUP)[columns].mean().reset_index(), columns, ["any overlap", "IoU ≥ 0.1"],
-                         colours=colours, ylabel="detection F1", ylim=(0, 1.05),
+    means = per_case(cases, columns).groupby(GROUP, dropna=False)[columns].mean().reset_index()
+    return _grouped_bars(means, columns, ["any overlap", "IoU ≥ 0.1"], colours=colours, ylabel="detection F1", ylim=(0, 1.05),
                          title="Lesion detection F1 of the final prediction (mean over cases)")
 
 
 @_styled
 def latency_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
-    """Distribution of model latency per interaction (ms, log scale), one box per model × scenario."""
+    """Distribution of model latency per interaction (ms, log scale), one box per model × protocol."""
     inter = tables.interactions
     inter = inter[~inter["carried_forward"].astype(bool)].dropna(subset=["latency_ms"])
     if inter.empty:
         return None
-    groups = sorted(inter.groupby(["model", "scenario"]).groups)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups)), 3.4), constrained_layout=True)
-    data = [inter[(inter["model"] == m) & (inter["scenario"] == s)]["latency_ms"].to_numpy() for m, s in groups]
-    box = ax.boxplot(data, patch_artist=True, showfliers=True, flierprops={"markersize": 2})
-    for patch, (model, _) in zip(box["boxes"], groups):
+    groups = list(inter.groupby(["model", *PROTOCOL], dropna=False))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(groups)), 3.6), constrained_layout=True)
+    box = ax.boxplot([rows["latency_ms"].to_numpy() for _, rows in groups], patch_artist=True, showfliers=True,
+                     flierprops={"markersize": 2})
+    for patch, ((model, *_), _) in zip(box["boxes"], groups):
         patch.set_facecolor(colours[model])
         patch.set_alpha(0.6)
-    ax.set_xticks(range(1, len(groups) + 1), [f"{m}\n{s}" for m, s in groups], fontsize=8)
+    labels = [f"{model}\n{scenario}".replace(" (", "\n(") for (model, scenario, *_), _ in groups]  # the protocol on its own line
+    ax.set_xticks(range(1, len(groups) + 1), labels, fontsize=7)
     ax.set_yscale("log")
     ax.set(ylabel="latency per interaction (ms)", title="Model latency per interaction (add_click + predict; carried-forward rows excluded)")
     return fig

@@ -11,6 +11,7 @@ Layout of the output folder::
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +23,8 @@ from nfbench.results import _html
 from nfbench.results._html import markdown_table
 from nfbench.results.aggregate import (
     DEFAULT_BUDGET,
+    PROTOCOL,
     RunTables,
-    complete_sessions,
     config_summary,
     curves,
     fold_table,
@@ -52,35 +53,42 @@ METHODS = (
     "Lesion metrics are averaged over each case's lesions first, then (for a case seen under several folds or "
     "seeds) over those, then over cases: the case is the unit. std is the between-case standard deviation "
     f"(ddof 1); the CI is the seeded percentile-bootstrap 95% interval of the mean ({N_RESAMPLES} resamples). "
-    "'After N interactions' is the row with interaction = N. Sessions that stopped early keep their last value "
-    "(carried forward), so every case counts at every interaction. Paired tests: two-sided Wilcoxon signed-rank "
-    "test over the cases both models finished (paired by test set and case), Holm-corrected over all pairs; effect "
-    "size = matched-pairs rank-biserial correlation (positive when model_a is better). Lesion volume strata: "
-    "< 1 ml, 1–10 ml, > 10 ml."
+    "Runs that differ in click policy, budget or early-stop target (stop_dice) are separate rows, never averaged "
+    "together; a scenario run under several such protocols is labelled with what differs, e.g. "
+    "'lesion-corrective (budget 5)'. 'After N interactions' is the row with interaction = N and exists only up to "
+    "the run's own budget. The engine writes every session up to its budget: a session that stopped early keeps "
+    "its last value (rows flagged carried_forward), so every case counts at every interaction of its curve. "
+    "HD95 is infinite where a prediction or a truth is empty: hd95_*_mm is the mean over finite values, "
+    "n_hd95_*_inf the number of infinite values and hd95_*_mm_capped the mean with infinity replaced by the "
+    "image diagonal in mm (the largest distance in the image). Scans without lesions are counted "
+    "(n_lesion_free), are part of the scan curves of global scenarios with their scan Dice and never of lesion "
+    "curves. Paired tests: two-sided Wilcoxon signed-rank test over the cases both models finished (paired by "
+    "test set and case), Holm-corrected over all pairs; effect size = matched-pairs rank-biserial correlation "
+    "(positive when model_a is better). Lesion volume strata: < 1 ml, 1–10 ml, > 10 ml."
 )
 
 
 def comparison_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
-    """Paired Wilcoxon tests between models for every scenario × test set.
+    """Paired Wilcoxon tests between models for every protocol × test set.
 
-    Lesion scenarios compare the lesion Dice after ``budget`` interactions (default 3; a scenario
-    whose sessions are shorter, such as ``lesion-single``, is compared after its last one); global
+    Lesion scenarios compare the lesion Dice after ``budget`` interactions (default 3; a protocol
+    whose budget is smaller, such as ``lesion-single``, is compared after its last one); global
     scenarios compare the scan Dice of the last row (at the stop). The ``compared`` column says which.
     """
     budget = budget or DEFAULT_BUDGET
-    inter = complete_sessions(tables.interactions)
+    inter = tables.interactions
     parts = []
-    for scenario, rows in inter.groupby("scenario"):
+    for _, rows in inter.groupby(PROTOCOL, dropna=False):
         lesion = bool((rows["lesion_id"] > 0).any())
         value = "dice_lesion" if lesion else "dice_scan"
-        last = int(rows["interaction"].max())
-        at = min(budget, last) if lesion else None
+        at = min(budget, int(rows["budget"].iloc[0])) if lesion else None
         label = (f"lesion Dice after {at} interaction(s)" if lesion else "scan Dice at the last interaction")
-        part = per_case_at(rows, value, at).rename(columns={value: "dice"})
+        part = per_case_at(rows[rows["lesion_id"] > 0] if lesion else rows, value, at).rename(columns={value: "dice"})
         parts.append(part.assign(compared=label))
     if not parts:
         return pd.DataFrame()
-    return paired_comparisons(pd.concat(parts, ignore_index=True), value="dice", by=["scenario", "test_set", "compared"])
+    return paired_comparisons(pd.concat(parts, ignore_index=True), value="dice",
+                              by=[*PROTOCOL, "test_set", "compared"])
 
 
 def report_tables(tables: RunTables, *, budget: int | None = None) -> dict[str, pd.DataFrame]:
@@ -112,9 +120,9 @@ def _write_tables(sheets: dict[str, pd.DataFrame], out: Path) -> None:
 
 _FIGURES = {
     "dice_lesion_curves": "Lesion Dice after each interaction (lesion scenarios): mean over cases with its 95% "
-                          "bootstrap band; one panel per scenario and test set.",
-    "dice_scan_curves": "Scan Dice after each interaction (global scenarios): mean over cases with its 95% bootstrap "
-                        "band; sessions that stopped early carry their last value.",
+                          "bootstrap band; one panel per protocol and test set, each up to its budget.",
+    "dice_scan_curves": "Scan Dice after each interaction (global scenarios, scans without lesions included): mean "
+                        "over cases with its 95% bootstrap band; sessions that stopped early keep their last value.",
     "dice_by_lesion_size": "Final lesion Dice by lesion volume (per case mean within a stratum, then mean over cases; "
                            "error bars: 95% bootstrap CI; n = lesions).",
     "noc": "NoC@80/85/90: interactions needed to reach the Dice level (per lesion in lesion scenarios, per scan in "
@@ -139,7 +147,7 @@ def _figures(tables: RunTables, folder: Path, *, dpi: int, say) -> dict[str, str
     captions = dict(_FIGURES)
     for model in sorted(colours):
         for scenario in sorted(set(tables.ok_cases["scenario"])):
-            name = f"overlay_{model}_{scenario}".replace(" ", "_").replace("(", "").replace(")", "").replace("/", "_")
+            name = re.sub(r"[^A-Za-z0-9.-]+", "_", f"overlay_{model}_{scenario}").strip("_")
             makers[name] = lambda m=model, s=scenario: overlay_figure(tables, m, s)
             captions[name] = (f"{model}, {scenario}: best, median and worst case by final scan Dice. Coronal maximum-"
                               "intensity projection along the posterior→anterior axis, head up, patient's right on the "
@@ -185,8 +193,14 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
         ("summary", "Summary", [_html.table(sheets["summary"])], METHODS),
         ("curves", "Dice per interaction", [fig("dice_lesion_curves"), fig("dice_scan_curves")], ""),
         ("main", "Main table", [_html.table(sheets["main"])],
-         (f"Per model × scenario × test set: lesion Dice after 1 and {n} interactions and after the last, final "
-          "scan Dice (mean, between-case std, bootstrap 95% CI), then means over cases of the other metrics.")),
+         (f"Per model × protocol (scenario, click policy, budget, stop_dice) × test set: lesion Dice after 1 and {n} "
+          "interactions (empty past the run's budget) and after the last, final scan Dice (mean, between-case std, "
+          "bootstrap 95% CI), then means over cases of the other metrics. n_lesion_free counts the scans without "
+          "lesions (their scan Dice is 1 when nothing is predicted). HD95: hd95_*_mm is the mean over finite "
+          "values; n_hd95_*_inf counts the infinite values (empty prediction or truth) and hd95_*_mm_capped is the "
+          "mean with infinity replaced by the image diagonal in mm. Runs of the cvpr25 preset add the CVPR 2025 "
+          "challenge's scores: nsd_cvpr_* (NSD set to 0 where Dice ≤ 0.2) beside our NSD, and auc_dice_cvpr, "
+          "auc_nsd_cvpr, auc_dice_scan_cvpr, the trapezoid over the 5 click steps (range 0–4).")),
         ("comparisons", "Paired comparisons", [_html.table(sheets["comparisons"])],
          "Wilcoxon signed-rank tests on the cases both models finished; p_holm is Holm-corrected over all rows."),
         ("size", "Lesion-size strata", [fig("dice_by_lesion_size"), _html.table(sheets["lesion_size"])], ""),

@@ -58,17 +58,20 @@ def _summary_table(report) -> Table:  # noqa: ANN001  (CheckReport; imported laz
 def check_command(
     root: Annotated[Path, typer.Argument(help="Dataset folder (imagesTr/labelsTr, imagesTs*/labelsTs*).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the cases and problems as JSON on stdout.")] = False,
-    affine_tolerance: Annotated[float, typer.Option(help="Largest allowed image/label affine difference, mm.")] = 1e-3,
+    affine_tolerance: Annotated[float | None, typer.Option(help="Largest allowed image/label affine difference, mm. Default: AFFINE_TOLERANCE_MM of nfbench.io.check (0.001).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Check a dataset and list every problem, one line per problem naming the file.
 
     Shows a per-case table (shape and spacing in the canonical RAS grid, stored orientation, lesion count and volume). Exits with code 1 when anything is wrong.
     """
-    from nfbench.io.check import check_dataset
+    from nfbench.io.check import AFFINE_TOLERANCE_MM, check_dataset
 
+    tolerance = AFFINE_TOLERANCE_MM if affine_tolerance is None else affine_tolerance
+    if not tolerance >= 0:
+        fail(f"--affine-tolerance must be a non-negative number of mm, got {tolerance}")
     with _progress("checking", quiet=quiet or as_json) as on_case:
-        report = check_dataset(root, affine_tolerance=affine_tolerance, on_case=on_case)
+        report = check_dataset(root, affine_tolerance=tolerance, on_case=on_case)
     if as_json:
         stdout.out(json.dumps(report.to_dict(), indent=2), highlight=False)
     else:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
+from rich.console import Console
 from typer.testing import CliRunner
 
 from nfbench.cli import app
+from nfbench.cli import data as cli_data
 
 runner = CliRunner()
 
@@ -51,11 +54,18 @@ def test_check_missing_folder(tmp_path):
     assert "dataset folder does not exist" in result.stdout
 
 
-def test_check_shows_progress_on_stderr_unless_quiet(dataset):
-    root = dataset(("a",))
-    result = runner.invoke(app, ["data", "check", str(root)])
-    assert result.exit_code == 0
-    assert "Traceback" not in result.output
+def test_check_shows_progress_on_stderr_unless_quiet(dataset, monkeypatch):
+    # The progress bar draws only on a terminal: give the command a terminal-like stderr console.
+    root = dataset(("a", "b"))
+    for quiet, expect_bar in ((False, True), (True, False)):
+        terminal = io.StringIO()
+        monkeypatch.setattr(cli_data, "stderr", Console(file=terminal, force_terminal=True, color_system=None, width=80))
+        result = runner.invoke(app, ["data", "check", str(root), *(["--quiet"] if quiet else [])])
+        assert result.exit_code == 0, result.output
+        shown = terminal.getvalue()
+        assert ("checking b" in shown and "2/2" in shown) is expect_bar
+        assert expect_bar or shown == ""
+        assert "checking" not in result.stdout  # the bar never mixes with the table on stdout
 
 
 def _val_sets(root, k):

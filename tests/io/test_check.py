@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nfbench.io.check import AFFINE_TOLERANCE_MM, MAX_UNUSED_LABEL_IDS, check_dataset, label_problems, pair_problems
+from nfbench.io.check import (
+    AFFINE_TOLERANCE_MM, MAX_UNUSED_LABEL_IDS, case_problems, check_dataset, label_problems, pair_problems,
+)
 from nfbench.io.volume import load_volume
 
 
@@ -294,3 +296,32 @@ def test_label_stored_in_another_axis_order_over_the_same_voxels_is_accepted(tmp
 def test_negative_tolerance_is_refused(dataset):
     with pytest.raises(ValueError, match="non-negative number of mm, got -1"):
         check_dataset(dataset(("a",)), affine_tolerance=-1)
+
+
+def test_case_problems_of_files_give_the_data_check_messages(tmp_path, nifti):
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.5
+    bad = np.zeros((4, 4, 4), np.int16)
+    bad[0, 0, 0] = -1
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), bad, nifti, label_affine=shifted)
+    image, label = root / "imagesTr" / "a_0000.nii.gz", root / "labelsTr" / "a.nii.gz"
+    found = case_problems(image, label, image_name="imagesTr/a_0000.nii.gz")
+    assert [p.path for p in found] == [label, label]
+    assert [p.message for p in found] == [p.message for p in check_dataset(root).problems]
+    assert found[0].message.startswith("affine ") and "differs from imagesTr/a_0000.nii.gz [[1, 0" in found[0].message
+    assert " differs from a_0000.nii.gz [[1, 0" in case_problems(image, label)[0].message
+    assert found[1].message == "label holds negative values (1 voxels, minimum -1)"
+
+
+def test_case_problems_of_a_usable_case_and_of_recomputed_instances(tmp_path, nifti):
+    sparse = np.zeros((4, 4, 4), np.uint32)
+    sparse[0, 0, 0], sparse[3, 3, 3] = 1, 10 * MAX_UNUSED_LABEL_IDS
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), sparse, nifti)
+    image, label = root / "imagesTr" / "a_0000.nii.gz", root / "labelsTr" / "a.nii.gz"
+    assert [p.message for p in case_problems(image, label)] == label_problems(sparse)
+    assert case_problems(image, label, keep_ids=False) == []  # components replace the IDs
+    image.write_bytes(b"not a NIfTI file")
+    (problem,) = case_problems(image, label, keep_ids=False)
+    assert problem.path == image and problem.message.startswith("not a readable NIfTI file")

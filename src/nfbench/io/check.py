@@ -2,8 +2,9 @@
 
 Headers are read first (shape, affine, dimensionality) and voxels only for the value checks
 (finite image values, integer, non-negative and not too sparse labels) and the lesion count, so a
-check of a large dataset costs one decompression per file. :func:`label_problems` and
-:func:`pair_problems` are the checks of one case that ``evaluate`` runs too, with the same messages.
+check of a large dataset costs one decompression per file. :func:`label_problems`,
+:func:`pair_problems` and :func:`case_problems` are the checks of one case that ``evaluate`` runs
+too, with the same messages.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from typing import Protocol
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import io_orientation
 
 from nfbench.io.dataset import Case, Problem, discover_dataset
 from nfbench.io.volume import VolumeError, canonical_grid, read_header
 from nfbench.lesions import instance_map, lesion_table
 
-__all__ = ["CaseSummary", "CheckReport", "check_dataset", "label_problems", "pair_problems",
+__all__ = ["CaseSummary", "CheckReport", "check_dataset", "case_problems", "label_problems", "pair_problems",
            "AFFINE_TOLERANCE_MM", "MAX_UNUSED_LABEL_IDS"]
 
 AFFINE_TOLERANCE_MM = 1e-3
@@ -232,6 +232,38 @@ def pair_problems(image: _Grid, label: _Grid, *, image_name: str, tolerance: flo
     return []
 
 
+def _usable_label(image_hdr: _Header | None, label: Path, *, image_name: str, tolerance: float, keep_ids: bool,
+                  problems: list[Problem]) -> tuple[_Header, np.ndarray] | None:
+    """Read and check a label against its image's header; its header and voxels when usable."""
+    label_hdr = _read_header(label, problems)
+    if label_hdr is None:
+        return None
+    mismatch = [] if image_hdr is None else pair_problems(image_hdr, label_hdr, image_name=image_name,
+                                                           tolerance=tolerance)
+    problems += [Problem(label, message) for message in mismatch]
+    data = _read_voxels(label, label_hdr, problems)
+    unusable = [] if data is None else label_problems(data, keep_ids=keep_ids)
+    problems += [Problem(label, message) for message in unusable]
+    return None if data is None or mismatch or unusable else (label_hdr, data)
+
+
+def case_problems(image: str | Path, label: str | Path, *, keep_ids: bool = True, image_name: str | None = None,
+                  tolerance: float = AFFINE_TOLERANCE_MM) -> list[Problem]:
+    """What makes one image/label pair unusable for evaluation; empty when it is usable.
+
+    Reads the image's header and the label's voxels (one decompression): readable 3D files,
+    :func:`pair_problems` and :func:`label_problems` (``keep_ids`` as there), so a run can refuse
+    a bad case before any work with the messages ``nfbench data check`` gives. Each problem
+    names its file; messages about the grid name the image ``image_name`` (default: its file name).
+    """
+    image, label = Path(image), Path(label)
+    problems: list[Problem] = []
+    image_hdr = _read_header(image, problems)
+    _usable_label(image_hdr, label, image_name=image.name if image_name is None else image_name,
+                  tolerance=tolerance, keep_ids=keep_ids, problems=problems)
+    return problems
+
+
 def _check_case(root: Path, case: Case, tolerance: float) -> tuple[CaseSummary, list[Problem]]:
     problems: list[Problem] = []
     image_hdr = _read_header(case.image, problems)
@@ -239,20 +271,16 @@ def _check_case(root: Path, case: Case, tolerance: float) -> tuple[CaseSummary, 
     if image_data is not None:
         _check_image_values(case.image, image_data, problems)
     del image_data
-    label_hdr = _read_header(case.label, problems) if case.label else None
     n_lesions = volume_ml = None
-    if case.label is not None and label_hdr is not None:
-        mismatch = [] if image_hdr is None else pair_problems(image_hdr, label_hdr, tolerance=tolerance,
-                                                               image_name=_relative(root, case.image))
-        problems += [Problem(case.label, message) for message in mismatch]
-        label = _read_voxels(case.label, label_hdr, problems)
-        unusable = [] if label is None else label_problems(label)
-        problems += [Problem(case.label, message) for message in unusable]
-        if label is not None and not mismatch and not unusable:
-            instances = instance_map(label if label.dtype.kind in "biu" else label.astype(np.int64))
-            lesions = lesion_table(instances, affine=label_hdr.stored_affine)
-            n_lesions = len(lesions)
-            volume_ml = round(sum(les.volume_ml for les in lesions), 6)
+    usable = None if case.label is None else _usable_label(
+        image_hdr, case.label, image_name=_relative(root, case.image), tolerance=tolerance, keep_ids=True,
+        problems=problems)
+    if usable is not None:
+        label_hdr, label = usable
+        instances = instance_map(label if label.dtype.kind in "biu" else label.astype(np.int64))
+        lesions = lesion_table(instances, affine=label_hdr.stored_affine)
+        n_lesions = len(lesions)
+        volume_ml = round(sum(les.volume_ml for les in lesions), 6)
     geometry = _canonical_geometry(image_hdr) if image_hdr else (None, None, None)
     summary = CaseSummary(
         subset=case.subset, case=case.name, image=str(case.image.relative_to(root)),

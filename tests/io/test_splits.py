@@ -135,7 +135,7 @@ def test_split_dataset_writes_fold_files(dataset):
 def test_split_dataset_refuses_to_overwrite_and_cleans_stale_folds(dataset):
     root = dataset(tuple(f"case_{i}" for i in range(6)))
     split_dataset(root, folds=5, group_pattern=None)
-    with pytest.raises(FoldsExistError, match="already holds folds; ask to overwrite them"):
+    with pytest.raises(FoldsExistError, match="already holds folds; they are replaced only when overwriting is asked for"):
         split_dataset(root, folds=3, group_pattern=None)
     split_dataset(root, folds=3, group_pattern=None, overwrite=True)
     assert json.loads((root / "splits" / "splits.json").read_text())["groups"] is None

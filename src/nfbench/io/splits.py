@@ -46,7 +46,7 @@ class FoldsExistError(SplitError):
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        super().__init__(f"{folder} already holds folds; ask to overwrite them to replace them")
+        super().__init__(f"{folder} already holds folds; they are replaced only when overwriting is asked for")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nfbench.lesions import instance_map, is_binary_label, lesion_table, lesions_frame
+from nfbench.lesions import instance_map, is_binary_label, lesion_table, lesions_frame, voxel_volume_ml
 
 
 def _two_blobs() -> np.ndarray:
@@ -81,3 +81,15 @@ def test_lesions_frame_columns():
     assert list(frame["n_voxels"]) == [27, 8]
     assert (frame.loc[0, "bbox_i0"], frame.loc[0, "bbox_i1"]) == (5, 8)
     assert {"centroid_x_mm", "centroid_k", "volume_ml", "lesion_id"} <= set(frame.columns)
+
+
+@pytest.mark.parametrize(("matrix", "mm3"), [
+    ([[0.5, 0, 0], [0, 2.0, 0], [0, 0, 4.0]], 4.0),
+    ([[-0.8, 0, 0], [0, 0, 7.8], [0, 1.1, 0]], 0.8 * 1.1 * 7.8),  # coronal RSA with a flip: sign dropped
+    ([[0.5, 0.3, 0], [0, 2.0, 0.7], [0, 0, 4.0]], 4.0),  # sheared: not the product of the column lengths
+])
+def test_voxel_volume_is_the_absolute_determinant_in_ml(matrix, mm3):
+    affine = np.eye(4)
+    affine[:3, :3] = matrix
+    affine[:3, 3] = (100.0, -50.0, 7.0)  # the origin does not matter
+    assert voxel_volume_ml(affine) == pytest.approx(mm3 / 1000)

@@ -11,7 +11,16 @@ import pandas as pd
 from nfbench.components import connected_components
 from nfbench.types import BoxSlices
 
-__all__ = ["Lesion", "instance_map", "lesion_table", "lesions_frame", "is_binary_label"]
+__all__ = ["Lesion", "instance_map", "lesion_table", "lesions_frame", "is_binary_label", "voxel_volume_ml"]
+
+
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """The volume of one voxel in ml: ``|det|`` of the affine's 3×3 part (mm³) / 1000.
+
+    The one definition every lesion, error and detection volume uses; unlike the product of the
+    spacings it stays right for sheared grids (e.g. a tilted CT gantry).
+    """
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ def lesion_table(instances: np.ndarray, *, affine: np.ndarray) -> list[Lesion]:
     ids = ids[ids > 0]
     boxes = stats["bounding_boxes"]
     centroids = np.asarray(stats["centroids"])
-    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    voxel_ml = voxel_volume_ml(affine)
     shape = instances.shape
 
     def first_voxel(lesion_id: int) -> int:

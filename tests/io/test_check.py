@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nfbench.io.check import check_dataset
+from nfbench.io.check import (
+    AFFINE_TOLERANCE_MM, MAX_UNUSED_LABEL_IDS, case_problems, check_dataset, label_problems, pair_problems,
+)
+from nfbench.io.volume import load_volume
 
 
 def _lines(report) -> list[str]:
@@ -205,3 +208,120 @@ def test_progress_callback_counts_cases(dataset):
     calls = []
     check_dataset(dataset(("a", "b", "c")), on_case=lambda done, total, name: calls.append((done, total, name)))
     assert calls == [(1, 3, "a"), (2, 3, "b"), (3, 3, "c")]
+
+
+def test_label_problems_of_arrays_name_each_fault():
+    ok = np.zeros((3, 3, 3), np.uint16)
+    ok[0, 0, 0], ok[2, 2, 2] = 1, 7  # gaps in the numbering are fine
+    assert label_problems(ok) == [] and label_problems(ok > 0) == [] and label_problems(np.zeros(0, np.int8)) == []
+    frac = np.zeros((2, 2, 2), np.float64)
+    frac[0, 0, 0], frac[1, 1, 1] = np.nan, -2.0
+    assert label_problems(frac) == [
+        "label holds non-integer values (1 voxels, e.g. nan); labels must be 0 (background) and 1..N (lesions)",
+        "label holds negative values (1 voxels, minimum -2.0)",
+    ]
+    assert label_problems(np.zeros((2, 2, 2), np.complex64)) == ["label has unsupported data type complex64"]
+
+
+def test_sparse_label_ids_are_refused_unless_instances_are_recomputed():
+    label = np.zeros((4, 4, 4), np.uint32)
+    label[0, 0, 0], label[3, 3, 3] = 1, 50_000_000
+    assert label_problems(label) == [
+        f"label IDs are too sparse: the largest is 50000000 but 2 distinct lesion IDs are used (49999998 unused, "
+        f"more than {MAX_UNUSED_LABEL_IDS}; per-lesion tables would exhaust memory); renumber the lesions 1..2"
+    ]
+    assert label_problems(label, keep_ids=False) == []
+    label[3, 3, 3] = MAX_UNUSED_LABEL_IDS + 2  # exactly the limit of unused IDs: accepted
+    assert label_problems(label) == []
+    label[3, 3, 3] += 1
+    assert len(label_problems(label)) == 1
+
+
+def test_data_check_refuses_sparse_ids_with_the_same_message(tmp_path, nifti):
+    label = np.zeros((4, 4, 4), np.int32)
+    label[1, 1, 1], label[2, 2, 2] = 3, 9_000_000
+    root = tmp_path / "d"
+    _labelled(root, "sparse", np.ones((4, 4, 4), np.float32), label, nifti)
+    report = check_dataset(root)
+    assert _lines(report) == [f"labelsTr/sparse.nii.gz: {message}" for message in label_problems(label)]
+    assert "too sparse" in _lines(report)[0] and report.cases[0].n_lesions is None
+
+
+class _Grid:
+    def __init__(self, shape, affine):
+        self.shape, self.affine = shape, affine
+
+
+def test_pair_problems_of_shapes_and_affines():
+    image = _Grid((4, 5, 6), np.diag([0.8, 1.1, 3.0, 1.0]))
+    assert pair_problems(image, _Grid((4, 5, 6), image.affine + 0.9 * AFFINE_TOLERANCE_MM), image_name="img") == []
+    assert pair_problems(image, _Grid((4, 6, 5), image.affine), image_name="img.nii.gz") == [
+        "shape (4, 6, 5) differs from img.nii.gz (4, 5, 6)"]
+    moved = image.affine.copy()
+    moved[2, 3] = 2.0
+    assert pair_problems(image, _Grid((4, 5, 6), moved), image_name="img.nii.gz") == [
+        "affine [[0.8, 0, 0, 0], [0, 1.1, 0, 0], [0, 0, 3, 2]] differs from img.nii.gz "
+        "[[0.8, 0, 0, 0], [0, 1.1, 0, 0], [0, 0, 3, 0]] (largest difference 2 mm > tolerance 0.001 mm)"]
+    assert pair_problems(image, _Grid((4, 5, 6), moved), image_name="img", tolerance=2.0) == []
+    broken = image.affine.copy()
+    broken[0, 0] = np.nan
+    assert len(pair_problems(image, _Grid((4, 5, 6), broken), image_name="img")) == 1
+
+
+def test_pair_problems_of_loaded_volumes_match_data_check(tmp_path, nifti):
+    shifted = np.eye(4)
+    shifted[1, 3] = 0.25
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), nifti, label_affine=shifted)
+    image, label = load_volume(root / "imagesTr" / "a_0000.nii.gz"), load_volume(root / "labelsTr" / "a.nii.gz")
+    (message,) = pair_problems(image, label, image_name="imagesTr/a_0000.nii.gz")
+    assert _lines(check_dataset(root)) == [f"labelsTr/a.nii.gz: {message}"]
+
+
+def test_label_stored_in_another_axis_order_over_the_same_voxels_is_accepted(tmp_path, nifti, affine_of):
+    # The image is stored R, S, A; the label holds the same voxels stored R, A, S (axes 1 and 2
+    # swapped in both the array and the affine): both read the same canonical grid.
+    image, label = np.ones((5, 4, 3), np.float32), np.zeros((5, 4, 3), np.uint8)
+    label[1, 2, 0] = 1
+    stored = affine_of("RSA")
+    swapped = stored[:, [0, 2, 1, 3]]
+    root = tmp_path / "d"
+    nifti(root / "imagesTr" / "a_0000.nii.gz", image, stored)
+    nifti(root / "labelsTr" / "a.nii.gz", np.ascontiguousarray(label.transpose(0, 2, 1)), swapped)
+    report = check_dataset(root)
+    assert report.ok and report.cases[0].n_lesions == 1
+    assert report.cases[0].lesion_volume_ml == pytest.approx(0.8 * 1.1 * 7.8 / 1000)
+
+
+def test_negative_tolerance_is_refused(dataset):
+    with pytest.raises(ValueError, match="non-negative number of mm, got -1"):
+        check_dataset(dataset(("a",)), affine_tolerance=-1)
+
+
+def test_case_problems_of_files_give_the_data_check_messages(tmp_path, nifti):
+    shifted = np.eye(4)
+    shifted[0, 3] = 0.5
+    bad = np.zeros((4, 4, 4), np.int16)
+    bad[0, 0, 0] = -1
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), bad, nifti, label_affine=shifted)
+    image, label = root / "imagesTr" / "a_0000.nii.gz", root / "labelsTr" / "a.nii.gz"
+    found = case_problems(image, label, image_name="imagesTr/a_0000.nii.gz")
+    assert [p.path for p in found] == [label, label]
+    assert [p.message for p in found] == [p.message for p in check_dataset(root).problems]
+    assert found[0].message.startswith("affine ") and "differs from imagesTr/a_0000.nii.gz [[1, 0" in found[0].message
+    assert " differs from a_0000.nii.gz [[1, 0" in case_problems(image, label)[0].message
+    assert found[1].message == "label holds negative values (1 voxels, minimum -1)"
+
+
+def test_case_problems_of_a_usable_case_and_of_recomputed_instances(tmp_path, nifti):
+    sparse = np.zeros((4, 4, 4), np.uint32)
+    sparse[0, 0, 0], sparse[3, 3, 3] = 1, 10 * MAX_UNUSED_LABEL_IDS
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), sparse, nifti)
+    image, label = root / "imagesTr" / "a_0000.nii.gz", root / "labelsTr" / "a.nii.gz"
+    assert [p.message for p in case_problems(image, label)] == label_problems(sparse)
+    assert case_problems(image, label, keep_ids=False) == []  # components replace the IDs
+    image.write_bytes(b"not a NIfTI file")
+    (problem,) = case_problems(image, label, keep_ids=False)
+    assert problem.path == image and problem.message.startswith("not a readable NIfTI file")

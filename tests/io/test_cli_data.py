@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
+from rich.console import Console
 from typer.testing import CliRunner
 
 from nfbench.cli import app
+from nfbench.cli import data as cli_data
 
 runner = CliRunner()
 
@@ -51,20 +54,53 @@ def test_check_missing_folder(tmp_path):
     assert "dataset folder does not exist" in result.stdout
 
 
-def test_check_shows_progress_on_stderr_unless_quiet(dataset):
-    root = dataset(("a",))
-    result = runner.invoke(app, ["data", "check", str(root)])
-    assert result.exit_code == 0
-    assert "Traceback" not in result.output
+def test_check_shows_progress_on_stderr_unless_quiet(dataset, monkeypatch):
+    # The progress bar draws only on a terminal: give the command a terminal-like stderr console.
+    root = dataset(("a", "b"))
+    for quiet, expect_bar in ((False, True), (True, False)):
+        terminal = io.StringIO()
+        monkeypatch.setattr(cli_data, "stderr", Console(file=terminal, force_terminal=True, color_system=None, width=80))
+        result = runner.invoke(app, ["data", "check", str(root), *(["--quiet"] if quiet else [])])
+        assert result.exit_code == 0, result.output
+        shown = terminal.getvalue()
+        assert ("checking b" in shown and "2/2" in shown) is expect_bar
+        assert expect_bar or shown == ""
+        assert "checking" not in result.stdout  # the bar never mixes with the table on stdout
 
 
-def test_split_writes_folds_and_reports_sizes(dataset):
-    root = dataset(tuple(f"{n}_2018_P_{n // 2}_T2" for n in range(10)))
-    result = runner.invoke(app, ["data", "split", str(root), "--folds", "5", "--seed", "42", "--group-regex", r"P_(\d+)"])
+def _val_sets(root, k):
+    return [(root / "splits" / f"fold_{i}" / "val_set.txt").read_text().splitlines() for i in range(1, k + 1)]
+
+
+def test_split_groups_by_patient_by_default_and_reports_sizes(dataset):
+    names = [f"{n}_2018_P_{n // 2}_T2" for n in range(10)]  # two scans per patient
+    root = dataset(tuple(names))
+    result = runner.invoke(app, ["data", "split", str(root), "--folds", "5", "--seed", "42"])
     assert result.exit_code == 0, result.output
-    assert "fold_5 8/2" in result.stdout
-    vals = [(root / "splits" / f"fold_{k}" / "val_set.txt").read_text().splitlines() for k in range(1, 6)]
-    assert sorted(n for v in vals for n in v) == sorted(f"{n}_2018_P_{n // 2}_T2" for n in range(10))
+    assert "grouped by P_(\\d+)" in result.stdout and "fold_5 8/2" in result.stdout
+    vals = _val_sets(root, 5)
+    assert sorted(n for v in vals for n in v) == sorted(names)
+    assert all(len({n.split("_P_")[1] for n in v}) == 1 for v in vals)  # each fold holds one patient's two scans
+
+
+def test_split_other_naming_fails_with_both_ways_out(dataset):
+    root = dataset(("a", "b", "c"))
+    result = runner.invoke(app, ["data", "split", str(root), "--folds", "3"])
+    assert result.exit_code == 1
+    message = result.stderr.replace("\n", "")
+    assert "does not match case name(s): a, b, c; pass --group-regex" in message
+    assert "or --no-group to split per scan on purpose" in message
+    assert "Traceback" not in result.output and not (root / "splits").exists()
+
+
+def test_split_no_group_splits_per_scan(dataset):
+    root = dataset(("a", "b", "c"))
+    result = runner.invoke(app, ["data", "split", str(root), "--folds", "3", "--no-group"])
+    assert result.exit_code == 0, result.output
+    assert "per scan" in result.stdout
+    assert sorted(map(tuple, _val_sets(root, 3))) == [("a",), ("b",), ("c",)]
+    result = runner.invoke(app, ["data", "split", str(root), "--no-group", "--group-regex", "x"])
+    assert result.exit_code == 1 and "exclude each other" in result.stderr
 
 
 def test_split_errors_are_one_line_without_traceback(dataset):
@@ -73,8 +109,11 @@ def test_split_errors_are_one_line_without_traceback(dataset):
     assert result.exit_code == 1
     assert "does not match case name(s): a, b, c" in result.stderr
     assert "Traceback" not in result.output
-    result = runner.invoke(app, ["data", "split", str(root), "--folds", "4"])
+    result = runner.invoke(app, ["data", "split", str(root), "--folds", "4", "--no-group"])
     assert result.exit_code == 1 and "3 cases cannot fill 4 folds" in result.stderr
+    assert runner.invoke(app, ["data", "split", str(root), "--folds", "3", "--no-group"]).exit_code == 0
+    result = runner.invoke(app, ["data", "split", str(root), "--folds", "3", "--no-group"])
+    assert result.exit_code == 1 and "already holds folds; pass --overwrite" in result.stderr.replace("\n", "")
 
 
 def test_slice_writes_frames_and_refuses_broken_datasets(dataset, tmp_path, nifti):

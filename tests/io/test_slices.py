@@ -63,19 +63,43 @@ def test_known_lesion_lands_at_hand_computed_pixel_and_frame(tmp_path, nifti):
         np.testing.assert_array_equal(mask, expected)
 
 
-def test_image_frames_follow_the_same_orientation(tmp_path, nifti):
+def test_image_frames_match_hand_built_slices(tmp_path, nifti):
+    # Stored (L, S, P) levels chosen so the 8-bit values are exact: the window is (100, 202)
+    # (the most inferior and most superior rows hold over 0.5 % of the voxels each), so a value v
+    # becomes (v - 100) * 2.5.
+    stored = np.full(STORED_SHAPE, 150.0, np.float32)  # -> 125
+    stored[0, 1:15, :] = 176.0  # l = 0, the patient's rightmost column -> 190
+    stored[:, 15, :] = 202.0  # s = 15, the most superior row -> 255
+    stored[:, 0, :] = 100.0  # s = 0, the most inferior row -> 0
+    stored[2, 12, 1] = 124.0  # a marker at p = 1 -> 60
+    stored[9, 0, 3] = 0.0  # background stays exactly 0
     root, out = tmp_path / "d", tmp_path / "out"
-    stored = _lsp_case(root, nifti)
+    nifti(root / "imagesTr" / "p1_0000.nii.gz", stored, LSP)
+    nifti(root / "labelsTr" / "p1.nii.gz", np.zeros(STORED_SHAPE, np.uint8), LSP)
     (case,) = discover_dataset(root).cases
     result = slice_case(case, out)
-    window = (result.intensity_lo, result.intensity_hi)
-    for n in range(4):
-        # pixel[row, col] = stored[l = col, s = 15 - row, p = 3 - n]  (see the test above)
-        expected = to_uint8(stored[:, ::-1, 3 - n].T, window)
+    assert (result.intensity_lo, result.intensity_hi) == (100.0, 202.0)
+    for n in range(4):  # frame 0 is the most posterior slice, p = 3
+        expected = np.full((16, 10), 125, np.uint8)
+        expected[1:15, 0] = 190  # patient's right on the image's left
+        expected[0, :] = 255  # head up
+        expected[15, :] = 0
+        if n == 2:  # p = 1
+            expected[3, 2] = 60  # row 15 - s, column l
         np.testing.assert_array_equal(_read(out / "imagesTr" / "p1" / f"{n:05d}.png"), expected)
-    # Stored voxels (l=0, s=0, every p) were exactly 0: first column (rightmost), bottom row.
-    for n in range(4):
-        assert _read(out / "imagesTr" / "p1" / f"{n:05d}.png")[15, 0] == 0
+
+
+def test_slice_case_refuses_unusable_labels_with_the_check_messages(tmp_path, nifti):
+    root, out = tmp_path / "d", tmp_path / "out"
+    label = np.zeros(STORED_SHAPE, np.float32)
+    label[1, 1, 1] = 0.5
+    _lsp_case(root, nifti, label=label)
+    (case,) = discover_dataset(root).cases
+    with pytest.raises(SliceError, match=r"p1\.nii\.gz: label holds non-integer values \(1 voxels, e\.g\. 0\.5\)"):
+        slice_case(case, out)
+    nifti(root / "labelsTr" / "p1.nii.gz", np.zeros((10, 16, 5), np.uint8), LSP)
+    with pytest.raises(SliceError, match=r"p1\.nii\.gz: shape \(10, 5, 16\) differs from p1_0000\.nii\.gz \(10, 4, 16\)"):
+        slice_case(case, out)
 
 
 def test_display_plane_convention_on_canonical_array():

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nfbench.io.volume import VolumeError, load_volume, read_header, save_volume
+from nfbench.io.volume import VolumeError, canonical_grid, load_volume, read_header, save_volume
 
 STORED = ["RAS", "LPS", "RSA", "oblique"]
 
@@ -127,10 +127,21 @@ def test_dtype_conversion_and_repr(tmp_path, nifti, affine_of):
     assert "x.nii.gz" in text and "RSA" in text and "(4, 5, 3)" in text
 
 
-def test_with_data_and_to_original_refuse_other_shapes(tmp_path, nifti):
+def test_canonical_grid_of_a_header_by_hand(affine_of):
+    # RSA: stored axes point Right, Superior, Anterior; canonical swaps the last two, no flip.
+    affine, shape = canonical_grid(affine_of("RSA"), (12, 6, 20))
+    assert shape == (12, 20, 6)
+    np.testing.assert_allclose(affine[:3, :3], np.diag([0.8, 7.8, 1.1]))
+    np.testing.assert_allclose(affine[:3, 3], (-12.5, 40.25, -301.0))
+    # LPS: the first two axes flip, so the canonical origin is the stored far corner on them.
+    affine, shape = canonical_grid(affine_of("LPS"), (5, 4, 3))
+    assert shape == (5, 4, 3)
+    np.testing.assert_allclose(affine[:3, :3], np.diag([0.8, 1.1, 3.0]))
+    np.testing.assert_allclose(affine[:3, 3], (-12.5 - 0.8 * 4, 40.25 - 1.1 * 3, -301.0))
+
+
+def test_to_original_refuses_other_shapes(tmp_path, nifti):
     vol = load_volume(nifti(tmp_path / "x.nii.gz", np.zeros((4, 3, 5), dtype=np.uint8)))
-    with pytest.raises(ValueError, match="differs from volume shape"):
-        vol.with_data(np.zeros((4, 3, 4)))
     with pytest.raises(ValueError, match="differs from volume shape"):
         vol.to_original(np.zeros((3, 4, 5)))
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from nfbench.lesions import instance_map, lesion_table
 from nfbench.metrics.detection import Detection, detection
 
 # The package re-exports the function `detection`, which hides the module attribute of that name.
@@ -51,6 +52,23 @@ def test_volumes_use_the_spacing():
     det = detection(pred, truth, spacing=(0.5, 2.0, 4.0))  # 4 mm³ per voxel
     assert det.fn_volume_ml == pytest.approx(64 * 0.004)
     assert det.fp_volume_ml == pytest.approx(8 * 0.004)
+
+
+def test_volumes_from_a_sheared_affine_match_the_lesion_table():
+    # Upper-triangular 3×3 part: |det| = 0.5 · 2 · 4 = 4 mm³, while the column lengths multiply
+    # to about 4.7 mm³ (the spacing of a sheared grid does not give its voxel volume).
+    affine = np.eye(4)
+    affine[:3, :3] = [[0.5, 0.3, 0.0], [0.0, 2.0, 0.7], [0.0, 0.0, 4.0]]
+    pred, truth = _scene()
+    det = detection(pred, truth, affine=affine)
+    assert det.fn_volume_ml == pytest.approx(64 * 0.004)
+    assert det.fp_volume_ml == pytest.approx(8 * 0.004)
+    missed = next(les for les in lesion_table(instance_map(truth), affine=affine) if les.lesion_id == 2)
+    assert det.fn_volume_ml == pytest.approx(missed.volume_ml)
+    with pytest.raises(ValueError, match="exactly one of affine and spacing"):
+        detection(pred, truth)
+    with pytest.raises(ValueError, match="exactly one of affine and spacing"):
+        detection(pred, truth, affine=affine, spacing=SPACING)
 
 
 @pytest.mark.parametrize(("stop", "iou", "matched_at_01"), [(20, 0.1, True), (21, 32 / 336, False), (19, 32 / 304, True)])

@@ -58,17 +58,20 @@ def _summary_table(report) -> Table:  # noqa: ANN001  (CheckReport; imported laz
 def check_command(
     root: Annotated[Path, typer.Argument(help="Dataset folder (imagesTr/labelsTr, imagesTs*/labelsTs*).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the cases and problems as JSON on stdout.")] = False,
-    affine_tolerance: Annotated[float, typer.Option(help="Largest allowed image/label affine difference, mm.")] = 1e-3,
+    affine_tolerance: Annotated[float | None, typer.Option(help="Largest allowed image/label affine difference, mm. Default: AFFINE_TOLERANCE_MM of nfbench.io.check (0.001).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Check a dataset and list every problem, one line per problem naming the file.
 
     Shows a per-case table (shape and spacing in the canonical RAS grid, stored orientation, lesion count and volume). Exits with code 1 when anything is wrong.
     """
-    from nfbench.io.check import check_dataset
+    from nfbench.io.check import AFFINE_TOLERANCE_MM, check_dataset
 
+    tolerance = AFFINE_TOLERANCE_MM if affine_tolerance is None else affine_tolerance
+    if not tolerance >= 0:
+        fail(f"--affine-tolerance must be a non-negative number of mm, got {tolerance}")
     with _progress("checking", quiet=quiet or as_json) as on_case:
-        report = check_dataset(root, affine_tolerance=affine_tolerance, on_case=on_case)
+        report = check_dataset(root, affine_tolerance=tolerance, on_case=on_case)
     if as_json:
         stdout.out(json.dumps(report.to_dict(), indent=2), highlight=False)
     else:
@@ -87,20 +90,30 @@ def split_command(
     root: Annotated[Path, typer.Argument(help="Dataset folder; folds cover its imagesTr cases.")],
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the shuffle.")] = 42,
-    group_regex: Annotated[str | None, typer.Option(help="Patient id pattern searched in case names (group 1, or the whole match), e.g. 'P_(\\d+)'; one patient never sits in train and val of a fold.")] = None,
+    group_regex: Annotated[str | None, typer.Option(help="Patient id pattern searched in case names (group 1, or the whole match); one patient never sits in train and val of a fold. Default: P_(\\d+), the patient id of the original naming {n}_{year}_P_{pid}_T2.")] = None,
+    no_group: Annotated[bool, typer.Option("--no-group", help="Split per scan on purpose: scans of one patient may sit in train and val.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace folds already in ROOT/splits.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
-    """Write k-fold splits as ROOT/splits/fold_{k}/{train,val}_set.txt (k from 1)."""
-    from nfbench.io.splits import SplitError, split_dataset
+    """Write k-fold splits as ROOT/splits/fold_{k}/{train,val}_set.txt (k from 1), grouped by patient."""
+    from nfbench.io.splits import PATIENT_PATTERN, FoldsExistError, GroupPatternError, SplitError, split_dataset
 
+    if no_group and group_regex is not None:
+        fail("--group-regex and --no-group exclude each other: group by a pattern, or split per scan")
+    pattern = None if no_group else (PATIENT_PATTERN if group_regex is None else group_regex)
     try:
-        result = split_dataset(root, folds=folds, seed=seed, group_pattern=group_regex, overwrite=overwrite)
+        result = split_dataset(root, folds=folds, seed=seed, group_pattern=pattern, overwrite=overwrite)
+    except GroupPatternError as err:
+        fail(escape(f"{err.problem}; pass --group-regex with a pattern that finds the patient in every name, "
+                    "or --no-group to split per scan on purpose"))
+    except FoldsExistError as err:
+        fail(escape(f"{err.folder} already holds folds; pass --overwrite to replace them"))
     except SplitError as err:
         fail(escape(str(err)))
     if not quiet:
         sizes = ", ".join(f"fold_{f.index} {len(f.train)}/{len(f.val)}" for f in result)
-        stdout.print(f"wrote {root / 'splits'} (train/val: {sizes})", highlight=False)
+        unit = "per scan" if pattern is None else f"grouped by {pattern}"
+        stdout.print(escape(f"wrote {root / 'splits'} ({unit}; train/val: {sizes})"), highlight=False)
 
 
 @data_app.command("slice")

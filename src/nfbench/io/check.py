@@ -1,8 +1,10 @@
 """Dataset validation: every problem of a dataset folder, and a per-case summary.
 
 Headers are read first (shape, affine, dimensionality) and voxels only for the value checks
-(finite image values, integer and non-negative labels) and the lesion count, so a check of a
-large dataset costs one decompression per file.
+(finite image values, integer, non-negative and not too sparse labels) and the lesion count, so a
+check of a large dataset costs one decompression per file. :func:`label_problems`,
+:func:`pair_problems` and :func:`case_problems` are the checks of one case that ``evaluate`` runs
+too, with the same messages.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import nibabel as nib
 import numpy as np
-from nibabel.orientations import io_orientation
 
 from nfbench.io.dataset import Case, Problem, discover_dataset
-from nfbench.io.volume import VolumeError, read_header
+from nfbench.io.volume import VolumeError, canonical_grid, read_header
 from nfbench.lesions import instance_map, lesion_table
 
-__all__ = ["CaseSummary", "CheckReport", "check_dataset", "AFFINE_TOLERANCE_MM"]
+__all__ = ["CaseSummary", "CheckReport", "check_dataset", "case_problems", "label_problems", "pair_problems",
+           "AFFINE_TOLERANCE_MM", "MAX_UNUSED_LABEL_IDS"]
 
 AFFINE_TOLERANCE_MM = 1e-3
 """Largest difference allowed between matching entries of an image's and its label's affine.
@@ -27,6 +30,32 @@ AFFINE_TOLERANCE_MM = 1e-3
 Headers store the affine as float32, which for an origin near 1000 mm is exact to about 6e-5 mm;
 1e-3 mm accepts that rounding and refuses any real shift or rotation.
 """
+
+MAX_UNUSED_LABEL_IDS = 100_000
+"""How many values between 1 and a label's largest ID may go unused.
+
+Per-lesion statistics are indexed by ID (``cc3d.statistics`` costs about 400 bytes and 4 µs per
+ID up to the largest), so a label holding IDs 1 and 50 000 000 would take about 20 GB and three
+minutes for two lesions. Labels numbered 1..N, even with gaps, stay far below the limit.
+"""
+
+
+class _Grid(Protocol):
+    """A voxel grid: canonical RAS+ shape and affine (a loaded Volume, or a header's summary)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def affine(self) -> np.ndarray: ...
+
+
+def _relative(root: Path, path: Path) -> str:
+    """``path`` relative to ``root`` when it lies inside it (as messages show files)."""
+    path = Path(path)
+    if path != root and path.is_relative_to(root):
+        return str(path.relative_to(root))
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -64,10 +93,7 @@ class CheckReport:
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the dataset folder when it lies inside it (as messages show it)."""
-        path = Path(path)
-        if path != self.root and path.is_relative_to(self.root):
-            return str(path.relative_to(self.root))
-        return str(path)
+        return _relative(self.root, path)
 
     def problem_lines(self) -> list[str]:
         """One line per problem, ``<file relative to the dataset>: <message>``."""
@@ -88,9 +114,11 @@ class CheckReport:
 
 @dataclass
 class _Header:
-    """What the header of one file says, in the file's own grid."""
+    """What the header of one file says: the stored grid, and the canonical grid nfbench reads."""
 
     img: nib.Nifti1Image
+    stored_shape: tuple[int, int, int]
+    stored_affine: np.ndarray
     shape: tuple[int, int, int]
     affine: np.ndarray
 
@@ -115,26 +143,22 @@ def _read_header(path: Path, problems: list[Problem]) -> _Header | None:
         what = f"a {len(shape)}D volume" if len(shape) > 3 else f"a {len(shape)}D image"
         problems.append(Problem(path, f"{what} of shape {tuple(img.shape)}; expected a 3D volume"))
         return None
-    return _Header(img, shape, np.asarray(img.affine, dtype=float))  # type: ignore[arg-type]
+    stored_affine = np.asarray(img.affine, dtype=float)
+    affine, ras_shape = canonical_grid(stored_affine, shape)  # type: ignore[arg-type]
+    return _Header(img, shape, stored_affine, ras_shape, affine)  # type: ignore[arg-type]
 
 
 def _read_voxels(path: Path, header: _Header, problems: list[Problem]) -> np.ndarray | None:
     try:
-        return np.asanyarray(header.img.dataobj).reshape(header.shape)
+        return np.asanyarray(header.img.dataobj).reshape(header.stored_shape)
     except Exception as err:  # noqa: BLE001  (gzip, zlib, EOF and short-read errors all mean "corrupt")
         problems.append(Problem(path, f"truncated or corrupt voxel data ({type(err).__name__}: {err})"))
         return None
 
 
 def _canonical_geometry(header: _Header) -> tuple[tuple[int, int, int], tuple[float, float, float], str]:
-    ornt = io_orientation(header.affine)
-    zooms = np.sqrt((header.affine[:3, :3] ** 2).sum(axis=0))
-    shape = [0, 0, 0]
-    spacing = [0.0, 0.0, 0.0]
-    for axis, (target, _flip) in enumerate(ornt):
-        shape[int(target)] = header.shape[axis]
-        spacing[int(target)] = round(float(zooms[axis]), 6)
-    return tuple(shape), tuple(spacing), "".join(nib.aff2axcodes(header.affine))  # type: ignore[return-value]
+    spacing = tuple(round(float(z), 6) for z in np.sqrt((header.affine[:3, :3] ** 2).sum(axis=0)))
+    return header.shape, spacing, "".join(nib.aff2axcodes(header.stored_affine))  # type: ignore[return-value]
 
 
 def _check_image_values(path: Path, data: np.ndarray, problems: list[Problem]) -> None:
@@ -146,28 +170,42 @@ def _check_image_values(path: Path, data: np.ndarray, problems: list[Problem]) -
         problems.append(Problem(path, f"image holds non-finite values ({n_nan} NaN, {n_inf} infinite voxels)"))
 
 
-def _check_label_values(path: Path, data: np.ndarray, problems: list[Problem]) -> bool:
-    """Value checks of a label; True when it can be used as an instance map."""
-    usable = True
-    if np.issubdtype(data.dtype, np.floating):
+def label_problems(data: np.ndarray, *, keep_ids: bool = True) -> list[str]:
+    """Why a label array cannot be used as lesions; empty when it can.
+
+    Refused: an unsupported data type, non-integer values (NaN and infinity included), negative
+    values and, when the values are used as lesion IDs (``keep_ids``; not when instances are
+    recomputed from connected components), more than :data:`MAX_UNUSED_LABEL_IDS` unused IDs below
+    the largest. The messages are those ``nfbench data check`` prints after the label's file name.
+    """
+    if data.dtype == bool or data.size == 0:
+        return []
+    floating = np.issubdtype(data.dtype, np.floating)
+    if not floating and not np.issubdtype(data.dtype, np.integer):
+        return [f"label has unsupported data type {data.dtype}"]
+    problems = []
+    if floating:
         non_integer = data != np.round(data)  # NaN and inf compare unequal or are caught below
         non_integer |= ~np.isfinite(data)
         n = int(np.count_nonzero(non_integer))
         if n:
             example = data[non_integer].flat[0]
-            problems.append(Problem(path, f"label holds non-integer values ({n} voxels, e.g. {float(example):g}); "
-                                          "labels must be 0 (background) and 1..N (lesions)"))
-            usable = False
-    elif not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
-        problems.append(Problem(path, f"label has unsupported data type {data.dtype}"))
-        return False
-    if data.size and data.dtype != bool:
-        low = np.nanmin(data) if np.issubdtype(data.dtype, np.floating) else data.min()
-        if low < 0:
-            n = int(np.count_nonzero(data < 0))
-            problems.append(Problem(path, f"label holds negative values ({n} voxels, minimum {low.item()!r})"))
-            usable = False
-    return usable
+            problems.append(f"label holds non-integer values ({n} voxels, e.g. {float(example):g}); "
+                            "labels must be 0 (background) and 1..N (lesions)")
+    low = np.nanmin(data) if floating else data.min()
+    if low < 0:
+        n = int(np.count_nonzero(data < 0))
+        problems.append(f"label holds negative values ({n} voxels, minimum {low.item()!r})")
+    if problems or not keep_ids:
+        return problems
+    high = int(data.max())
+    if high > MAX_UNUSED_LABEL_IDS:  # only then can the unused IDs exceed the limit
+        used = int(np.unique(data[data > 0]).size)
+        if high - used > MAX_UNUSED_LABEL_IDS:
+            problems.append(f"label IDs are too sparse: the largest is {high} but {used} distinct lesion IDs are used "
+                            f"({high - used} unused, more than {MAX_UNUSED_LABEL_IDS}; per-lesion tables would "
+                            f"exhaust memory); renumber the lesions 1..{used}")
+    return problems
 
 
 def _format_affine(affine: np.ndarray) -> str:
@@ -175,20 +213,55 @@ def _format_affine(affine: np.ndarray) -> str:
     return "[" + ", ".join("[" + ", ".join(f"{v:.6g}" for v in row) + "]" for row in affine[:3]) + "]"
 
 
-def _check_pair(root: Path, image: Path, image_hdr: _Header, label: Path, label_hdr: _Header,
-                tolerance: float, problems: list[Problem]) -> bool:
-    """Shape and affine agreement; True when image and label share a grid."""
-    rel = lambda p: str(p.relative_to(root)) if p.is_relative_to(root) else str(p)  # noqa: E731
-    if label_hdr.shape != image_hdr.shape:
-        problems.append(Problem(label, f"shape {label_hdr.shape} differs from {rel(image)} {image_hdr.shape}"))
-        return False
-    diff = float(np.max(np.abs(label_hdr.affine - image_hdr.affine)))
-    if diff > tolerance:
-        problems.append(Problem(label, f"affine {_format_affine(label_hdr.affine)} differs from {rel(image)} "
-                                       f"{_format_affine(image_hdr.affine)} (largest difference {diff:.4g} mm "
-                                       f"> tolerance {tolerance:g} mm)"))
-        return False
-    return True
+def pair_problems(image: _Grid, label: _Grid, *, image_name: str, tolerance: float = AFFINE_TOLERANCE_MM) -> list[str]:
+    """Why a label does not lie on its image's voxels; empty when it does.
+
+    ``image`` and ``label`` are loaded :class:`~nfbench.io.volume.Volume` (or anything with a
+    canonical ``shape`` and ``affine``), so grids are compared as nfbench reads them: a label
+    stored in another axis order over the same voxels is accepted. Affines may differ by
+    ``tolerance`` mm per entry (:data:`AFFINE_TOLERANCE_MM`). ``image_name`` is how the message
+    names the image; the messages are those ``nfbench data check`` prints after the label's name.
+    """
+    label_shape, image_shape = tuple(int(n) for n in label.shape), tuple(int(n) for n in image.shape)
+    if label_shape != image_shape:
+        return [f"shape {label_shape} differs from {image_name} {image_shape}"]
+    diff = float(np.max(np.abs(np.asarray(label.affine, float) - np.asarray(image.affine, float))))
+    if not diff <= tolerance:  # a NaN difference is refused too
+        return [f"affine {_format_affine(label.affine)} differs from {image_name} {_format_affine(image.affine)} "
+                f"(largest difference {diff:.4g} mm > tolerance {tolerance:g} mm)"]
+    return []
+
+
+def _usable_label(image_hdr: _Header | None, label: Path, *, image_name: str, tolerance: float, keep_ids: bool,
+                  problems: list[Problem]) -> tuple[_Header, np.ndarray] | None:
+    """Read and check a label against its image's header; its header and voxels when usable."""
+    label_hdr = _read_header(label, problems)
+    if label_hdr is None:
+        return None
+    mismatch = [] if image_hdr is None else pair_problems(image_hdr, label_hdr, image_name=image_name,
+                                                           tolerance=tolerance)
+    problems += [Problem(label, message) for message in mismatch]
+    data = _read_voxels(label, label_hdr, problems)
+    unusable = [] if data is None else label_problems(data, keep_ids=keep_ids)
+    problems += [Problem(label, message) for message in unusable]
+    return None if data is None or mismatch or unusable else (label_hdr, data)
+
+
+def case_problems(image: str | Path, label: str | Path, *, keep_ids: bool = True, image_name: str | None = None,
+                  tolerance: float = AFFINE_TOLERANCE_MM) -> list[Problem]:
+    """What makes one image/label pair unusable for evaluation; empty when it is usable.
+
+    Reads the image's header and the label's voxels (one decompression): readable 3D files,
+    :func:`pair_problems` and :func:`label_problems` (``keep_ids`` as there), so a run can refuse
+    a bad case before any work with the messages ``nfbench data check`` gives. Each problem
+    names its file; messages about the grid name the image ``image_name`` (default: its file name).
+    """
+    image, label = Path(image), Path(label)
+    problems: list[Problem] = []
+    image_hdr = _read_header(image, problems)
+    _usable_label(image_hdr, label, image_name=image.name if image_name is None else image_name,
+                  tolerance=tolerance, keep_ids=keep_ids, problems=problems)
+    return problems
 
 
 def _check_case(root: Path, case: Case, tolerance: float) -> tuple[CaseSummary, list[Problem]]:
@@ -198,17 +271,16 @@ def _check_case(root: Path, case: Case, tolerance: float) -> tuple[CaseSummary, 
     if image_data is not None:
         _check_image_values(case.image, image_data, problems)
     del image_data
-    label_hdr = _read_header(case.label, problems) if case.label else None
     n_lesions = volume_ml = None
-    if case.label is not None and label_hdr is not None:
-        same_grid = image_hdr is None or _check_pair(root, case.image, image_hdr, case.label, label_hdr,
-                                                    tolerance, problems)
-        label = _read_voxels(case.label, label_hdr, problems)
-        if label is not None and _check_label_values(case.label, label, problems) and same_grid:
-            instances = instance_map(label if label.dtype.kind in "biu" else label.astype(np.int64))
-            lesions = lesion_table(instances, affine=label_hdr.affine)
-            n_lesions = len(lesions)
-            volume_ml = round(sum(les.volume_ml for les in lesions), 6)
+    usable = None if case.label is None else _usable_label(
+        image_hdr, case.label, image_name=_relative(root, case.image), tolerance=tolerance, keep_ids=True,
+        problems=problems)
+    if usable is not None:
+        label_hdr, label = usable
+        instances = instance_map(label if label.dtype.kind in "biu" else label.astype(np.int64))
+        lesions = lesion_table(instances, affine=label_hdr.stored_affine)
+        n_lesions = len(lesions)
+        volume_ml = round(sum(les.volume_ml for les in lesions), 6)
     geometry = _canonical_geometry(image_hdr) if image_hdr else (None, None, None)
     summary = CaseSummary(
         subset=case.subset, case=case.name, image=str(case.image.relative_to(root)),
@@ -251,10 +323,13 @@ def check_dataset(
     -----
     Checked: folders present and non-empty; every image has a label and every label an image
     (paired by case name); no case name twice within a folder or across subsets; readable gzip
-    and NIfTI; 3D (a trailing singleton axis is accepted); image and label shape and affine
-    agree; image values finite; label values integer and non-negative. A label with no lesion
-    is valid. Lesions are counted as :func:`nfbench.lesions.instance_map` defines them.
+    and NIfTI; 3D (a trailing singleton axis is accepted); image and label on the same voxels
+    (:func:`pair_problems`: canonical shape and affine); image values finite; label values
+    integer, non-negative and not too sparse (:func:`label_problems`). A label with no lesion is
+    valid. Lesions are counted as :func:`nfbench.lesions.instance_map` defines them.
     """
+    if not affine_tolerance >= 0:
+        raise ValueError(f"affine tolerance must be a non-negative number of mm, got {affine_tolerance}")
     root = Path(root)
     dataset = discover_dataset(root)
     problems = list(dataset.problems)
@@ -279,7 +354,7 @@ def check_dataset(
         hdr = _read_header(label, problems)
         data = _read_voxels(label, hdr, problems) if hdr else None
         if data is not None:
-            _check_label_values(label, data, problems)
+            problems += [Problem(label, message) for message in label_problems(data)]
         if on_case is not None:
             on_case(done, total, label.name)
     return CheckReport(root, summaries, problems)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nfbench.io.check import label_problems, pair_problems
 from nfbench.io.dataset import Case, discover_dataset
 from nfbench.io.volume import Volume, load_volume
 from nfbench.lesions import instance_map, lesion_table
@@ -168,10 +169,9 @@ def slice_case(case: Case, out: str | Path, *, axis: int | None = None) -> Slice
     image = load_volume(case.image)
     label: Volume | None = load_volume(case.label) if case.label is not None else None
     if label is not None:
-        if label.shape != image.shape:
-            raise SliceError(f"{case.label}: shape {label.shape} differs from {case.image.name} {image.shape}")
-        if not np.allclose(label.affine, image.affine, atol=1e-3):
-            raise SliceError(f"{case.label}: affine differs from {case.image.name}")
+        found = pair_problems(image, label, image_name=case.image.name) + label_problems(label.data)
+        if found:
+            raise SliceError(f"{case.label}: " + "; ".join(found))
     axis = slice_axis(image.spacing) if axis is None else axis
     if axis not in (0, 1, 2):
         raise SliceError(f"slice axis must be 0, 1 or 2, got {axis}")
@@ -180,13 +180,7 @@ def slice_case(case: Case, out: str | Path, *, axis: int | None = None) -> Slice
     _write_frames(out / image_dir, image.data, axis, lambda plane: to_uint8(plane, window))
     label_dir = n_lesions = mask_dtype = None
     if label is not None:
-        data = label.data
-        if not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
-            if not np.array_equal(data, np.round(data)):
-                raise SliceError(f"{case.label}: label holds non-integer values")
-            data = data.astype(np.int64)
-        if data.size and data.min() < 0:
-            raise SliceError(f"{case.label}: label holds negative values")
+        data = label.data if label.data.dtype.kind in "biu" else label.data.astype(np.int64)  # integral: checked
         ranked, n_lesions = rank_instances(data, affine=label.affine)
         mask_dtype = ranked.dtype.name
         label_dir = Path(_label_out_name(case)) / case.name

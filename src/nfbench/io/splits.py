@@ -1,8 +1,9 @@
-"""Cross-validation folds over the training cases, grouped by patient when a patient id is known.
+"""Cross-validation folds over the training cases, grouped by patient.
 
 The original split scans, not patients: with longitudinal follow-ups (the same ``P_{pid}`` scanned
-in several years) a patient could sit in training and validation of one fold. Here a group pattern
-keeps every patient's scans in one fold.
+in several years) a patient could sit in training and validation of one fold. Here scans are
+grouped by patient by default (the original naming ``{n}_{year}_P_{pid}_T2``), another naming
+needs its own pattern, and a per-scan split has to be asked for.
 """
 
 from __future__ import annotations
@@ -16,11 +17,36 @@ import numpy as np
 
 from nfbench.io.dataset import discover_dataset
 
-__all__ = ["Fold", "SplitError", "case_groups", "kfold_split", "write_splits", "split_dataset"]
+__all__ = ["Fold", "SplitError", "GroupPatternError", "FoldsExistError", "PATIENT_PATTERN", "case_groups",
+           "kfold_split", "write_splits", "split_dataset"]
+
+PATIENT_PATTERN = r"P_(\d+)"
+"""The default group pattern: the patient id of the original naming ``{n}_{year}_P_{pid}_T2``."""
 
 
 class SplitError(ValueError):
     """Folds cannot be made as asked (too few cases or groups, a pattern that does not match)."""
+
+
+class GroupPatternError(SplitError):
+    """A group pattern finds no patient id in some case names (listed in ``names``)."""
+
+    def __init__(self, pattern: str, names: list[str]) -> None:
+        self.pattern = pattern
+        self.names = names
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        default = " (the default: the original naming {n}_{year}_P_{pid}_T2)" if pattern == PATIENT_PATTERN else ""
+        self.problem = f"group pattern {pattern!r}{default} does not match case name(s): {shown}"
+        super().__init__(f"{self.problem}; pass a grouping pattern that finds the patient in every name, "
+                         "or split per scan explicitly")
+
+
+class FoldsExistError(SplitError):
+    """The splits folder already holds folds and replacing them was not asked for."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        super().__init__(f"{folder} already holds folds; they are replaced only when overwriting is asked for")
 
 
 @dataclass(frozen=True)
@@ -37,7 +63,8 @@ def case_groups(names: list[str], pattern: str | None) -> dict[str, str]:
 
     With ``pattern`` None every case is its own group. Otherwise the pattern is searched in the
     name (``re.search``) and the group is its first capturing group, or the whole match when the
-    pattern has none; e.g. ``P_(\\d+)`` maps ``10_2018_P_72_T2`` to ``72``.
+    pattern has none; e.g. ``P_(\\d+)`` maps ``10_2018_P_72_T2`` to ``72``. A name the pattern
+    does not match raises :class:`GroupPatternError`.
     """
     if pattern is None:
         return {name: name for name in names}
@@ -54,13 +81,17 @@ def case_groups(names: list[str], pattern: str | None) -> dict[str, str]:
             continue
         groups[name] = match.group(1) if regex.groups else match.group(0)
     if unmatched:
-        shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
-        raise SplitError(f"group pattern {pattern!r} does not match case name(s): {shown}")
+        raise GroupPatternError(pattern, unmatched)
     return groups
 
 
-def kfold_split(names: list[str], *, folds: int = 5, seed: int = 42, group_pattern: str | None = None) -> list[Fold]:
+def kfold_split(
+    names: list[str], *, folds: int = 5, seed: int = 42, group_pattern: str | None = PATIENT_PATTERN
+) -> list[Fold]:
     """Split case names into ``folds`` folds, never putting one group in train and val of a fold.
+
+    ``group_pattern`` finds the patient in each name (see :func:`case_groups`; default
+    :data:`PATIENT_PATTERN`); ``None`` splits per scan, each case its own group.
 
     Groups are put in a random order (``numpy.random.default_rng(seed)``), then, largest group
     first (ties in that random order), each goes to the validation fold holding the fewest cases
@@ -76,7 +107,7 @@ def kfold_split(names: list[str], *, folds: int = 5, seed: int = 42, group_patte
     members: dict[str, list[str]] = {}
     for name in names:
         members.setdefault(groups[name], []).append(name)
-    unit = "patient groups" if group_pattern else "cases"
+    unit = "cases" if group_pattern is None else "patient groups"
     if len(members) < folds:
         raise SplitError(f"{len(members)} {unit} cannot fill {folds} folds (need at least one per fold)")
     keys = sorted(members)
@@ -120,31 +151,34 @@ def split_dataset(
     *,
     folds: int = 5,
     seed: int = 42,
-    group_pattern: str | None = None,
+    group_pattern: str | None = PATIENT_PATTERN,
     overwrite: bool = False,
 ) -> list[Fold]:
     """Make k folds over a dataset's ``imagesTr`` cases and write them under ``root/splits``.
 
-    Raises :class:`SplitError` when ``imagesTr`` holds no case, the folds cannot be filled, the
-    group pattern misses a case name, or ``root/splits`` already holds folds and ``overwrite``
-    is not set (stale ``fold_k`` folders beyond ``folds`` are then removed).
+    Cases are grouped by patient with ``group_pattern`` (``None``: per scan), as in
+    :func:`kfold_split`. Raises :class:`SplitError` when ``imagesTr`` holds no case or the folds
+    cannot be filled, :class:`GroupPatternError` when the pattern misses a case name, and
+    :class:`FoldsExistError` when ``root/splits`` already holds folds and ``overwrite`` is not set
+    (with it, stale ``fold_k`` folders beyond ``folds`` are removed).
     """
     root = Path(root)
     dataset = discover_dataset(root)
     cases = dataset.subsets.get("imagesTr", [])
     if not cases:
-        raise SplitError(f"{root / 'imagesTr'}: no training images found (run `nfbench data check {root}`)")
+        raise SplitError(f"{root / 'imagesTr'}: no training images found")
     out = root / "splits"
     existing = sorted(out.glob("fold_*/*_set.txt")) if out.is_dir() else []
     if existing and not overwrite:
-        raise SplitError(f"{out} already holds folds; pass --overwrite to replace them")
-    result = kfold_split([c.name for c in cases], folds=folds, seed=seed, group_pattern=group_pattern)
+        raise FoldsExistError(out)
+    names = [c.name for c in cases]
+    result = kfold_split(names, folds=folds, seed=seed, group_pattern=group_pattern)
     for path in existing:
         if path.parent.name not in {f"fold_{f.index}" for f in result} and path.name in {"train_set.txt", "val_set.txt"}:
             path.unlink()
             if not any(path.parent.iterdir()):
                 path.parent.rmdir()
     metadata = {"folds_k": folds, "seed": seed, "group_pattern": group_pattern, "numpy": np.__version__,
-                "groups": case_groups([c.name for c in cases], group_pattern) if group_pattern else None}
+                "groups": None if group_pattern is None else case_groups(names, group_pattern)}
     write_splits(out, result, metadata=metadata)
     return result

@@ -13,7 +13,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 
 from nfbench.types import Spacing
 
-__all__ = ["Volume", "VolumeError", "load_volume", "save_volume", "read_header", "NIFTI_SUFFIXES"]
+__all__ = ["Volume", "VolumeError", "load_volume", "save_volume", "read_header", "canonical_grid", "NIFTI_SUFFIXES"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _RAS = axcodes2ornt(("R", "A", "S"))
@@ -51,10 +51,6 @@ class Volume:
     def original_orientation(self) -> str:
         return "".join(nib.aff2axcodes(self.original_affine))
 
-    @property
-    def voxel_volume_ml(self) -> float:
-        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
-
     def ijk_to_mm(self, ijk: np.ndarray | tuple[float, ...]) -> np.ndarray:
         """RAS world coordinates (mm) of canonical voxel indices (``(..., 3)``)."""
         ijk = np.asarray(ijk, dtype=float)
@@ -66,12 +62,6 @@ class Volume:
             raise ValueError(f"array shape {array.shape} differs from volume shape {self.data.shape}")
         back = ornt_transform(_RAS, io_orientation(self.original_affine))
         return apply_orientation(array, back)
-
-    def with_data(self, data: np.ndarray) -> Volume:
-        """The same geometry holding other voxels (for example a prediction)."""
-        if data.shape != self.data.shape:
-            raise ValueError(f"array shape {data.shape} differs from volume shape {self.data.shape}")
-        return Volume(data, self.affine, self.original_affine, self.header, None)
 
     def __repr__(self) -> str:
         sp = " × ".join(f"{s:.3g}" for s in self.spacing)
@@ -101,6 +91,23 @@ def _spatial_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
     raise VolumeError(f"{path}: expected a 3D volume, found shape {shape}")
 
 
+def _to_ras(affine: np.ndarray) -> np.ndarray:
+    """The orientation transform from a stored grid to the closest canonical RAS+ grid."""
+    return ornt_transform(io_orientation(affine), _RAS)
+
+
+def canonical_grid(affine: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The affine and shape a stored grid has in canonical RAS+ (as :func:`load_volume` gives them).
+
+    Lets a header alone tell where voxels lie as nfbench reads them, without reading the voxels.
+    """
+    to_ras = _to_ras(affine)
+    ras_shape = [0, 0, 0]
+    for axis, (target, _flip) in enumerate(to_ras):
+        ras_shape[int(target)] = int(shape[axis])
+    return affine @ inv_ornt_aff(to_ras, shape), tuple(ras_shape)  # type: ignore[return-value]
+
+
 def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Volume:
     """Load a NIfTI file and bring it to the closest canonical RAS+ orientation.
 
@@ -126,8 +133,8 @@ def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Vo
         raise VolumeError(f"{path}: truncated or corrupt voxel data ({err})") from err
     data = data.reshape(shape)
     original_affine = img.affine.copy()
-    to_ras = ornt_transform(io_orientation(original_affine), _RAS)
-    affine = original_affine @ inv_ornt_aff(to_ras, shape)
+    to_ras = _to_ras(original_affine)
+    affine, _ = canonical_grid(original_affine, shape)
     # apply_orientation returns a strided view: one copy makes it contiguous (so later crops are
     # cheap) and converts the type at once, without a second full-size temporary.
     canonical = np.ascontiguousarray(apply_orientation(data, to_ras), dtype=dtype)

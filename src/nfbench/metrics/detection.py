@@ -9,6 +9,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as graph_components
 
 from nfbench.components import connected_components
+from nfbench.lesions import voxel_volume_ml
+from nfbench.types import Spacing
 
 __all__ = ["Detection", "detection"]
 
@@ -119,7 +121,8 @@ def detection(
     pred: np.ndarray,
     truth_instances: np.ndarray,
     *,
-    spacing: tuple[float, float, float],
+    affine: np.ndarray | None = None,
+    spacing: Spacing | None = None,
     iou_threshold: float = 0.0,
 ) -> Detection:
     """Match the 26-connected components of ``pred`` to the lesions of ``truth_instances``.
@@ -132,7 +135,10 @@ def detection(
         voxels need not be connected). A bool mask is split into its 26-connected components.
         An integer 0/1 label is one lesion: pass binary labels as bool, or through
         :func:`nfbench.lesions.instance_map`.
-    spacing : voxel size in mm, for the volumes
+    affine : (4, 4) array, the grid's voxel-to-mm affine; volumes use
+        :func:`nfbench.lesions.voxel_volume_ml` of it
+    spacing : voxel size in mm of an axis-aligned grid, instead of ``affine`` (the same as
+        ``affine=np.diag([*spacing, 1])``); give exactly one of the two
     iou_threshold : 0.0 matches a lesion and a component on any overlap; a positive value matches
         them when their IoU is at least the threshold (so 0.1 means IoU ≥ 0.1)
 
@@ -153,7 +159,9 @@ def detection(
         raise ValueError(f"truth instances must be an integer map or a bool mask, got dtype {truth_instances.dtype}")
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
-    voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
+    if (affine is None) == (spacing is None):
+        raise ValueError("give the grid as exactly one of affine and spacing, for the volumes")
+    voxel_ml = voxel_volume_ml(np.diag([*spacing, 1.0]) if affine is None else affine)  # type: ignore[list-item]
 
     truth_flat, truth_box = _nonzero_and_box(truth_instances)
     pred_flat, pred_box = _nonzero_and_box(pred)

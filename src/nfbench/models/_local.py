@@ -16,7 +16,7 @@ from nfbench.bbox import union_bbox
 from nfbench.io.volume import Volume
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
-__all__ = ["Region", "LocalSession", "crop_around", "ball", "robust_scale", "clicks_in", "to_local", "intensity_levels", "like_click"]
+__all__ = ["Region", "LocalSession", "crop_around", "ball", "clicks_in", "to_local", "intensity_levels", "like_click"]
 
 
 @dataclass(frozen=True)
@@ -73,16 +73,6 @@ def like_click(crop: np.ndarray, box: BoxSlices, click: Click, radius_mm: float,
     near = ball(box, click.ijk, radius_mm, spacing) & (np.abs(crop - crop[local]) <= tolerance)
     near[local] = True
     return near
-
-
-def robust_scale(image: np.ndarray) -> tuple[float, float]:
-    """1st and 99th percentile of a subsample of the non-zero voxels (cheap on 72 M voxels)."""
-    sample = image.reshape(-1)[:: max(image.size // 2_000_000, 1)]
-    sample = sample[sample != 0]
-    if sample.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(sample, [1, 99])
-    return float(lo), float(max(hi, lo + 1e-6))
 
 
 class LocalSession:

@@ -8,7 +8,7 @@ import pytest
 
 from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.io.dataset import discover_dataset
-from nfbench.io.volume import load_volume
+from nfbench.io.volume import VolumeError, load_volume
 from nfbench.lesions import instance_map
 from nfbench.results.schema import TABLES
 from nfbench.results.store import RunError
@@ -150,3 +150,42 @@ def test_bad_tolerance_is_refused(tiny_dataset, tolerance):
     with pytest.raises(ValueError, match="NSD tolerance must be a positive number of mm"):
         EvaluationPlan(data=tiny_dataset, test_sets=("imagesTs_1",), models=("sphere",),
                        scenarios=(scenario_from_options("lesion-single"),), tolerance_mm=tolerance)
+
+
+def _copy_dataset(source, target):
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_labels_are_checked_with_the_messages_of_data_check(tiny_dataset, tmp_path):
+    import nibabel as nib
+
+    data = _copy_dataset(tiny_dataset, tmp_path / "data")
+    case = discover_dataset(data).subset("imagesTs_1")[0]
+    stored = nib.load(case.label)
+    values = np.asanyarray(stored.dataobj).astype(np.float32)
+    values[values > 0] += 0.5  # non-integer lesion IDs would be truncated
+    nib.save(nib.Nifti1Image(values, stored.affine), case.label)
+    plan = EvaluationPlan(data=data, test_sets=("imagesTs_1",), models=("sphere",),
+                          scenarios=(scenario_from_options("lesion-single"),))
+    summary = evaluate(plan, tmp_path / "run", quiet=True)
+    assert len(summary.failed) == 1
+    assert "label holds non-integer values" in summary.failed[0][1] and str(case.label) in summary.failed[0][1]
+
+
+def test_label_off_the_image_grid_is_refused_before_any_work(tiny_dataset, tmp_path):
+    import nibabel as nib
+
+    data = _copy_dataset(tiny_dataset, tmp_path / "data")
+    case = discover_dataset(data).subset("imagesTs_2")[0]
+    stored = nib.load(case.label)
+    affine = stored.affine.copy()
+    affine[0, 3] += 1.0
+    nib.save(nib.Nifti1Image(np.asanyarray(stored.dataobj), affine), case.label)
+    plan = EvaluationPlan(data=data, test_sets=("imagesTs_1", "imagesTs_2"), models=("sphere",),
+                          scenarios=(scenario_from_options("lesion-single"),))
+    with pytest.raises(VolumeError, match=r"1 problem\(s\).*labelsTs_2.*affine .* differs from .*tolerance"):
+        evaluate(plan, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()

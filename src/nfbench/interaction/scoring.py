@@ -115,7 +115,7 @@ def score_case(
     surf = surface_metrics(prediction, truth, spacing=spacing, tolerance_mm=tolerance_mm)
     counts = {}
     for suffix, iou in (("any", 0.0), ("iou10", 0.1)):
-        det = detection(prediction, instances, spacing=spacing, iou_threshold=iou)
+        det = detection(prediction, instances, affine=volume.affine, iou_threshold=iou)
         counts.update({f"tp_{suffix}": det.tp, f"fp_{suffix}": det.fp, f"fn_{suffix}": det.fn,
                        f"precision_{suffix}": det.precision, f"recall_{suffix}": det.recall, f"f1_{suffix}": det.f1})
         if suffix == "any":

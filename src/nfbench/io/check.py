@@ -21,7 +21,8 @@ from nfbench.io.dataset import Case, Problem, discover_dataset
 from nfbench.io.volume import VolumeError, canonical_grid, read_header
 from nfbench.lesions import instance_map, lesion_table
 
-__all__ = ["CaseSummary", "CheckReport", "check_dataset", "case_problems", "label_problems", "pair_problems",
+__all__ = ["CaseSummary", "CheckReport", "check_dataset", "case_problems", "grid_problems", "label_problems",
+           "pair_problems",
            "AFFINE_TOLERANCE_MM", "MAX_UNUSED_LABEL_IDS"]
 
 AFFINE_TOLERANCE_MM = 1e-3
@@ -261,6 +262,23 @@ def case_problems(image: str | Path, label: str | Path, *, keep_ids: bool = True
     image_hdr = _read_header(image, problems)
     _usable_label(image_hdr, label, image_name=image.name if image_name is None else image_name,
                   tolerance=tolerance, keep_ids=keep_ids, problems=problems)
+    return problems
+
+
+def grid_problems(image: str | Path, label: str | Path, *, image_name: str | None = None,
+                  tolerance: float = AFFINE_TOLERANCE_MM) -> list[Problem]:
+    """What makes one image/label pair unreadable or off-grid, from the two headers alone.
+
+    Cheap (no voxels are read), so a run can refuse every such case before any work; the label's
+    values are checked when it is loaded (:func:`label_problems`).
+    """
+    image, label = Path(image), Path(label)
+    problems: list[Problem] = []
+    image_hdr, label_hdr = _read_header(image, problems), _read_header(label, problems)
+    if image_hdr is not None and label_hdr is not None:
+        mismatch = pair_problems(image_hdr, label_hdr, image_name=image.name if image_name is None else image_name,
+                                 tolerance=tolerance)
+        problems += [Problem(label, message) for message in mismatch]
     return problems
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import nfbench
 from nfbench.interaction.scenarios import Scenario
-from nfbench.io.dataset import Case, discover_dataset
+from nfbench.io.check import grid_problems
+from nfbench.io.dataset import Case, Problem, discover_dataset
 from nfbench.io.volume import VolumeError
 from nfbench.models.base import InteractiveModel
 from nfbench.models.spec import ModelSpec, resolve_device
@@ -114,7 +115,9 @@ def _check_prompts(plan: EvaluationPlan, models: dict[str, InteractiveModel]) ->
 def select_cases(plan: EvaluationPlan) -> list[tuple[str, Case]]:
     """The (test set, case) pairs of the plan, in order.
 
-    Raises ``ValueError`` for a test set or a case that the dataset does not have.
+    Raises ``ValueError`` for a test set or a case that the dataset does not have, and
+    ``VolumeError`` for a case without a label or whose label's header does not match its image
+    (the messages of ``nfbench data check``); label values are checked when a case is loaded.
     """
     dataset = discover_dataset(plan.data)
     if not dataset.subsets:
@@ -129,6 +132,12 @@ def select_cases(plan: EvaluationPlan) -> list[tuple[str, Case]]:
         names = sorted({c.name for t in plan.test_sets for c in dataset.subset(t)})
         raise ValueError(f"{plan.data}: no case {', '.join(map(repr, unknown))} in {', '.join(plan.test_sets)} "
                          f"(it has {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+    problems = [str(p) for _, c in chosen
+                for p in ([Problem(c.image, "image without label")] if c.label is None
+                          else grid_problems(c.image, c.label))]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise VolumeError(f"{len(problems)} problem(s) with the cases to evaluate: {'; '.join(problems[:5])}{more}")
     return chosen
 
 

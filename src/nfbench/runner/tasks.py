@@ -19,6 +19,7 @@ import numpy as np
 from nfbench.interaction.loop import simulate_case
 from nfbench.interaction.scenarios import Scenario
 from nfbench.interaction.scoring import score_case
+from nfbench.io.check import label_problems
 from nfbench.io.volume import Volume, VolumeError, load_volume, save_volume
 from nfbench.lesions import Lesion, instance_map, lesion_table
 from nfbench.models.base import InteractiveModel
@@ -96,15 +97,17 @@ class _LoadedCase:
 
 
 def _load_case(task: Task) -> _LoadedCase:
+    """The case's image, label and lesions; the grids were checked when the task was planned
+    (:func:`~nfbench.runner.evaluate.select_cases`), the label's values are checked here."""
     if task.label is None:
         raise VolumeError(f"{task.image}: image without label")
     image = load_volume(task.image, dtype=np.float32)
     label = load_volume(task.label)
-    if image.shape != label.shape:
-        raise VolumeError(f"{task.label}: shape {label.shape} differs from {task.image.name} {image.shape}")
-    if not np.allclose(image.affine, label.affine, atol=1e-3):
-        raise VolumeError(f"{task.label}: affine differs from {task.image.name}; run `nfbench data check`")
-    instances = instance_map(label.data, recompute=task.recompute_instances)
+    problems = label_problems(label.data, keep_ids=not task.recompute_instances)
+    if problems:
+        raise VolumeError(f"{task.label}: {'; '.join(problems)}")
+    data = label.data if label.data.dtype.kind in "biu" else label.data.astype(np.int64)
+    instances = instance_map(data, recompute=task.recompute_instances)
     return _LoadedCase(image, label, instances, lesion_table(instances, affine=image.affine))
 
 

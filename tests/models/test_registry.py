@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from nfbench.cli import app
 from nfbench.models.base import ModelError, check_prediction
 from nfbench.models.registry import available_models, load_model, register_model, unregister_model
-from nfbench.models.sphere import SphereModel
+from nfbench.models.baselines.sphere import SphereModel
 from nfbench.types import Click
 
 
@@ -41,7 +41,7 @@ def test_builtin_models_come_from_entry_points():
     for name in ("sphere", "region-grow", "random-walker"):
         assert infos[name].available and not infos[name].needs_weights
         assert "click" in infos[name].capabilities
-        assert infos[name].target.startswith("nfbench.models.")
+        assert infos[name].target.startswith("nfbench.models.baselines.")
 
 
 def test_unknown_name_suggests_the_closest():
@@ -175,6 +175,6 @@ def test_broken_predictions_are_caught_with_the_model_name(registered, options, 
     with pytest.raises(ModelError, match=message):
         check_prediction("bad", session.predict(), (4, 4, 4))
     good = load_model("bad").start(None).predict()
-    assert check_prediction("bad", good, (4, 4, 4)).dtype == np.bool_
+    assert check_prediction("bad", good, (4, 4, 4)).mask.dtype == np.bool_
     with pytest.raises(ModelError, match="'bad' returned list"):
         check_prediction("bad", [[[True]]], (1, 1, 1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nfbench.io.volume import Volume
-from nfbench.models._local import LocalSession, Region, ball, crop_around
+from nfbench.models.baselines.click_regions import ClickRegionSession, Region, ball_in, crop_around
 from nfbench.types import Click
 
 __all__ = ["SphereModel"]
@@ -32,11 +32,12 @@ class SphereModel:
     def requirements(cls) -> list[str]:
         return []
 
-    def start(self, image: Volume) -> _SphereSession:
+    def start(self, image: Volume, *, seed: int = 0) -> _SphereSession:
+        """One case\'s session; ``seed`` is unused (the model is deterministic)."""
         return _SphereSession(image, self.radius_mm)
 
 
-class _SphereSession(LocalSession):
+class _SphereSession(ClickRegionSession):
     model_name = "sphere"
 
     def __init__(self, image: Volume, radius_mm: float) -> None:
@@ -45,7 +46,7 @@ class _SphereSession(LocalSession):
 
     def segment(self, click: Click) -> Region:
         box = crop_around(click.ijk, self.radius_mm, self.spacing, self.shape)
-        mask = ball(box, click.ijk, self.radius_mm, self.spacing)
+        mask = ball_in(box, click.ijk, self.radius_mm, self.spacing)
         grids = np.ogrid[tuple(slice(s.start, s.stop) for s in box)]
 
         def dist2(ijk: tuple[int, int, int]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """What the weight-free baselines share: a session that segments one bounded region per positive click.
 
 Each positive click owns one region (a box and a bool mask inside it) computed by the model from a
-crop of fixed physical size around the click; negative clicks make the model recompute the regions
+crop of fixed physical size around the click (:func:`~nfbench.models.blocks.grids.box_around`); negative clicks make the model recompute the regions
 they can reach. The session keeps only the regions, never a full-size mask: :meth:`predict`
 answers with a :class:`~nfbench.models.base.Prediction` of the box that changed since the last
 answer, so a click costs work proportional to its crop, not to the volume.
@@ -20,7 +20,7 @@ from nfbench.models.blocks.encodings import ball
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
 __all__ = [
-    "Region", "ClickRegionSession", "crop_around", "ball_in", "clicks_in", "to_local", "intensity_levels",
+    "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "intensity_levels",
     "like_click", "single_voxel", "NOTHING_CHANGED",
 ]
 
@@ -34,13 +34,6 @@ class Region:
 
     box: BoxSlices
     mask: BoolMask
-
-
-def crop_around(ijk: tuple[int, int, int], radius_mm: float | tuple[float, float, float], spacing, shape) -> BoxSlices:
-    """Box of ``radius_mm`` (per axis or for all) around a voxel, clipped to the volume."""
-    radius = np.broadcast_to(np.asarray(radius_mm, float), (3,))
-    half = np.maximum(np.ceil(radius / np.asarray(spacing)).astype(int), 1)
-    return tuple(slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(ijk, half, shape))  # type: ignore[return-value]
 
 
 def to_local(box: BoxSlices, ijk: tuple[int, int, int]) -> tuple[int, int, int]:

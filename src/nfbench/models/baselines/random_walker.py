@@ -17,10 +17,11 @@ from skimage.segmentation import random_walker
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
-    ClickRegionSession, Region, ball_in, clicks_in, crop_around, intensity_levels, like_click, single_voxel,
+    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, single_voxel,
     to_local,
 )
 from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed
+from nfbench.models.blocks.grids import box_around
 from nfbench.types import BoolMask, Click
 
 __all__ = ["RandomWalkerModel"]
@@ -88,7 +89,7 @@ class _RandomWalkerSession(ClickRegionSession):
 
     def segment(self, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
-        box = crop_around(click.ijk, model.radius_mm, self.spacing, self.shape)
+        box = box_around(click.ijk, model.radius_mm, self.spacing, self.shape)
         crop = self.image.data[box]
         seed = to_local(box, click.ijk)
         level, background = intensity_levels(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))

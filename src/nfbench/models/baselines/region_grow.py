@@ -15,9 +15,10 @@ from scipy import ndimage
 
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
-    ClickRegionSession, Region, ball_in, clicks_in, crop_around, intensity_levels, like_click, single_voxel,
+    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, single_voxel,
     to_local,
 )
+from nfbench.models.blocks.grids import box_around
 from nfbench.types import BoolMask, Click
 
 __all__ = ["RegionGrowModel", "grow_from_seed", "fill_holes"]
@@ -143,7 +144,7 @@ class _RegionGrowSession(ClickRegionSession):
 
     def segment(self, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
-        box = crop_around(click.ijk, model.max_radius_mm, self.spacing, self.shape)
+        box = box_around(click.ijk, model.max_radius_mm, self.spacing, self.shape)
         crop = self.image.data[box]
         seed = to_local(box, click.ijk)
         near = ball_in(box, click.ijk, max(model.seed_mm, 1.01 * min(self.spacing)), self.spacing)

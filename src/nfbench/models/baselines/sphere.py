@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from nfbench.io.volume import Volume
-from nfbench.models.baselines.click_regions import ClickRegionSession, Region, ball_in, crop_around
+from nfbench.models.baselines.click_regions import ClickRegionSession, Region, ball_in
+from nfbench.models.blocks.grids import box_around
 from nfbench.types import Click
 
 __all__ = ["SphereModel"]
@@ -45,7 +46,7 @@ class _SphereSession(ClickRegionSession):
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
-        box = crop_around(click.ijk, self.radius_mm, self.spacing, self.shape)
+        box = box_around(click.ijk, self.radius_mm, self.spacing, self.shape)
         mask = ball_in(box, click.ijk, self.radius_mm, self.spacing)
         grids = np.ogrid[tuple(slice(s.start, s.stop) for s in box)]
 

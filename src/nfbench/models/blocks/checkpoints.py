@@ -120,5 +120,6 @@ def load_checkpoint(
     state = read_state_dict(path, model_name=model_name, key=key, strip_prefix=strip_prefix)
     problems = state_dict_problems(state, module.state_dict())
     if problems:
-        raise ModelError(f"model {model_name!r}: weight file {str(path)!r} does not fit the network: {'; '.join(problems)}")
+        where = f"model {model_name!r}: weight file {str(path)!r}"
+        raise ModelError(f"{where} does not fit the network: {'; '.join(problems)}")
     module.load_state_dict(state, strict=True)

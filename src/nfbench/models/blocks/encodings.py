@@ -19,17 +19,20 @@ from nfbench.types import BoolMask, BoxSlices, Click
 __all__ = ["ball", "balls", "gaussian", "exp_distance", "distance_to_points", "click_channels", "points_in"]
 
 Point = Sequence[int]
+SpacingLike = Sequence[float] | None
 Encoder = Callable[[tuple[int, ...], list[tuple[int, ...]]], np.ndarray]
 
 
-def _unit(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
+def _unit(spacing: SpacingLike, ndim: int) -> np.ndarray:
     sp = np.ones(ndim) if spacing is None else np.asarray(spacing, float)
     if sp.shape != (ndim,) or np.any(sp <= 0):
         raise ValueError(f"spacing must be {ndim} positive values, got {spacing}")
     return sp
 
 
-def ball(shape: Sequence[int], centre: Sequence[float], radius: float, spacing: Sequence[float] | None = None) -> BoolMask:
+def ball(
+    shape: Sequence[int], centre: Sequence[float], radius: float, spacing: SpacingLike = None
+) -> BoolMask:
     """Voxels of an array of ``shape`` within ``radius`` of ``centre`` (a disk in 2D).
 
     ``centre`` is an index into the array and may lie outside it (a ball reaching into a crop).
@@ -40,7 +43,9 @@ def ball(shape: Sequence[int], centre: Sequence[float], radius: float, spacing: 
     return np.broadcast_to(dist2 <= radius**2, tuple(shape)).copy()
 
 
-def balls(shape: Sequence[int], points: Sequence[Point], radius: float, spacing: Sequence[float] | None = None) -> BoolMask:
+def balls(
+    shape: Sequence[int], points: Sequence[Point], radius: float, spacing: SpacingLike = None
+) -> BoolMask:
     """The union of the balls of ``radius`` around ``points``."""
     out = np.zeros(tuple(shape), bool)
     for point in points:
@@ -48,7 +53,9 @@ def balls(shape: Sequence[int], points: Sequence[Point], radius: float, spacing:
     return out
 
 
-def distance_to_points(shape: Sequence[int], points: Sequence[Point], spacing: Sequence[float] | None = None) -> np.ndarray:
+def distance_to_points(
+    shape: Sequence[int], points: Sequence[Point], spacing: SpacingLike = None
+) -> np.ndarray:
     """Euclidean distance (float32, mm with ``spacing``) from every voxel to the nearest point.
 
     One exact distance transform (the ``edt`` package, anisotropic) of the crop, however many
@@ -65,7 +72,9 @@ def distance_to_points(shape: Sequence[int], points: Sequence[Point], spacing: S
     return edt.edt(seeds, anisotropy=tuple(sp), black_border=False).astype(np.float32, copy=False)
 
 
-def gaussian(shape: Sequence[int], points: Sequence[Point], sigma: float, spacing: Sequence[float] | None = None) -> np.ndarray:
+def gaussian(
+    shape: Sequence[int], points: Sequence[Point], sigma: float, spacing: SpacingLike = None
+) -> np.ndarray:
     """``exp(-d² / 2σ²)`` of the distance ``d`` to the nearest point (float32, 1 at each point)."""
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
@@ -73,7 +82,9 @@ def gaussian(shape: Sequence[int], points: Sequence[Point], sigma: float, spacin
     return np.exp(-(d**2) / np.float32(2 * sigma**2)).astype(np.float32)
 
 
-def exp_distance(shape: Sequence[int], points: Sequence[Point], scale: float, spacing: Sequence[float] | None = None) -> np.ndarray:
+def exp_distance(
+    shape: Sequence[int], points: Sequence[Point], scale: float, spacing: SpacingLike = None
+) -> np.ndarray:
     """``exp(-d / scale)`` of the distance ``d`` to the nearest point (float32, 1 at each point)."""
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")

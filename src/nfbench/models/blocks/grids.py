@@ -100,14 +100,20 @@ def resample(array: np.ndarray, shape: Sequence[int], *, order: int) -> np.ndarr
         return resample(array.view(np.uint8), shape, order=0).astype(bool)
     scale = np.array([n / m for n, m in zip(array.shape, shape)])
     data = array if order == 0 else array.astype(np.float32, copy=False)
-    return ndimage.affine_transform(data, scale, offset=0.5 * scale - 0.5, output_shape=shape, order=order, mode="nearest")
+    return ndimage.affine_transform(
+        data, scale, offset=0.5 * scale - 0.5, output_shape=shape, order=order, mode="nearest"
+    )
 
 
-def box_around(ijk: Sequence[int], radius_mm: float | Sequence[float], spacing: Sequence[float], shape: Sequence[int]) -> BoxSlices:
+def box_around(
+    ijk: Sequence[int], radius_mm: float | Sequence[float], spacing: Sequence[float], shape: Sequence[int]
+) -> BoxSlices:
     """The box of ``radius_mm`` (per axis or for all; at least one voxel) around a voxel, clipped to the volume."""
     radius = np.broadcast_to(np.asarray(radius_mm, float), (3,))
     half = np.maximum(np.ceil(radius / np.asarray(spacing, float)).astype(int), 1)
-    return tuple(slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(ijk, half, shape))  # type: ignore[return-value]
+    return tuple(
+        slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(ijk, half, shape)
+    )  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -208,11 +214,15 @@ class Window:
 def window_around(centre: Sequence[int], size: Sequence[int], shape: Sequence[int]) -> Window:
     """The window of ``size`` voxels centred on ``centre`` (index ``size // 2`` of the window)."""
     if len(centre) != len(size) or len(size) != len(shape) or any(n < 1 for n in size):
-        raise ValueError(f"window of size {tuple(size)} around {tuple(centre)} does not fit an array of {len(shape)} axes")
+        raise ValueError(
+            f"window of size {tuple(size)} around {tuple(centre)} does not fit an array of {len(shape)} axes"
+        )
     starts = [int(c) - n // 2 for c, n in zip(centre, size)]
     inside = tuple(slice(max(a, 0), min(a + n, s)) for a, n, s in zip(starts, size, shape))
     if any(s.stop <= s.start for s in inside):
-        raise ValueError(f"window of size {tuple(size)} around {tuple(centre)} misses the array of shape {tuple(shape)}")
+        raise ValueError(
+            f"window of size {tuple(size)} around {tuple(centre)} misses the array of shape {tuple(shape)}"
+        )
     within = tuple(slice(i.start - a, i.stop - a) for i, a in zip(inside, starts))
     return Window(inside, within, tuple(int(n) for n in size))
 

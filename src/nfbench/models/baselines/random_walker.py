@@ -33,8 +33,8 @@ class RandomWalkerModel:
     """Random walker on the candidate region around each positive click (weight-free baseline).
 
     Per positive click, in a crop of ``radius_mm`` around it: with the lesion and surroundings
-    levels of :func:`~nfbench.models.baselines.click_regions.intensity_levels`, the candidate is the region grown
-    from the click above ``low`` of the way between them (holes filled); when the candidate's
+    levels of :func:`~nfbench.models.baselines.click_regions.intensity_levels`, the candidate is
+    the region grown from the click above ``low`` of the way between them (holes filled); when the candidate's
     90th percentile is much brighter than the click (a click in a darker centre), that bright rim
     becomes the lesion level. Seeds: lesion = the
     click, the voxels of its ``seed_mm`` ball at least ``high`` of the way up, and the other
@@ -73,7 +73,7 @@ class RandomWalkerModel:
         return []
 
     def start(self, image: Volume, *, seed: int = 0) -> _RandomWalkerSession:
-        """One case\'s session; ``seed`` is unused (the model is deterministic)."""
+        """One case's session; ``seed`` is unused (the model is deterministic)."""
         return _RandomWalkerSession(image, self)
 
 
@@ -156,4 +156,3 @@ class _RandomWalkerSession(ClickRegionSession):
         for negative in self.negatives_in(box):
             mask &= ~ball_in(box, negative.ijk, self.seed_mm, self.spacing)
         return Region(box, mask)
-

@@ -129,7 +129,7 @@ class RegionGrowModel:
         return []
 
     def start(self, image: Volume, *, seed: int = 0) -> _RegionGrowSession:
-        """One case\'s session; ``seed`` is unused (the model is deterministic)."""
+        """One case's session; ``seed`` is unused (the model is deterministic)."""
         return _RegionGrowSession(image, self)
 
 
@@ -177,4 +177,3 @@ class _RegionGrowSession(ClickRegionSession):
                 if grow_from_seed(crop, seed, raised, thick_axis=axis).any():
                     threshold = float(raised)
         return Region(box, grow_from_seed(crop, seed, threshold, barrier=barrier, thick_axis=axis))
-

@@ -34,7 +34,7 @@ class SphereModel:
         return []
 
     def start(self, image: Volume, *, seed: int = 0) -> _SphereSession:
-        """One case\'s session; ``seed`` is unused (the model is deterministic)."""
+        """One case's session; ``seed`` is unused (the model is deterministic)."""
         return _SphereSession(image, self.radius_mm)
 
 

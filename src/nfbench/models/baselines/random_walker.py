@@ -16,10 +16,12 @@ from skimage.segmentation import random_walker
 
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
-from nfbench.models._local import (
-    LocalSession, Region, ball, clicks_in, crop_around, intensity_levels, like_click, to_local,
+from nfbench.models.baselines.click_regions import (
+    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, single_voxel,
+    to_local,
 )
-from nfbench.models.region_grow import fill_holes, grow_from_seed
+from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed
+from nfbench.models.blocks.grids import box_around
 from nfbench.types import BoolMask, Click
 
 __all__ = ["RandomWalkerModel"]
@@ -31,8 +33,8 @@ class RandomWalkerModel:
     """Random walker on the candidate region around each positive click (weight-free baseline).
 
     Per positive click, in a crop of ``radius_mm`` around it: with the lesion and surroundings
-    levels of :func:`~nfbench.models._local.intensity_levels`, the candidate is the region grown
-    from the click above ``low`` of the way between them (holes filled); when the candidate's
+    levels of :func:`~nfbench.models.baselines.click_regions.intensity_levels`, the candidate is
+    the region grown from the click above ``low`` of the way between them (holes filled); when the candidate's
     90th percentile is much brighter than the click (a click in a darker centre), that bright rim
     becomes the lesion level. Seeds: lesion = the
     click, the voxels of its ``seed_mm`` ball at least ``high`` of the way up, and the other
@@ -71,10 +73,11 @@ class RandomWalkerModel:
         return []
 
     def start(self, image: Volume, *, seed: int = 0) -> _RandomWalkerSession:
+        """One case's session; ``seed`` is unused (the model is deterministic)."""
         return _RandomWalkerSession(image, self)
 
 
-class _RandomWalkerSession(LocalSession):
+class _RandomWalkerSession(ClickRegionSession):
     model_name = "random-walker"
 
     def __init__(self, image: Volume, model: RandomWalkerModel) -> None:
@@ -86,15 +89,15 @@ class _RandomWalkerSession(LocalSession):
 
     def segment(self, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
-        box = crop_around(click.ijk, model.radius_mm, self.spacing, self.shape)
+        box = box_around(click.ijk, model.radius_mm, self.spacing, self.shape)
         crop = self.image.data[box]
         seed = to_local(box, click.ijk)
-        level, background = intensity_levels(crop, seed, ball(box, click.ijk, self.seed_mm, self.spacing))
+        level, background = intensity_levels(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))
         if level <= background:  # nothing brighter than its surroundings to follow: keep the voxel
-            return self._rejected(box, _only(crop.shape, seed))
+            return self._rejected(box, single_voxel(crop.shape, seed))
         candidate = grow_from_seed(crop, seed, background + model.low * (level - background), thick_axis=axis)
         if not candidate[seed]:
-            candidate = _only(crop.shape, seed)
+            candidate = single_voxel(crop.shape, seed)
         rim = float(np.percentile(crop[candidate], 90))
         if rim > 1.15 * level:  # clicked in a darker centre: scale intensities by the bright rim
             level = rim
@@ -107,7 +110,7 @@ class _RandomWalkerSession(LocalSession):
         data = (crop[sub].astype(np.float32) - background) / (level - background)
         labels = np.where(candidate[sub], 0, 2).astype(np.uint8)
         sure = data >= model.high
-        labels[ball(inner, click.ijk, self.seed_mm, self.spacing) & sure & candidate[sub]] = 1
+        labels[ball_in(inner, click.ijk, self.seed_mm, self.spacing) & sure & candidate[sub]] = 1
         for other in clicks_in(inner, self.positives):
             labels[to_local(inner, other.ijk)] = 1
         labels[to_local(inner, click.ijk)] = 1
@@ -119,7 +122,7 @@ class _RandomWalkerSession(LocalSession):
         labels[local] = 1  # a negative click nearby never erases the clicked voxel
         lesion = self._walk(data, labels) if (labels == 0).any() else labels == 1
         components, _ = ndimage.label(lesion, structure=_SIX)
-        lesion = components == components[local] if lesion[local] else _only(lesion.shape, local)
+        lesion = components == components[local] if lesion[local] else single_voxel(lesion.shape, local)
         return Region(inner, fill_holes(lesion, axis) & (labels != 2))
 
     def _walk(self, data: np.ndarray, labels: np.ndarray) -> BoolMask:
@@ -151,11 +154,5 @@ class _RandomWalkerSession(LocalSession):
 
     def _rejected(self, box, mask: BoolMask) -> Region:
         for negative in self.negatives_in(box):
-            mask &= ~ball(box, negative.ijk, self.seed_mm, self.spacing)
+            mask &= ~ball_in(box, negative.ijk, self.seed_mm, self.spacing)
         return Region(box, mask)
-
-
-def _only(shape: tuple[int, ...], seed: tuple[int, int, int]) -> BoolMask:
-    mask = np.zeros(shape, bool)
-    mask[seed] = True
-    return mask

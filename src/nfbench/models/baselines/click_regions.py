@@ -1,9 +1,12 @@
-"""What the weight-free baselines share: a session that segments a bounded region around each click.
+"""What the weight-free baselines share: a session that segments one bounded region per positive click.
 
 Each positive click owns one region (a box and a bool mask inside it) computed by the model from a
-crop of fixed physical size around the click; negative clicks make the model recompute the regions
-they fall in. Only the boxes that changed are repainted into the full-size mask, so a click costs
-work proportional to its crop, not to the volume.
+crop of fixed physical size around the click (:func:`~nfbench.models.blocks.grids.box_around`);
+negative clicks make the model recompute the regions they can reach. The session keeps only the
+regions, never a full-size mask: :meth:`predict` answers with a
+:class:`~nfbench.models.base.Prediction` of the box that changed since the last answer, so a click
+costs work proportional to its crop, not to the volume. (Several clicks far apart between two
+answers give one box around all their regions: the contract has one box per answer.)
 """
 
 from __future__ import annotations
@@ -14,39 +17,47 @@ import numpy as np
 
 from nfbench.bbox import union_bbox
 from nfbench.io.volume import Volume
+from nfbench.models.base import Prediction
+from nfbench.models.blocks.encodings import ball
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
-__all__ = ["Region", "LocalSession", "crop_around", "ball", "clicks_in", "to_local", "intensity_levels", "like_click"]
+__all__ = [
+    "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "intensity_levels",
+    "like_click", "single_voxel", "NOTHING_CHANGED",
+]
+
+NOTHING_CHANGED = Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0), slice(0, 0), slice(0, 0)))
+"""The answer of a session whose mask did not change since its last answer."""
 
 
 @dataclass(frozen=True)
 class Region:
+    """The mask one positive click produced; ``mask`` has the shape of ``box``."""
+
     box: BoxSlices
-    mask: BoolMask  # shape of the box
-
-
-def crop_around(ijk: tuple[int, int, int], radius_mm: float | tuple[float, float, float], spacing, shape) -> BoxSlices:
-    """Box of ``radius_mm`` (per axis or for all) around a voxel, clipped to the volume."""
-    radius = np.broadcast_to(np.asarray(radius_mm, float), (3,))
-    half = np.maximum(np.ceil(radius / np.asarray(spacing)).astype(int), 1)
-    return tuple(slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(ijk, half, shape))  # type: ignore[return-value]
-
-
-def ball(box: BoxSlices, centre: tuple[int, int, int], radius_mm: float, spacing) -> BoolMask:
-    """Voxels of ``box`` within ``radius_mm`` of ``centre`` (anisotropic spacing respected)."""
-    grids = np.ogrid[tuple(slice(s.start - c, s.stop - c) for s, c in zip(box, centre))]
-    dist2 = sum((g * sp) ** 2 for g, sp in zip(grids, spacing))
-    return dist2 <= radius_mm**2
-
-
-def clicks_in(box: BoxSlices, clicks: list[Click], margin: tuple[int, int, int] = (0, 0, 0)) -> list[Click]:
-    """The clicks that fall in ``box`` grown by ``margin`` voxels (a barrier ball may reach in)."""
-    return [c for c in clicks if all(s.start - m <= v < s.stop + m for s, v, m in zip(box, c.ijk, margin))]
+    mask: BoolMask
 
 
 def to_local(box: BoxSlices, ijk: tuple[int, int, int]) -> tuple[int, int, int]:
     """A global voxel index as an index into the crop ``box``."""
     return tuple(v - s.start for v, s in zip(ijk, box))  # type: ignore[return-value]
+
+
+def ball_in(box: BoxSlices, centre: tuple[int, int, int], radius_mm: float, spacing) -> BoolMask:
+    """Voxels of ``box`` within ``radius_mm`` of the global voxel ``centre`` (anisotropic spacing)."""
+    return ball(tuple(s.stop - s.start for s in box), to_local(box, centre), radius_mm, spacing)
+
+
+def single_voxel(shape: tuple[int, ...], index: tuple[int, int, int]) -> BoolMask:
+    """A mask of ``shape`` holding one voxel: what a baseline keeps when it finds nothing to follow."""
+    mask = np.zeros(shape, bool)
+    mask[index] = True
+    return mask
+
+
+def clicks_in(box: BoxSlices, clicks: list[Click], margin: tuple[int, int, int] = (0, 0, 0)) -> list[Click]:
+    """The clicks that fall in ``box`` grown by ``margin`` voxels (a barrier ball may reach in)."""
+    return [c for c in clicks if all(s.start - m <= v < s.stop + m for s, v, m in zip(box, c.ijk, margin))]
 
 
 def intensity_levels(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> tuple[float, float]:
@@ -70,13 +81,18 @@ def like_click(crop: np.ndarray, box: BoxSlices, click: Click, radius_mm: float,
     voxels of its ball with it, and one on a bright neighbour must not take the darker lesion.
     """
     local = to_local(box, click.ijk)
-    near = ball(box, click.ijk, radius_mm, spacing) & (np.abs(crop - crop[local]) <= tolerance)
+    near = ball_in(box, click.ijk, radius_mm, spacing) & (np.abs(crop - crop[local]) <= tolerance)
     near[local] = True
     return near
 
 
-class LocalSession:
-    """Session of a click-local model; subclasses implement :meth:`segment`.
+def _relative(inner: BoxSlices, outer: BoxSlices) -> BoxSlices:
+    """``inner`` as slices into a crop ``outer`` that holds it."""
+    return tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))  # type: ignore[return-value]
+
+
+class ClickRegionSession:
+    """Session of a click-region model; subclasses implement :meth:`segment`.
 
     ``influence_mm`` is how far from its voxel a negative click can change a region (a barrier
     ball's radius): a negative click re-segments only the regions whose box, grown by that much,
@@ -84,7 +100,7 @@ class LocalSession:
     depends on the clicks, not on the order in which regions happened to be recomputed.
     """
 
-    model_name = "local"
+    model_name = "click-regions"
     influence_mm = 0.0
 
     def __init__(self, image: Volume) -> None:
@@ -97,7 +113,7 @@ class LocalSession:
         self.positives: list[Click] = []
         self.negatives: list[Click] = []
         self.regions: list[Region] = []
-        self.mask = np.zeros(self.shape, bool)
+        self._changed: BoxSlices | None = None  # since the last answer, which a reset empties
 
     def segment(self, click: Click) -> Region:
         """The region of one positive click, given the current negative clicks."""
@@ -115,30 +131,28 @@ class LocalSession:
             raise ValueError(f"click {click.ijk} is outside the image of shape {self.shape}")
         if click.positive:
             self.positives.append(click)
-            region = self.segment(click)
-            self.regions.append(region)
-            self.mask[region.box] |= region.mask
+            self.regions.append(self.segment(click))
+            self._changed = union_bbox(self._changed, self.regions[-1].box)
             return
         self.negatives.append(click)
-        touched = [n for n, r in enumerate(self.regions) if clicks_in(r.box, [click], self._margin())]
-        if not touched:
-            return
-        old = union_bbox(*(self.regions[n].box for n in touched))
-        for n in touched:
-            self.regions[n] = self.segment(self.positives[n])
-        self._repaint(union_bbox(old, *(self.regions[n].box for n in touched)))
-
-    def _repaint(self, box: BoxSlices) -> None:
-        self.mask[box] = False
-        for region in self.regions:
-            inter = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(box, region.box))
-            if all(s.stop > s.start for s in inter):
-                local = tuple(slice(s.start - r.start, s.stop - r.start) for s, r in zip(inter, region.box))
-                self.mask[inter] |= region.mask[local]
+        for n, region in enumerate(self.regions):
+            if clicks_in(region.box, [click], self._margin()):
+                self.regions[n] = self.segment(self.positives[n])
+                self._changed = union_bbox(self._changed, region.box, self.regions[n].box)
 
     def add_box(self, box: Box) -> None:
         raise NotImplementedError(f"model {self.model_name!r} takes clicks only, not boxes (no 'box' capability)")
 
-    def predict(self) -> BoolMask:
-        # A copy: the caller may keep or modify it while the session goes on.
-        return self.mask.copy()
+    def paint(self, box: BoxSlices) -> BoolMask:
+        """The union of every region inside ``box`` (a new array of the box's shape)."""
+        out = np.zeros(tuple(s.stop - s.start for s in box), bool)
+        for region in self.regions:
+            inter = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(box, region.box))
+            if all(s.stop > s.start for s in inter):
+                out[_relative(inter, box)] |= region.mask[_relative(inter, region.box)]
+        return out
+
+    def predict(self) -> Prediction:
+        """The mask inside the box that changed since the last answer (the engine keeps the rest)."""
+        box, self._changed = self._changed, None
+        return NOTHING_CHANGED if box is None else Prediction(self.paint(box), box)

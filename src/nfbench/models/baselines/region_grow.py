@@ -14,9 +14,11 @@ import numpy as np
 from scipy import ndimage
 
 from nfbench.io.volume import Volume
-from nfbench.models._local import (
-    LocalSession, Region, ball, clicks_in, crop_around, intensity_levels, like_click, to_local,
+from nfbench.models.baselines.click_regions import (
+    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, single_voxel,
+    to_local,
 )
+from nfbench.models.blocks.grids import box_around
 from nfbench.types import BoolMask, Click
 
 __all__ = ["RegionGrowModel", "grow_from_seed", "fill_holes"]
@@ -127,10 +129,11 @@ class RegionGrowModel:
         return []
 
     def start(self, image: Volume, *, seed: int = 0) -> _RegionGrowSession:
+        """One case's session; ``seed`` is unused (the model is deterministic)."""
         return _RegionGrowSession(image, self)
 
 
-class _RegionGrowSession(LocalSession):
+class _RegionGrowSession(ClickRegionSession):
     model_name = "region-grow"
 
     def __init__(self, image: Volume, model: RegionGrowModel) -> None:
@@ -141,13 +144,13 @@ class _RegionGrowSession(LocalSession):
 
     def segment(self, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
-        box = crop_around(click.ijk, model.max_radius_mm, self.spacing, self.shape)
+        box = box_around(click.ijk, model.max_radius_mm, self.spacing, self.shape)
         crop = self.image.data[box]
         seed = to_local(box, click.ijk)
-        near = ball(box, click.ijk, max(model.seed_mm, 1.01 * min(self.spacing)), self.spacing)
+        near = ball_in(box, click.ijk, max(model.seed_mm, 1.01 * min(self.spacing)), self.spacing)
         level, background = intensity_levels(crop, seed, near)
         if level <= background:  # a click on tissue no brighter than its surroundings: keep the voxel
-            return Region(box, _only(crop.shape, seed))
+            return Region(box, single_voxel(crop.shape, seed))
         threshold, region = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)
         if region.any():
             rim = float(np.percentile(crop[region], 90))
@@ -157,7 +160,7 @@ class _RegionGrowSession(LocalSession):
                     threshold, region = retry
         negatives = self.negatives_in(box)
         if not negatives:
-            return Region(box, region if region.any() else _only(crop.shape, seed))
+            return Region(box, region if region.any() else single_voxel(crop.shape, seed))
         barrier = np.zeros(crop.shape, bool)
         for negative in clicks_in(box, negatives):
             barrier |= like_click(crop, box, negative, model.barrier_mm, self.spacing, 0.25 * (level - background))
@@ -174,9 +177,3 @@ class _RegionGrowSession(LocalSession):
                 if grow_from_seed(crop, seed, raised, thick_axis=axis).any():
                     threshold = float(raised)
         return Region(box, grow_from_seed(crop, seed, threshold, barrier=barrier, thick_axis=axis))
-
-
-def _only(shape: tuple[int, ...], seed: tuple[int, int, int]) -> BoolMask:
-    mask = np.zeros(shape, bool)
-    mask[seed] = True
-    return mask

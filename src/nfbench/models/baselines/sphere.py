@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from nfbench.io.volume import Volume
-from nfbench.models._local import LocalSession, Region, ball, crop_around
+from nfbench.models.baselines.click_regions import ClickRegionSession, Region, ball_in
+from nfbench.models.blocks.grids import box_around
 from nfbench.types import Click
 
 __all__ = ["SphereModel"]
@@ -33,10 +34,11 @@ class SphereModel:
         return []
 
     def start(self, image: Volume, *, seed: int = 0) -> _SphereSession:
+        """One case's session; ``seed`` is unused (the model is deterministic)."""
         return _SphereSession(image, self.radius_mm)
 
 
-class _SphereSession(LocalSession):
+class _SphereSession(ClickRegionSession):
     model_name = "sphere"
 
     def __init__(self, image: Volume, radius_mm: float) -> None:
@@ -44,8 +46,8 @@ class _SphereSession(LocalSession):
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
-        box = crop_around(click.ijk, self.radius_mm, self.spacing, self.shape)
-        mask = ball(box, click.ijk, self.radius_mm, self.spacing)
+        box = box_around(click.ijk, self.radius_mm, self.spacing, self.shape)
+        mask = ball_in(box, click.ijk, self.radius_mm, self.spacing)
         grids = np.ogrid[tuple(slice(s.start, s.stop) for s in box)]
 
         def dist2(ijk: tuple[int, int, int]) -> np.ndarray:

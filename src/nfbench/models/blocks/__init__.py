@@ -1,0 +1,13 @@
+"""Building blocks shared by learned models, so each model is one file on top of them.
+
+- :mod:`~nfbench.models.blocks.grids`: the native canonical grid to a model's grid and back
+  (orientation, resampling, fixed-size windows);
+- :mod:`~nfbench.models.blocks.encodings`: click encodings on crops (balls, Gaussians,
+  exponential distance maps);
+- :mod:`~nfbench.models.blocks.sliding_window`: sliding-window inference with blending;
+- :mod:`~nfbench.models.blocks.slices`: coronal slice stacks for 2D models;
+- :mod:`~nfbench.models.blocks.checkpoints`: strict checkpoint loading (needs torch).
+
+Only ``checkpoints`` imports torch, and only when called: the others need numpy and scipy alone.
+Import the submodules directly (``from nfbench.models.blocks.grids import GridMap``).
+"""

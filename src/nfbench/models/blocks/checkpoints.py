@@ -1,0 +1,125 @@
+"""Strict checkpoint loading for learned models: CPU map location, ``weights_only``, every key checked.
+
+A checkpoint that does not fit the network exactly is refused with one
+:class:`~nfbench.models.base.ModelError` naming the model and the file and listing the missing
+keys, the unexpected keys and the shape mismatches, instead of torch's first error or, with
+``strict=False``, a network that silently keeps random weights. torch is imported when a file is
+read, so a model module that imports this one stays cheap to list.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nfbench.models.base import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["read_state_dict", "load_checkpoint", "state_dict_problems"]
+
+_SHOWN = 8
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _listed(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return shown + (f" … and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
+
+
+def read_state_dict(
+    path: str | Path, *, model_name: str, key: str | Sequence[str] | None = None, strip_prefix: str | None = None
+) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file, loaded on the CPU with ``weights_only=True``.
+
+    ``key`` picks the state dict inside a checkpoint that holds more (``"state_dict"``,
+    ``"model"``, or a path of nested keys such as ``("network", "weights")``); ``strip_prefix`` is
+    removed from the names that start with it (``"module."`` of a DataParallel checkpoint).
+    """
+    import torch
+
+    path = Path(path)
+    where = f"model {model_name!r}: weight file {str(path)!r}"
+    if not path.exists():
+        raise ModelError(f"{where} does not exist")
+    if not path.is_file():
+        raise ModelError(f"{where} is not a file")
+    try:
+        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if refused:
+            raise ModelError(f"{where} holds objects other than tensors and plain containers ({refused[1]}), "
+                             "which a weights_only load refuses") from err
+        raise ModelError(f"{where} cannot be read: corrupt or not a torch checkpoint (unpickling failed)") from err
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a truncated or foreign file
+        raise ModelError(f"{where} cannot be read: corrupt or not a torch checkpoint ({_first_line(err)})") from err
+    path_keys = () if key is None else (key,) if isinstance(key, str) else tuple(key)
+    for depth, name in enumerate(path_keys):
+        if not isinstance(loaded, Mapping) or name not in loaded:
+            inside = f"[{']['.join(repr(k) for k in path_keys[:depth])}]" if depth else ""
+            entries = _listed([str(k) for k in loaded]) if isinstance(loaded, Mapping) else type(loaded).__name__
+            raise ModelError(f"{where} has no entry {name!r}{' in ' + inside if inside else ''} (it holds: {entries})")
+        loaded = loaded[name]
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        nested = [str(k) for k, v in loaded.items() if isinstance(v, Mapping)] if isinstance(loaded, Mapping) else []
+        hint = f"; the state dict may be under one of: {_listed(nested)}" if nested else ""
+        raise ModelError(f"{where} is not a state dict (a mapping of names to tensors){hint}")
+    state = {str(k): v for k, v in loaded.items()}
+    if strip_prefix:
+        state = {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v for k, v in state.items()}
+    return state
+
+
+def state_dict_problems(state: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """What keeps ``state`` from loading strictly into a network whose state dict is ``expected``."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k} (file {tuple(state[k].shape)}, network {tuple(expected[k].shape)})"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_listed(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_listed(unexpected)}")
+        prefixes = {u[: len(u) - len(m)] for u in unexpected for m in missing if u.endswith("." + m)}
+        if len(prefixes) == 1 and (prefix := prefixes.pop()):
+            problems[-1] += f" (names start with {prefix!r}: strip that prefix)"
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {_listed(mismatched)}")
+    return problems
+
+
+def load_checkpoint(
+    module: torch.nn.Module,
+    path: str | Path,
+    *,
+    model_name: str,
+    key: str | Sequence[str] | None = None,
+    strip_prefix: str | None = None,
+) -> None:
+    """Load a checkpoint into ``module`` strictly (see :func:`read_state_dict` for ``key`` and ``strip_prefix``).
+
+    Raises
+    ------
+    ModelError
+        The file is missing, unreadable or unsafe, or its keys or shapes differ from the network's:
+        the message names the model and the file and lists every difference.
+    """
+    state = read_state_dict(path, model_name=model_name, key=key, strip_prefix=strip_prefix)
+    problems = state_dict_problems(state, module.state_dict())
+    if problems:
+        where = f"model {model_name!r}: weight file {str(path)!r}"
+        raise ModelError(f"{where} does not fit the network: {'; '.join(problems)}")
+    module.load_state_dict(state, strict=True)

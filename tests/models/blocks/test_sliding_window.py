@@ -1,0 +1,69 @@
+"""Sliding-window inference: coverage, exact reconstruction by linear predictors, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nfbench.models.blocks.sliding_window import gaussian_weights, sliding_window, window_boxes, window_starts
+
+
+@pytest.mark.parametrize(("size", "patch", "step"), [(10, 4, 2), (11, 4, 2), (17, 5, 3), (4, 4, 2), (100, 32, 16)])
+def test_window_starts_cover_the_axis(size, patch, step):
+    starts = window_starts(size, patch, step)
+    assert starts[0] == 0 and starts[-1] + patch == size
+    assert all(0 < b - a <= step for a, b in zip(starts, starts[1:]))
+    covered = np.zeros(size, bool)
+    for s in starts:
+        covered[s : s + patch] = True
+    assert covered.all()
+
+
+def test_window_boxes_cover_the_volume():
+    shape, patch = (9, 7, 12), (4, 4, 5)
+    count = np.zeros(shape, int)
+    boxes = list(window_boxes(shape, patch, 0.5))
+    for box in boxes:
+        assert tuple(s.stop - s.start for s in box) == patch
+        count[box] += 1
+    assert count.min() >= 1 and len(boxes) == len(window_starts(9, 4, 2)) * len(window_starts(7, 4, 2)) * len(window_starts(12, 5, 2))
+
+
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+def test_linear_predictors_reconstruct_the_input(blend):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 100, size=(1, 13, 9, 11)).astype(np.float32)
+    same = sliding_window(image, lambda p: p, (6, 4, 5), overlap=0.5, blend=blend)
+    assert same.shape == image.shape and same.dtype == np.float32
+    np.testing.assert_allclose(same, image, rtol=1e-6)
+    two = sliding_window(image, lambda p: np.concatenate([2 * p + 1, -p]), (6, 4, 5), overlap=0.25, blend=blend)
+    np.testing.assert_allclose(two, np.concatenate([2 * image + 1, -image]), rtol=1e-6, atol=1e-4)
+
+
+def test_patch_larger_than_the_volume_is_padded():
+    image = np.arange(3 * 2 * 5, dtype=np.float32).reshape(3, 2, 5)
+    seen = []
+
+    def predict(patch):
+        seen.append(patch.shape)
+        return patch * 10
+
+    out = sliding_window(image, predict, (8, 4, 4), pad_value=-1.0)
+    assert seen == [(8, 4, 4), (8, 4, 4)]  # padded to the patch in the first two axes; two windows in the last
+    np.testing.assert_allclose(out, image * 10, rtol=1e-6)
+
+
+def test_gaussian_weights_peak_in_the_centre_and_never_vanish():
+    w = gaussian_weights((5, 6, 7))
+    assert w.shape == (5, 6, 7) and w.max() == pytest.approx(1.0) and w.min() > 0
+    assert w[2, 2, 3] == w.max() and w[2, 2, 3] == w[2, 3, 3]  # 6 has two central voxels
+
+
+def test_tensors_come_back_as_numpy():
+    torch = pytest.importorskip("torch")
+    image = np.random.default_rng(2).normal(size=(2, 8, 8, 8)).astype(np.float32)
+    conv = torch.nn.Conv3d(2, 2, kernel_size=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(2).reshape(2, 2, 1, 1, 1))
+        out = sliding_window(image, lambda p: conv(torch.from_numpy(p)[None])[0], (4, 4, 4))
+    np.testing.assert_allclose(out, image, rtol=1e-5, atol=1e-6)

@@ -11,7 +11,7 @@ from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.models.base import ModelError
 from nfbench.models.registry import load_spec, register_model, unregister_model
 from nfbench.models.spec import ModelSpec, parse_option
-from nfbench.models.sphere import SphereModel
+from nfbench.models.baselines.sphere import SphereModel
 from nfbench.results.store import RunError
 from nfbench.runner.evaluate import EvaluationPlan, evaluate
 

@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_setup_commands_come_first():
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
     first = [line.split("#")[0].strip() for line in blocks[0].splitlines() if line.strip()]
-    assert first == ['pip install -e ".[dev]"', "nfbench demo"]
+    assert first == ['pip install -e ".[dev,torch]"', "nfbench demo"]
     assert blocks[1].strip() == "pytest"
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from nfbench.metrics.curves import auc, noc, nof, reached
+from nfbench.metrics.curves import auc, noc, reached
 
 
 def test_auc_trapezoid_raw_and_normalised():
@@ -25,14 +25,12 @@ def test_auc_of_an_early_stopped_curve_counts_the_padded_part():
     assert math.isnan(auc([0.4, 0.8, math.nan], normalise=True))
 
 
-def test_noc_reached_and_nof():
+def test_noc_and_reached():
     curve = [0.5, 0.82, 0.88, 0.95]
     assert [noc(curve, x, 4) for x in (0.8, 0.85, 0.9)] == [2, 3, 4]
     assert noc(curve, 0.5, 4) == 1  # ≥, not >
     assert noc([0.1, 0.2], 0.8, 3) == 3 and not reached([0.1, 0.2], 0.8)
     assert reached(curve, 0.95) and not reached(curve, 0.96)
-    assert nof([np.array(curve), np.array([0.1, 0.2]), np.array([0.9])], 0.85) == 1
-    assert nof(np.array([[0.1, 0.9], [0.2, 0.3]]), 0.85) == 1  # rows of a 2-D array
 
 
 def test_noc_on_an_early_stopped_curve():
@@ -56,11 +54,8 @@ def test_many_curves_at_once_match_one_by_one():
             assert reached(rows, x)[r] == reached(row, x)
     np.testing.assert_array_equal(noc(rows, 0.85, 5), [3, 2, 5, 5])
     np.testing.assert_array_equal(reached(rows, 0.85), [True, True, False, False])
-    assert nof(rows, 0.85) == 2 and nof(list(rows), 0.85) == 2
     # (0.3 + 0.86) / 2 + 3 × 0.86 = 3.16 over a width of 4
     assert auc(rows, normalise=True)[1] == pytest.approx(3.16 / 4)
-    with pytest.raises(ValueError, match="2-D array"):
-        nof(np.ones(3), 0.5)
     with pytest.raises(ValueError, match="1-D curve or a 2-D array"):
         auc(np.ones((2, 2, 2)), normalise=True)
     with pytest.raises(ValueError, match="budget"):

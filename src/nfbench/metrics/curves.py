@@ -1,4 +1,5 @@
-"""Per-interaction curves: area under the curve, NoC and NoF.
+"""Per-interaction curves: area under the curve, NoC, and whether a level is reached (NoF counts the
+curves that never reach it).
 
 A curve is the Dice (or NSD) after interactions 1, 2, …, n, as a 1-D array; entry ``i`` belongs
 to interaction ``i + 1``. Many curves are a 2-D array, one curve per row. Every function takes
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["auc", "noc", "reached", "nof"]
+__all__ = ["auc", "noc", "reached"]
 
 
 def _curves(values: np.ndarray | Iterable[float]) -> tuple[np.ndarray, bool]:
@@ -62,7 +63,8 @@ def noc(values: np.ndarray, threshold: float, budget: int) -> int | np.ndarray:
 
     A curve that never reaches the threshold scores ``budget`` (DESIGN §2: "capped at the
     budget"), the same as one that reaches it at the last interaction; use :func:`reached` per
-    curve or :func:`nof` over curves to count those failures, which NoC alone hides.
+    curve to count those failures (the reports' NoF@X: lesions whose ``reached_X`` is false), which
+    NoC alone hides.
     """
     budget = _check_budget(budget)
     curves, single = _curves(values)
@@ -72,14 +74,3 @@ def noc(values: np.ndarray, threshold: float, budget: int) -> int | np.ndarray:
     return int(counts[0]) if single else counts
 
 
-def nof(curves: Iterable[np.ndarray] | np.ndarray, threshold: float) -> int:
-    """Number of failures: how many curves never reach ``threshold``.
-
-    ``curves`` is a 2-D array (one curve per row) or any iterable of 1-D curves (for
-    example a list of arrays of different lengths).
-    """
-    if isinstance(curves, np.ndarray):
-        if curves.ndim != 2:
-            raise ValueError(f"curves must be a 2-D array (one curve per row), got shape {curves.shape}")
-        return int(np.count_nonzero(~reached(curves, threshold)))
-    return sum(not reached(curve, threshold) for curve in curves)

@@ -19,7 +19,8 @@ from numpy.typing import ArrayLike
 from nfbench.phantom.grid import Grid, Tube, tube_mask
 
 __all__ = [
-    "Tissue", "TISSUE_T2", "BODY_PARTS", "NERVES", "Nerve", "paint_body", "spine_y", "skin_point",
+    "Tissue", "TISSUE_T2", "TISSUE_STIR", "TISSUE_TEXTURE", "BODY_PARTS", "NERVES", "Nerve", "paint_body",
+    "paint_mimics", "spine_y", "skin_point",
 ]
 
 
@@ -28,11 +29,26 @@ class Tissue:
 
     AIR, SKIN, FAT, MUSCLE, BONE, MARROW, LUNG, HEART, LIVER = 0, 1, 2, 3, 4, 5, 6, 7, 8
     SPLEEN, KIDNEY, FLUID, BRAIN, CORD, DISC, VERTEBRA = 9, 10, 11, 12, 13, 14, 15
+    # Bright mimics, drawn only by :func:`paint_mimics` (realistic and hard phantoms).
+    LYMPH, VEIN, BOWEL, JOINT, GLAND = 16, 17, 18, 19, 20
 
 
-# Mean T2 fat-suppressed intensity per tissue code (arbitrary units, CSF ≈ 1000).
+# Mean T2 fat-suppressed intensity per tissue code (arbitrary units, CSF ≈ 1000): the easy phantom.
 TISSUE_T2 = np.array(
-    [0, 220, 55, 170, 30, 70, 20, 110, 150, 380, 420, 1000, 450, 420, 550, 110], dtype=np.float32
+    [0, 220, 55, 170, 30, 70, 20, 110, 150, 380, 420, 1000, 450, 420, 550, 110, 700, 600, 750, 900, 400],
+    dtype=np.float32,
+)
+# The same on STIR as read on clinical scans: thin, moderately bright skin, suppressed fat, dark
+# marrow and flowing blood, discs only a little brighter than vertebrae (no ladder), lymph nodes,
+# spleen, kidneys, slow veins, bowel fluid and joints at lesion-like brightness.
+TISSUE_STIR = np.array(
+    [0, 120, 45, 140, 25, 60, 18, 75, 115, 460, 520, 980, 360, 330, 190, 85, 560, 470, 640, 820, 330],
+    dtype=np.float32,
+)
+# Relative amplitude of the texture per tissue: muscle striation, organ and node heterogeneity.
+TISSUE_TEXTURE = np.array(
+    [0, .10, .25, .12, .2, .25, .3, .15, .10, .12, .15, .04, .08, .05, .15, .18, .18, .25, .35, .08, .15],
+    dtype=np.float32,
 )
 
 
@@ -250,3 +266,82 @@ NERVES: tuple[Nerve, ...] = _nerves()
 """Nerve paths, both sides: paraspinal, neck, vagus, brachial plexus and arm, lumbosacral plexus
 and sciatic, femoral, intercostal."""
 
+
+
+# --- Bright mimics (realistic phantoms) ---------------------------------------------------------
+
+# Lymph node stations: (centre mm, spread mm, count range) per side (x mirrored) or midline.
+_NODE_STATIONS = [
+    ((34, 2, 1520), (10, 10, 45), (3, 7)),  # cervical, along the jugular
+    ((150, 0, 1365), (18, 18, 30), (2, 5)),  # axillary
+    ((68, 50, 875), (15, 10, 20), (3, 6)),  # inguinal
+    ((45, 5, 950), (12, 12, 40), (1, 4)),  # iliac, along the vessels
+    ((96, -40, 490), (6, 6, 12), (0, 2)),  # popliteal
+]
+_PARA_AORTIC = ((0, -25, 1050), (25, 6, 50), (1, 4))
+
+
+def _veins() -> list[tuple[int, Tube]]:
+    """Slow-flow veins bright on STIR: femoral, great saphenous, popliteal, iliac, jugular, arm."""
+    out = []
+    for s in (-1.0, 1.0):
+        out.append((Tissue.VEIN, Tube.from_knots("femoral vein", [500, 700, 880, 960], s * np.array(
+            [92, 86, 78, 45.0]), [-25, 10, 42, 5], 4.5, 4.5)))
+        out.append((Tissue.VEIN, Tube.from_knots("saphenous vein", [100, 480, 880], s * np.array(
+            [70, 60, 75.0]), [20, -30, 55], 2.2, 2.2)))
+        out.append((Tissue.VEIN, Tube.from_knots("popliteal vein", [380, 600], s * 97.0, -35.0, 4.0, 4.0)))
+        out.append((Tissue.VEIN, Tube.from_knots("jugular vein", [1440, 1600], s * np.array([24, 32.0]),
+                                                 [10, 0], 5.5, 5.0)))
+        out.append((Tissue.VEIN, Tube.from_knots("basilic vein", [1000, 1300], s * np.array([200, 196.0]),
+                                                 20.0, 2.5, 2.5)))
+    return out
+
+
+# Fixed bright structures: (tissue, centre, semi-axes), drawn where body is.
+_FIXED_MIMICS = [
+    (Tissue.BOWEL, (-55, 35, 1150), (38, 28, 40)),  # stomach with fluid
+    (Tissue.GLAND, (55, -5, 1585), (13, 18, 24)),  # parotids
+    (Tissue.GLAND, (-55, -5, 1585), (13, 18, 24)),
+    (Tissue.GLAND, (36, 38, 1550), (9, 11, 8)),  # submandibular glands
+    (Tissue.GLAND, (-36, 38, 1550), (9, 11, 8)),
+    (Tissue.GLAND, (15, 28, 1470), (7, 8, 17)),  # thyroid lobes
+    (Tissue.GLAND, (-15, 28, 1470), (7, 8, 17)),
+    *[(Tissue.JOINT, (s * x, y, z), semi) for s in (-1, 1) for x, y, z, semi in (
+        (96, 5, 478, (30, 22, 5)),  # knees
+        (97, 0, 870, (16, 16, 5)),  # hips
+        (200, 0, 1398, (14, 14, 6)),  # shoulders
+        (92, 0, 92, (18, 14, 4)),  # ankles
+        (96, 25, 520, (22, 6, 25)),  # suprapatellar recess
+    )],
+]
+
+
+def paint_mimics(grid: Grid, tissue: np.ndarray, rng: np.random.Generator) -> None:
+    """Draw the bright structures a lesion model must reject into ``tissue`` (in place).
+
+    Lymph nodes at their stations (randomly placed and sized), slow-flow veins, small-bowel loops
+    and the stomach with fluid, joint fluid, parotid, submandibular and thyroid glands. Drawn only
+    where there is body and not over bone, lungs, brain or CSF.
+    """
+    protect = np.array([Tissue.AIR, Tissue.BONE, Tissue.MARROW, Tissue.LUNG, Tissue.BRAIN, Tissue.FLUID,
+                        Tissue.VERTEBRA, Tissue.DISC, Tissue.CORD])
+    layers: list[tuple[int, tuple[tuple[slice, ...], np.ndarray] | None]] = [
+        (code, _ellipsoid_mask(grid, c, s)) for code, c, s in _FIXED_MIMICS
+    ]
+    layers += [(code, tube_mask(grid, tube)) for code, tube in _veins()]
+    for _ in range(int(rng.integers(25, 40))):  # small-bowel loops in the lower abdomen
+        centre = rng.uniform((-85, -5, 960), (85, 60, 1080))
+        semi = rng.uniform(5, 13, 3) * (1, 1, float(rng.uniform(0.8, 1.8)))
+        layers.append((Tissue.BOWEL, _ellipsoid_mask(grid, centre, semi)))
+    stations = [(c, sp, n, s) for c, sp, n in _NODE_STATIONS for s in (-1.0, 1.0)] + [(*_PARA_AORTIC, 1.0)]
+    for centre, spread, (lo, hi), side in stations:
+        for _ in range(int(rng.integers(lo, hi + 1))):
+            c = (np.array(centre, float) + rng.normal(0.0, 1.0, 3) * spread) * (side, 1, 1)
+            r = float(np.exp(rng.uniform(np.log(3.0), np.log(8.0))))
+            layers.append((Tissue.LYMPH, _ellipsoid_mask(grid, c, (r, r, r * float(rng.uniform(1.0, 2.0))))))
+    for code, drawn in layers:
+        if drawn is None:
+            continue
+        box, mask = drawn
+        view = tissue[box]
+        view[mask & ~np.isin(view, protect)] = code

@@ -13,7 +13,10 @@ import nibabel as nib
 import numpy as np
 
 from nfbench.io.volume import Volume
-from nfbench.phantom.body import TISSUE_T2, paint_body
+from scipy import ndimage
+
+from nfbench.phantom.body import TISSUE_STIR, TISSUE_T2, TISSUE_TEXTURE, Tissue, paint_body, paint_mimics
+from nfbench.phantom.difficulty import Difficulty, difficulty_for
 from nfbench.phantom.grid import FOV_MM, Grid
 from nfbench.phantom.lesions import cutaneous_nodule, paint_lesions, plan_lesions
 from nfbench.types import Spacing
@@ -38,7 +41,7 @@ BURDENS = ("low", "high", "mixed")
 BURDEN_RANGES = {"low": (3, 15), "high": (100, 400), "mixed": (3, 400)}
 """Inclusive lesion-count ranges per burden (``mixed``: log-uniform over the whole range)."""
 NOISE_SIGMA = 18.0
-"""Standard deviation of each Gaussian channel before the magnitude (Rician noise)."""
+"""Noise σ of the ``easy`` phantom (each level's is ``DIFFICULTIES[name].noise_sigma``)."""
 STORED_ORIENTATION = ("R", "S", "A")
 """Axis codes of the arrays as written to NIfTI, like the original coronal scans (R, S, A)."""
 
@@ -157,14 +160,126 @@ def _bias_field(grid: Grid, rng: np.random.Generator, out: np.ndarray) -> np.nda
     return np.exp(out, out=out)
 
 
+def _thick_label(fine: np.ndarray, k: int) -> np.ndarray:
+    """Instance label of the thick slices from ``k`` sub-slices each: a voxel belongs to the lesion
+    holding most of its sub-slices (at least half); a lesion holding no such voxel keeps the voxel
+    where it holds most, so no lesion is lost to partial volume."""
+    n0, n1k, n2 = fine.shape
+    out = np.zeros((n0, n1k // k, n2), dtype=fine.dtype)
+    for lesion_id, box in enumerate(ndimage.find_objects(fine), start=1):
+        if box is None:
+            continue
+        y0, y1 = box[1].start // k * k, -(-box[1].stop // k) * k
+        inside = fine[box[0], y0:y1, box[2]] == lesion_id
+        count = inside.reshape(inside.shape[0], -1, k, inside.shape[2]).sum(axis=2)
+        thick_box = (box[0], slice(y0 // k, y1 // k), box[2])
+        region = out[thick_box]
+        count[region != 0] = 0
+        take = 2 * count >= k
+        if not take.any():
+            take = count == count.max()
+            if not count.max():
+                continue
+            take &= np.cumsum(take.ravel()).reshape(take.shape) == 1  # one voxel, the first
+        region[take] = lesion_id
+    return out
+
+
+def _smooth_field(shape: tuple[int, ...], spacing: tuple[float, ...], sigma_mm: tuple[float, float, float],
+                  rng: np.random.Generator) -> np.ndarray:
+    """Gaussian-filtered white noise of unit standard deviation, correlated over ``sigma_mm``."""
+    field = rng.standard_normal(shape, dtype=np.float32)
+    ndimage.gaussian_filter(field, [s / d for s, d in zip(sigma_mm, spacing)], output=field, truncate=3.0)
+    field /= max(float(field[::3, :, ::3].std()), 1e-6)
+    return field
+
+
+def _coarse(grid: Grid, step_mm: float) -> int:
+    """In-plane decimation factor that brings the grid to about ``step_mm`` (smooth fields are cheap there)."""
+    return max(1, int(round(step_mm / grid.spacing[0])))
+
+
+def _upsample(field: np.ndarray, f: int, shape: tuple[int, int, int]) -> np.ndarray:
+    if f == 1:
+        return field
+    return np.repeat(np.repeat(field, f, axis=0), f, axis=2)[: shape[0], :, : shape[2]]
+
+
+def _texture(grid: Grid, tissue: np.ndarray, label: np.ndarray, level: Difficulty, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative texture: muscle striation along the limbs and trunk (head-foot), organ and lesion heterogeneity."""
+    f = _coarse(grid, 1.25)
+    shape = (-(-grid.shape[0] // f), grid.shape[1], -(-grid.shape[2] // f))
+    spacing = (grid.spacing[0] * f, grid.spacing[1], grid.spacing[2] * f)
+    fine = _smooth_field(shape, spacing, (1.2, 1.0, 7.0), rng)  # striation: fibres run head-foot
+    fine += 0.8 * _smooth_field(shape, spacing, (8.0, 4.0, 8.0), rng)  # patchy heterogeneity
+    field = _upsample(fine, f, grid.shape)
+    amplitude = (level.texture * TISSUE_TEXTURE)[tissue]
+    amplitude[label > 0] = level.lesion_texture
+    return np.clip(1.0 + amplitude * field, 0.3, None)
+
+
+def _fat_leak(grid: Grid, tissue: np.ndarray, level: Difficulty) -> np.ndarray:
+    """Brightening of fat where fat suppression fails: near the body surface (air), strongest in the
+    neck, shoulders and feet where the field is least homogeneous."""
+    f = _coarse(grid, 5.0)
+    body = (tissue[::f, :, ::f] != Tissue.AIR).astype(np.float32)
+    spacing = (grid.spacing[0] * f, grid.spacing[1], grid.spacing[2] * f)
+    ndimage.gaussian_filter(body, [12.0 / spacing[0], 6.0 / spacing[1], 12.0 / spacing[2]], output=body, truncate=3.0)
+    near_air = np.clip(2.0 * (1.0 - _upsample(body, f, grid.shape)), 0.0, 1.0)
+    z = grid.axes[2]
+    region = 0.3 + np.exp(-(((z - 1460.0) / 110.0) ** 2)) + 0.7 * np.exp(-(((z - 60.0) / 90.0) ** 2))
+    return 1.0 + level.fat_leak * near_air * region[None, None, :].astype(np.float32)
+
+
+def _render_realistic(
+    grid: Grid, n_target: int, level: Difficulty, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Image (before bias and noise), label and lesion kinds with partial volume, blur, texture, mimics."""
+    k = level.slice_oversample
+    fine = Grid((grid.shape[0], grid.shape[1] * k, grid.shape[2]), (grid.spacing[0], grid.spacing[1] / k, grid.spacing[2]))
+    tissue = paint_body(fine)
+    if level.mimics:
+        paint_mimics(fine, tissue, rng)
+    table = TISSUE_STIR if level.mimics else TISSUE_T2
+    image = table[tissue]
+    label = np.zeros(fine.shape, dtype=np.uint16)
+    kinds = _paint_all(fine, n_target, level, rng, tissue=tissue, image=image, label=label)
+    thick_tissue = tissue[:, k // 2 :: k, :]  # the tissue at each slice's centre
+    image = image.reshape(grid.shape[0], grid.shape[1], k, grid.shape[2]).mean(axis=2, dtype=np.float32)
+    label = _thick_label(label, k) if k > 1 else label
+    if level.texture > 0:
+        image *= _texture(grid, thick_tissue, label, level, rng)
+    if level.fat_leak > 0:
+        fat = thick_tissue == Tissue.FAT
+        image[fat] *= _fat_leak(grid, thick_tissue, level)[fat]
+    if level.psf_mm > 0:
+        sigma = [max(level.psf_mm / grid.spacing[0], 0.6), 0.0, max(level.psf_mm / grid.spacing[2], 0.6)]
+        ndimage.gaussian_filter(image, sigma, output=image, truncate=3.0)
+    return np.ascontiguousarray(image), np.ascontiguousarray(label), kinds
+
+
+def _paint_all(grid: Grid, n_target: int, level: Difficulty, rng: np.random.Generator, *,
+               tissue: np.ndarray, image: np.ndarray, label: np.ndarray) -> list[str]:
+    """Paint the planned lesions, then cutaneous nodules in place of lesions that found no room."""
+    kinds = paint_lesions(grid, plan_lesions(n_target, rng, level), tissue=tissue, image=image, label=label,
+                          spare_bone=level.spare_bone)
+    tries = 0
+    while len(kinds) < n_target and tries < 10 * n_target:
+        kinds += paint_lesions(grid, [cutaneous_nodule(rng, level)], tissue=tissue, image=image, label=label,
+                               first_id=len(kinds) + 1, spare_bone=level.spare_bone)
+        tries += 1
+    return kinds
+
+
 def make_case(
     *,
     size: Size | str = "small",
     burden: Burden | str = "low",
     rng: np.random.Generator | int = 0,
     n_lesions: int | None = None,
+    difficulty: str | Difficulty = "realistic",
 ) -> PhantomCase:
-    """Make one synthetic coronal T2 fat-suppressed whole-body MRI with neurofibromas.
+    """Make one synthetic coronal T2 fat-suppressed (STIR-like) whole-body MRI with neurofibromas.
 
     Parameters
     ----------
@@ -179,6 +294,10 @@ def make_case(
         All randomness comes from here; the same seed gives identical arrays (on the same NumPy).
     n_lesions : int, optional
         Ask for an exact lesion count instead of drawing it from ``burden``.
+    difficulty : {"realistic", "easy", "hard"} or Difficulty
+        ``realistic`` (default): partial volume, blur, texture, mimics, clinical SNR (see
+        :mod:`nfbench.phantom.difficulty`); ``easy``: the flat, high-contrast phantom of earlier
+        versions, the same arrays for the same seed; ``hard``: lower contrast, more noise.
 
     Returns
     -------
@@ -188,9 +307,7 @@ def make_case(
 
     Notes
     -----
-    Measured on a 2-core machine: tiny 0.06–0.12 s, small 0.3–0.4 s, full 3.5–5.5 s (high burden,
-    384 lesions) with a peak resident memory of 0.75 GiB for the whole process; writing a full
-    case as NIfTI (gzip) adds about 2 s and brings the peak to 1.0 GiB.
+    ``benchmarks/bench_phantom.py`` measures the generation time and memory of every size.
 
     Examples
     --------
@@ -199,27 +316,27 @@ def make_case(
     ((66, 16, 242), 'uint16')
     """
     grid = grid_for(size)
+    level = difficulty_for(difficulty)
     rng = np.random.default_rng(rng)
     n_target = _n_lesions(burden, rng) if n_lesions is None else int(n_lesions)
     if n_target < 0:
         raise ValueError(f"n_lesions must be >= 0, got {n_target}")
-    tissue = paint_body(grid)
-    image = TISSUE_T2[tissue]
-    label = np.zeros(grid.shape, dtype=np.uint16)
-    kinds = paint_lesions(grid, plan_lesions(n_target, rng), tissue=tissue, image=image, label=label)
-    tries = 0
-    while len(kinds) < n_target and tries < 10 * n_target:  # replace lesions that found no room
-        kinds += paint_lesions(grid, [cutaneous_nodule(rng)], tissue=tissue, image=image, label=label,
-                               first_id=len(kinds) + 1)
-        tries += 1
-    del tissue
+    if level.slice_oversample > 1 or level.texture > 0 or level.mimics:
+        image, label, kinds = _render_realistic(grid, n_target, level, rng)
+    else:
+        tissue = paint_body(grid)
+        image = TISSUE_T2[tissue]
+        label = np.zeros(grid.shape, dtype=np.uint16)
+        kinds = _paint_all(grid, n_target, level, rng, tissue=tissue, image=image, label=label)
+        del tissue
     buffer = np.empty(grid.shape, dtype=np.float32)
     image *= _bias_field(grid, rng, buffer)
-    # Rician magnitude: |signal + n_re + i n_im|, both channels Gaussian with NOISE_SIGMA.
+    # Rician magnitude: |signal + n_re + i n_im|, both channels Gaussian with the level's sigma.
+    sigma = np.float32(level.noise_sigma)
     rng.standard_normal(dtype=np.float32, out=buffer)
-    buffer *= np.float32(NOISE_SIGMA)
+    buffer *= sigma
     image += buffer
     rng.standard_normal(dtype=np.float32, out=buffer)
-    buffer *= np.float32(NOISE_SIGMA)
+    buffer *= sigma
     np.hypot(image, buffer, out=image)
     return PhantomCase(image, label, grid.affine, grid.spacing, tuple(kinds), str(burden))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nfbench.phantom.body import BODY_PARTS, NERVES, Nerve, Tissue, skin_point
+from nfbench.phantom.difficulty import DIFFICULTIES, Difficulty
 from nfbench.phantom.grid import Grid, Spheroid, spheroid_box, spheroid_q
 
 __all__ = ["LesionPlan", "LESION_KINDS", "plan_lesions", "paint_lesions", "cutaneous_nodule"]
@@ -33,6 +34,9 @@ _TARGET_MIN_RADIUS_MM = 6.0
 _TARGET_CORE_Q = 0.3  # squared normalised radius of the darker core (≈ 55 % of the radius)
 # Deep lesions stay out of air, lungs and brain; cutaneous nodules may bulge out of the skin.
 _FORBIDDEN_DEEP = np.array([Tissue.AIR, Tissue.LUNG, Tissue.BRAIN])
+# Where bone is spared, tumours grow around it (they remodel bone, they do not replace it).
+_FORBIDDEN_BONE = np.array([Tissue.BONE, Tissue.MARROW, Tissue.VERTEBRA, Tissue.DISC, Tissue.FLUID, Tissue.CORD])
+_EASY = DIFFICULTIES["easy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,9 +54,9 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
-def _intensities(rng: np.random.Generator, radius_mm: float) -> tuple[float, float]:
-    rim = float(rng.uniform(700.0, 900.0))
-    core = rim * float(rng.uniform(0.4, 0.6)) if radius_mm >= _TARGET_MIN_RADIUS_MM else rim
+def _intensities(rng: np.random.Generator, radius_mm: float, level: Difficulty) -> tuple[float, float]:
+    rim = float(rng.uniform(*level.lesion_rim))
+    core = rim * float(rng.uniform(*level.lesion_core)) if radius_mm >= _TARGET_MIN_RADIUS_MM else rim
     return rim, core
 
 
@@ -72,35 +76,35 @@ _PART_AREA = np.array([
 _NERVE_WEIGHT = np.array([n.weight for n in NERVES])
 
 
-def cutaneous_nodule(rng: np.random.Generator) -> LesionPlan:
+def cutaneous_nodule(rng: np.random.Generator, level: Difficulty = _EASY) -> LesionPlan:
     """A small nodule at a random place of the skin (parts picked by surface area)."""
     part = BODY_PARTS[int(rng.choice(len(BODY_PARTS), p=_PART_AREA / _PART_AREA.sum()))]
     span = part.z[-1] - part.z[0]
     z = float(rng.uniform(part.z[0] + 0.05 * span, part.z[-1] - 0.05 * span))
     point, normal = skin_point(part, z, float(rng.uniform(0, 2 * np.pi)))
-    r = _log_uniform(rng, 1.5, 9.0)
+    r = _log_uniform(rng, *level.cutaneous_radius_mm)
     centre = point - normal * r * float(rng.uniform(-0.2, 1.3))
     lobe = Spheroid(centre, normal, r * float(rng.uniform(0.5, 1.0)), r)
-    return LesionPlan("cutaneous", (lobe,), *_intensities(rng, r), deep=False)
+    return LesionPlan("cutaneous", (lobe,), *_intensities(rng, r, level), deep=False)
 
 
 def _fusiform(
-    rng: np.random.Generator, nerve: Nerve, s: float, r: float, kind: str
+    rng: np.random.Generator, nerve: Nerve, s: float, r: float, kind: str, level: Difficulty
 ) -> tuple[LesionPlan, float]:
     """A spindle-shaped nodule on a nerve at arc length ``s``; also returns its half-length."""
     point, tangent = nerve.at(s)
     a = r * float(rng.uniform(1.2, 2.2))
     lobe = Spheroid(point + _perpendicular(rng, tangent, 0.2 * r), tangent, a, r)
-    return LesionPlan(kind, (lobe,), *_intensities(rng, r), deep=True), a
+    return LesionPlan(kind, (lobe,), *_intensities(rng, r, level), deep=True), a
 
 
-def _nodular(rng: np.random.Generator) -> LesionPlan:
+def _nodular(rng: np.random.Generator, level: Difficulty, radius_mm: tuple[float, float] = (3.0, 14.0)) -> LesionPlan:
     nerve = NERVES[int(rng.integers(len(NERVES)))]
     s = float(rng.uniform(0, nerve.length))
-    return _fusiform(rng, nerve, s, _log_uniform(rng, 3.0, 14.0), "nodular")[0]
+    return _fusiform(rng, nerve, s, _log_uniform(rng, *radius_mm), "nodular", level)[0]
 
 
-def _chain(rng: np.random.Generator, n: int) -> list[LesionPlan]:
+def _chain(rng: np.random.Generator, n: int, level: Difficulty) -> list[LesionPlan]:
     nerve = NERVES[int(rng.integers(len(NERVES)))]
     s = float(rng.uniform(0, 0.5 * nerve.length))
     plans: list[LesionPlan] = []
@@ -111,12 +115,12 @@ def _chain(rng: np.random.Generator, n: int) -> list[LesionPlan]:
         s += (previous_a + 1.6 * r) * float(rng.uniform(0.85, 1.5)) if plans else 0.0
         if s > nerve.length:
             break
-        plan, previous_a = _fusiform(rng, nerve, s, r, "chain")
+        plan, previous_a = _fusiform(rng, nerve, s, r, "chain", level)
         plans.append(plan)
     return plans
 
 
-def _plexiform(rng: np.random.Generator, *, major: bool = False) -> LesionPlan:
+def _plexiform(rng: np.random.Generator, level: Difficulty, *, major: bool = False) -> LesionPlan:
     """A plexiform mass along a nerve; ``major`` ones (one per high-burden case) reach 50 ml to 1 l."""
     nerve = NERVES[int(rng.choice(len(NERVES), p=_NERVE_WEIGHT / _NERVE_WEIGHT.sum()))]
     length = min(_log_uniform(rng, 120.0, 320.0) if major else _log_uniform(rng, 30.0, 300.0), nerve.length)
@@ -136,23 +140,28 @@ def _plexiform(rng: np.random.Generator, *, major: bool = False) -> LesionPlan:
         offset = _unit(_perpendicular(rng, tangent, 1.0)) * r_base * float(rng.uniform(0.6, 1.1))
         r = r_base * float(rng.uniform(0.4, 0.8))
         lobes.append(Spheroid(point + offset, tangent, r * float(rng.uniform(1.0, 1.5)), r))
-    return LesionPlan("plexiform", tuple(lobes), *_intensities(rng, r_base), deep=True)
+    return LesionPlan("plexiform", tuple(lobes), *_intensities(rng, r_base, level), deep=True)
 
 
-def plan_lesions(n_lesions: int, rng: np.random.Generator) -> list[LesionPlan]:
+def plan_lesions(n_lesions: int, rng: np.random.Generator, level: Difficulty = _EASY) -> list[LesionPlan]:
     """Plans for ``n_lesions`` lesions: a few plexiform masses, chains, deep nodules, the rest cutaneous.
 
     The mix follows the count: low burdens get 0–2 plexiform tumours and mostly cutaneous nodules,
     high burdens several plexiform tumours, chains of nodules along nerves and hundreds of nodules.
     Large lesions come first so that smaller ones drawn later touch them rather than cut into them.
+    With ``level.big_low_burden``, a low burden (under 50) also gets one or two deep nodules of
+    about 1–15 ml, as real low-burden scans have.
     """
     n_plex = min(int(rng.poisson(0.6 + n_lesions / 60.0)), 10, n_lesions)
     # A high burden always comes with at least one large plexiform tumour (internal tumour burden
     # grows with the number of lesions), so volumes span more than three orders of magnitude.
     n_major = 1 if n_lesions >= 50 else 0
     n_plex = max(n_plex, n_major)
-    plans = [_plexiform(rng, major=k < n_major) for k in range(n_plex)]
-    left = n_lesions - n_plex
+    plans = [_plexiform(rng, level, major=k < n_major) for k in range(n_plex)]
+    if level.big_low_burden and n_lesions < 50:
+        n_big = min(int(rng.integers(1, 3)), n_lesions - len(plans))
+        plans += [_nodular(rng, level, (6.5, 12.0)) for _ in range(n_big)]
+    left = n_lesions - len(plans)
     if left >= 30:
         n_chain_total = int(round(0.1 * left))
     elif left >= 8 and rng.random() < 0.3:
@@ -160,13 +169,13 @@ def plan_lesions(n_lesions: int, rng: np.random.Generator) -> list[LesionPlan]:
     else:
         n_chain_total = 0
     while n_chain_total >= 3:
-        chain = _chain(rng, min(int(rng.integers(3, 9)), n_chain_total))
+        chain = _chain(rng, min(int(rng.integers(3, 9)), n_chain_total), level)
         plans += chain
         n_chain_total -= max(len(chain), 1)
     left = n_lesions - len(plans)
     n_nodular = int(round(0.15 * left))
-    plans += [_nodular(rng) for _ in range(n_nodular)]
-    plans += [cutaneous_nodule(rng) for _ in range(left - n_nodular)]
+    plans += [_nodular(rng, level) for _ in range(n_nodular)]
+    plans += [cutaneous_nodule(rng, level) for _ in range(left - n_nodular)]
     return plans
 
 
@@ -200,11 +209,12 @@ def paint_lesions(
     image: np.ndarray,
     label: np.ndarray,
     first_id: int = 1,
+    spare_bone: bool = False,
 ) -> list[str]:
     """Draw planned lesions into ``label`` (instance IDs from ``first_id``) and ``image`` (in place).
 
     A lesion takes only voxels no earlier lesion holds; deep lesions also avoid air, lungs and
-    brain. A lesion left with no voxel is skipped and uses no ID, so IDs stay consecutive.
+    brain (and with ``spare_bone`` bone, marrow, discs and the spinal canal). A lesion left with no voxel is skipped and uses no ID, so IDs stay consecutive.
 
     Returns
     -------
@@ -212,6 +222,7 @@ def paint_lesions(
         The kind of every lesion drawn, in ID order.
     """
     kinds: list[str] = []
+    forbidden = np.concatenate([_FORBIDDEN_DEEP, _FORBIDDEN_BONE]) if spare_bone else _FORBIDDEN_DEEP
     for plan in plans:
         drawn = _draw(grid, plan)
         if drawn is None:
@@ -220,7 +231,7 @@ def paint_lesions(
         region = label[box]
         keep = mask & (region == 0)
         if plan.deep:
-            keep &= ~np.isin(tissue[box], _FORBIDDEN_DEEP)
+            keep &= ~np.isin(tissue[box], forbidden)
         if not keep.any():
             continue
         region[keep] = first_id + len(kinds)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from nfbench.cli._app import app, fail, stderr, stdout
+from nfbench.cli.phantom import _Difficulty
 
 __all__ = ["demo_command"]
 
@@ -17,6 +18,9 @@ def demo_command(
     out: Annotated[Path | None, typer.Option(help="Folder for the demo's data, run and report [~/.cache/nfbench/demo].")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to compare [every available weight-free model].")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated user.")] = 0,
+    difficulty: Annotated[
+        _Difficulty, typer.Option("--difficulty", help="Phantom difficulty (see `nfbench data phantom`).")
+    ] = _Difficulty.realistic,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Benchmark the available models on the built-in phantom and write a report.
@@ -39,7 +43,7 @@ def demo_command(
         loaded = {name: load_model(name) for name in names}
     except (ModelError, ValueError) as err:
         fail(str(err))
-    result = run_demo(out, models=names, loaded=loaded, quiet=quiet, seed=seed)
+    result = run_demo(out, models=names, loaded=loaded, quiet=quiet, seed=seed, difficulty=difficulty.value)
     summary = summary_table(load_runs([result.run]))
     summary["test_set"] = summary["test_set"].str.removeprefix("images")
     short = {"test_set": "set", "cases": "n", "lesion Dice @1": "Dice@1", "lesion Dice @3": "Dice@3",

@@ -19,6 +19,12 @@ class _Size(str, Enum):
     full = "full"
 
 
+class _Difficulty(str, Enum):
+    easy = "easy"
+    realistic = "realistic"
+    hard = "hard"
+
+
 class _Burden(str, Enum):
     low = "low"
     high = "high"
@@ -50,6 +56,14 @@ def phantom(
         _Burden,
         typer.Option("--burden", help="Training burden: low 3–15 lesions, high 100–400, mixed drawn per case."),
     ] = _Burden.low,
+    difficulty: Annotated[
+        _Difficulty,
+        typer.Option(
+            "--difficulty",
+            help="realistic: partial volume, blur, texture, bright mimics, clinical noise (default); "
+            "easy: flat high-contrast data (earlier versions, smoke tests); hard: lower contrast, more noise.",
+        ),
+    ] = _Difficulty.realistic,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the whole dataset.")] = 0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the NIfTI files of an earlier phantom in OUT.")
@@ -62,7 +76,7 @@ def phantom(
     try:
         root = write_phantom_dataset(
             out, cases=cases, test_cases=test_cases, size=size.value, burden=burden.value, seed=seed,
-            progress=not quiet, overwrite=overwrite,
+            progress=not quiet, overwrite=overwrite, difficulty=difficulty.value,
         )
     except (FileExistsError, ValueError, OSError) as err:
         fail(str(err))

@@ -20,11 +20,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import nfbench
 from nfbench.io.volume import save_volume
-from nfbench.phantom.case import BURDENS, BURDEN_RANGES, NOISE_SIGMA, SIZES, STORED_ORIENTATION, make_case
+from nfbench.phantom.case import BURDENS, BURDEN_RANGES, SIZES, STORED_ORIENTATION, make_case
+from nfbench.phantom.difficulty import difficulty_for
 
 __all__ = ["PhantomEntry", "plan_dataset", "write_phantom_dataset", "PHANTOM_VERSION", "SUBSETS"]
 
-PHANTOM_VERSION = 1
+PHANTOM_VERSION = 2
 """Bumped whenever the same seed would give different arrays."""
 SUBSETS = {"Tr": None, "Ts_1": "high", "Ts_2": "low"}
 """Subset suffix → fixed burden (None: the burden asked for)."""
@@ -91,6 +92,7 @@ def write_phantom_dataset(
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    difficulty: str = "realistic",
 ) -> Path:
     """Write a synthetic dataset folder and its ``dataset.json``; return the folder.
 
@@ -112,6 +114,11 @@ def write_phantom_dataset(
         many cases come before it.
     progress : bool
         Show a progress bar on stderr.
+    overwrite : bool
+        Replace the NIfTI files of an earlier phantom in ``out``.
+    difficulty : {"realistic", "easy", "hard"}
+        See :func:`~nfbench.phantom.make_case`; ``easy`` gives the flat, high-contrast phantom of
+        earlier versions.
 
     Returns
     -------
@@ -120,6 +127,7 @@ def write_phantom_dataset(
     """
     if size not in SIZES:
         raise ValueError(f"unknown phantom size {size!r}; choose one of {', '.join(SIZES)}")
+    level = difficulty_for(difficulty)
     if cases < 0 or test_cases < 0:
         raise ValueError(f"case counts must be >= 0, got cases={cases}, test_cases={test_cases}")
     out = Path(out)
@@ -141,7 +149,9 @@ def write_phantom_dataset(
         task = bar.add_task(f"phantom ({size})", total=len(entries))
         for entry, seq in zip(entries, case_seqs):
             bar.update(task, description=f"{entry.name}")
-            case = make_case(size=size, burden=entry.burden, rng=np.random.default_rng(seq))
+            case = make_case(
+                size=size, burden=entry.burden, rng=np.random.default_rng(seq), difficulty=level
+            )
             image, label = case.volumes()
             save_volume(image, out / f"images{entry.subset}" / f"{entry.name}.nii.gz")
             save_volume(label, out / f"labels{entry.subset}" / f"{entry.name}.nii.gz")
@@ -169,7 +179,8 @@ def write_phantom_dataset(
         "stored_orientation": "".join(STORED_ORIENTATION),
         "image_dtype": "int16",
         "label_dtype": "uint16",
-        "noise_sigma": NOISE_SIGMA,
+        "difficulty": level.name,
+        "noise_sigma": level.noise_sigma,
         "labels": {"0": "background", "1..N": "lesion instances"},
         "case_name_pattern": r"^(?P<n>\d+)_(?P<year>\d{4})_P_(?P<pid>\d+)_T2$",
         "subsets": {

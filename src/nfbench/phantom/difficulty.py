@@ -57,8 +57,8 @@ DIFFICULTIES: dict[str, Difficulty] = {
         cutaneous_radius_mm=(1.5, 9.0), spare_bone=False, big_low_burden=False,
     ),
     "realistic": Difficulty(
-        "realistic", noise_sigma=45.0, slice_oversample=3, psf_mm=1.0, texture=1.0, mimics=True,
-        fat_leak=3.0, lesion_rim=(380.0, 750.0), lesion_core=(0.45, 0.75), lesion_texture=0.18,
+        "realistic", noise_sigma=55.0, slice_oversample=3, psf_mm=1.0, texture=1.0, mimics=True,
+        fat_leak=2.0, lesion_rim=(350.0, 700.0), lesion_core=(0.45, 0.75), lesion_texture=0.18,
         cutaneous_radius_mm=(2.5, 10.0), spare_bone=True, big_low_burden=True,
     ),
     "hard": Difficulty(

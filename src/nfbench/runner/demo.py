@@ -33,22 +33,25 @@ def default_demo_dir() -> Path:
     return Path(base) / "demo"
 
 
-def _recipe() -> dict:
-    return {**_PHANTOM, "phantom_version": PHANTOM_VERSION}
+def _recipe(difficulty: str) -> dict:
+    return {**_PHANTOM, "difficulty": difficulty, "phantom_version": PHANTOM_VERSION}
 
 
-def _phantom_is_current(data: Path) -> bool:
+def _phantom_is_current(data: Path, difficulty: str) -> bool:
     recipe = data / _RECIPE
-    return recipe.is_file() and json.loads(recipe.read_text()) == _recipe()
+    return recipe.is_file() and json.loads(recipe.read_text()) == _recipe(difficulty)
 
 
-def run_demo(out: Path, *, models: list[str], loaded: dict, quiet: bool = False, seed: int = 0) -> DemoResult:
-    """Make (or reuse) the demo phantom under ``out/data`` and evaluate ``models`` into ``out/run``."""
+def run_demo(
+    out: Path, *, models: list[str], loaded: dict, quiet: bool = False, seed: int = 0,
+    difficulty: str = "realistic",
+) -> DemoResult:
+    """Make (or reuse) the demo phantom of ``difficulty`` under ``out/data`` and evaluate ``models`` into ``out/run``."""
     data = out / "data"
-    if not _phantom_is_current(data):
+    if not _phantom_is_current(data, difficulty):
         shutil.rmtree(data, ignore_errors=True)
-        write_phantom_dataset(data, progress=not quiet, **_PHANTOM)
-        (data / _RECIPE).write_text(json.dumps(_recipe()))
+        write_phantom_dataset(data, progress=not quiet, difficulty=difficulty, **_PHANTOM)
+        (data / _RECIPE).write_text(json.dumps(_recipe(difficulty)))
     run = out / "run"
     shutil.rmtree(run, ignore_errors=True)
     scenarios = tuple(scenario_from_options(name) for name in DEMO_SCENARIOS)

@@ -12,14 +12,17 @@ from scipy import ndimage
 from nfbench.io.volume import canonical_grid
 from nfbench.lesions import voxel_volume_ml
 from nfbench.phantom import SIZES, make_case
-from nfbench.phantom.case import BURDEN_RANGES, NOISE_SIGMA, STORED_ORIENTATION
+from nfbench.phantom.case import BURDEN_RANGES, STORED_ORIENTATION
+from nfbench.phantom.difficulty import DIFFICULTIES
 
-BODY = 120.0  # above any air voxel (Rician noise of sigma 18: P(air > 120) ~ 2e-10), below every tissue
+# Anatomy tests use the easy phantom (flat shades, noise σ 18), where one threshold tells body from
+# air: 120 is above any air voxel (P(air > 120) ~ 2e-10) and below every tissue.
+BODY = 120.0
 
 
 @pytest.fixture(scope="module")
 def small_empty():
-    return make_case(size="small", burden="low", rng=0, n_lesions=0)
+    return make_case(size="small", burden="low", rng=0, n_lesions=0, difficulty="easy")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ def test_tiny_grid_and_types():
 def test_small_case_has_the_original_slices_and_every_size_the_same_body(small_empty):
     # The original scans: 31 coronal slices of 7.8 mm (anterior-posterior is canonical axis 1).
     assert small_empty.image.shape[1] == 31 and _spacing(small_empty)[1] == pytest.approx(7.8)
-    tiny = make_case(size="tiny", burden="low", rng=0, n_lesions=0)
+    tiny = make_case(size="tiny", burden="low", rng=0, n_lesions=0, difficulty="easy")
     # The same anatomy in mm at both sizes: the body's left-right and head-foot ends agree within
     # one voxel of each grid (posterior-anterior has few thick slices and is coarser).
     tolerance = _spacing(tiny) + _spacing(small_empty)
@@ -148,21 +151,27 @@ def test_lesions_brighter_than_their_surroundings(burden, small_high):
     assert np.mean(brighter) >= 0.95
 
 
-def test_large_lesions_have_a_darker_centre(small_high):
-    checked = 0
-    counts = np.bincount(small_high.label.ravel())
-    for lesion_id, box in enumerate(ndimage.find_objects(small_high.label), start=1):
+def _darker_centres(case) -> list[bool]:
+    """For every lesion of 300 voxels or more: is its deepest tenth darker than its outer half?"""
+    out = []
+    counts = np.bincount(case.label.ravel())
+    for lesion_id, box in enumerate(ndimage.find_objects(case.label), start=1):
         if counts[lesion_id] < 300:
             continue
         box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        lesion = small_high.label[box] == lesion_id
-        depth = edt.edt(lesion, anisotropy=small_high.spacing)[lesion]
-        values = small_high.image[box][lesion]
-        centre = values[depth >= np.quantile(depth, 0.9)].mean()
-        rim = values[depth <= np.quantile(depth, 0.5)].mean()
-        assert centre < rim
-        checked += 1
-    assert checked >= 1
+        lesion = case.label[box] == lesion_id
+        depth = edt.edt(lesion, anisotropy=case.spacing)[lesion]
+        values = case.image[box][lesion]
+        out.append(values[depth >= np.quantile(depth, 0.9)].mean() < values[depth <= np.quantile(depth, 0.5)].mean())
+    return out
+
+
+def test_large_lesions_have_a_darker_centre(small_high):
+    # Easy: every large lesion shows the target sign. Realistic: partial volume of the thick slices,
+    # texture and noise hide it in some (thin plexiform lobes, nodules one slice thick), not in all.
+    easy = _darker_centres(make_case(size="small", burden="high", rng=11, difficulty="easy"))
+    assert len(easy) >= 1 and all(easy)
+    assert any(_darker_centres(small_high))
 
 
 def test_body_orientation_head_up_legs_apart(small_empty):
@@ -179,11 +188,13 @@ def test_body_orientation_head_up_legs_apart(small_empty):
     assert runs == 2  # two legs at knee height
 
 
-def test_background_noise_is_rician():
-    case = make_case(size="small", burden="low", rng=4)
+@pytest.mark.parametrize("difficulty", ["easy", "realistic"])
+def test_background_noise_is_rician(difficulty):
+    case = make_case(size="small", burden="low", rng=4, difficulty=difficulty)
     corner = case.image[:15, :, :60]  # air below and beside the feet
     # Rician with zero signal (Rayleigh) has mean sigma * sqrt(pi / 2); the bias field scales only signal.
-    np.testing.assert_allclose(corner.mean(), NOISE_SIGMA * np.sqrt(np.pi / 2), rtol=0.05)
+    sigma = DIFFICULTIES[difficulty].noise_sigma
+    np.testing.assert_allclose(corner.mean(), sigma * np.sqrt(np.pi / 2), rtol=0.05)
 
 
 def test_same_seed_same_arrays_different_seed_different():
@@ -206,7 +217,7 @@ def test_unknown_size_and_burden_are_refused():
 
 @pytest.mark.slow
 def test_full_size_case_has_the_original_grid_and_the_same_body(small_empty):
-    case = make_case(size="full", burden="high", rng=0)
+    case = make_case(size="full", burden="high", rng=0, difficulty="easy")
     # The original data: 800 × 31 × 2900 voxels of 0.625 × 7.8 × 0.625 mm in canonical RAS.
     assert case.image.shape == case.label.shape == (800, 31, 2900)
     np.testing.assert_allclose(_spacing(case), (0.625, 7.8, 0.625))

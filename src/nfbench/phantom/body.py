@@ -279,6 +279,14 @@ _NODE_STATIONS = [
     ((96, -40, 490), (6, 6, 12), (0, 2)),  # popliteal
 ]
 _PARA_AORTIC = ((0, -25, 1050), (25, 6, 50), (1, 4))
+# Joint fluid, largest extent per side (x mirrored): each joint holds a random fraction of it.
+_JOINTS = [
+    ((96, 5, 478), (24, 16, 4)),  # knees
+    ((96, 22, 515), (14, 5, 16)),  # suprapatellar recesses
+    ((97, 0, 870), (12, 12, 4)),  # hips
+    ((198, 0, 1398), (10, 10, 5)),  # shoulders
+    ((92, 0, 92), (12, 10, 3)),  # ankles
+]
 
 
 def _veins() -> list[tuple[int, Tube]]:
@@ -306,20 +314,13 @@ _FIXED_MIMICS = [
     (Tissue.GLAND, (-36, 38, 1550), (9, 11, 8)),
     (Tissue.GLAND, (15, 28, 1470), (7, 8, 17)),  # thyroid lobes
     (Tissue.GLAND, (-15, 28, 1470), (7, 8, 17)),
-    *[(Tissue.JOINT, (s * x, y, z), semi) for s in (-1, 1) for x, y, z, semi in (
-        (96, 5, 478, (30, 22, 5)),  # knees
-        (97, 0, 870, (16, 16, 5)),  # hips
-        (200, 0, 1398, (14, 14, 6)),  # shoulders
-        (92, 0, 92, (18, 14, 4)),  # ankles
-        (96, 25, 520, (22, 6, 25)),  # suprapatellar recess
-    )],
 ]
 
 
 def paint_mimics(grid: Grid, tissue: np.ndarray, rng: np.random.Generator) -> None:
     """Draw the bright structures a lesion model must reject into ``tissue`` (in place).
 
-    Lymph nodes at their stations (randomly placed and sized), slow-flow veins, small-bowel loops
+    Lateral ventricles of the brain (CSF), lymph nodes at their stations (randomly placed and sized), slow-flow veins, small-bowel loops
     and the stomach with fluid, joint fluid, parotid, submandibular and thyroid glands. Drawn only
     where there is body and not over bone, lungs, brain or CSF.
     """
@@ -329,6 +330,11 @@ def paint_mimics(grid: Grid, tissue: np.ndarray, rng: np.random.Generator) -> No
         (code, _ellipsoid_mask(grid, c, s)) for code, c, s in _FIXED_MIMICS
     ]
     layers += [(code, tube_mask(grid, tube)) for code, tube in _veins()]
+    for centre, semi in _JOINTS:
+        for side in (-1.0, 1.0):
+            scale = float(rng.uniform(0.3, 1.0))
+            layers.append((Tissue.JOINT, _ellipsoid_mask(
+                grid, np.multiply(centre, (side, 1, 1)), np.multiply(semi, (scale, scale, 1.0)))))
     for _ in range(int(rng.integers(25, 40))):  # small-bowel loops in the lower abdomen
         centre = rng.uniform((-85, -5, 960), (85, 60, 1080))
         semi = rng.uniform(5, 13, 3) * (1, 1, float(rng.uniform(0.8, 1.8)))
@@ -345,3 +351,9 @@ def paint_mimics(grid: Grid, tissue: np.ndarray, rng: np.random.Generator) -> No
         box, mask = drawn
         view = tissue[box]
         view[mask & ~np.isin(view, protect)] = code
+    for side in (-1.0, 1.0):  # lateral ventricles, inside the brain only
+        drawn = _ellipsoid_mask(grid, (side * 9, 10, 1715), (6, 28, 14))
+        if drawn is not None:
+            box, mask = drawn
+            view = tissue[box]
+            view[mask & (view == Tissue.BRAIN)] = Tissue.FLUID

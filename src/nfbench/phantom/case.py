@@ -160,29 +160,41 @@ def _bias_field(grid: Grid, rng: np.random.Generator, out: np.ndarray) -> np.nda
     return np.exp(out, out=out)
 
 
-def _thick_label(fine: np.ndarray, k: int) -> np.ndarray:
-    """Instance label of the thick slices from ``k`` sub-slices each: a voxel belongs to the lesion
-    holding most of its sub-slices (at least half); a lesion holding no such voxel keeps the voxel
-    where it holds most, so no lesion is lost to partial volume."""
+def _thick_label(fine: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Instance label of the thick slices from ``k`` sub-slices each, and the IDs kept.
+
+    A voxel belongs to the lesion holding most of its sub-slices (at least half). A lesion left
+    with no voxel takes the one where it holds most, from a neighbour of two voxels or more if
+    need be, so partial volume loses no lesion; IDs are made consecutive again if one is lost all
+    the same (kept: the fine IDs in the new order).
+    """
     n0, n1k, n2 = fine.shape
     out = np.zeros((n0, n1k // k, n2), dtype=fine.dtype)
+    sizes = np.zeros(int(fine.max()) + 1, dtype=np.int64)
     for lesion_id, box in enumerate(ndimage.find_objects(fine), start=1):
         if box is None:
             continue
         y0, y1 = box[1].start // k * k, -(-box[1].stop // k) * k
         inside = fine[box[0], y0:y1, box[2]] == lesion_id
         count = inside.reshape(inside.shape[0], -1, k, inside.shape[2]).sum(axis=2)
-        thick_box = (box[0], slice(y0 // k, y1 // k), box[2])
-        region = out[thick_box]
-        count[region != 0] = 0
-        take = 2 * count >= k
+        region = out[box[0], y0 // k : y1 // k, box[2]]
+        take = (2 * count >= k) & (region == 0)
         if not take.any():
-            take = count == count.max()
-            if not count.max():
+            open_ = (count > 0) & ((region == 0) | (sizes[region] > 1))
+            if not open_.any():
                 continue
-            take &= np.cumsum(take.ravel()).reshape(take.shape) == 1  # one voxel, the first
+            best = np.unravel_index(np.argmax(np.where(open_, count, -1)), count.shape)
+            sizes[region[best]] -= 1
+            take = np.zeros_like(take)
+            take[best] = True
         region[take] = lesion_id
-    return out
+        sizes[lesion_id] += int(take.sum())
+    kept = np.flatnonzero(sizes[1:] > 0) + 1
+    if len(kept) < len(sizes) - 1:
+        lookup = np.zeros(len(sizes), dtype=fine.dtype)
+        lookup[kept] = np.arange(1, len(kept) + 1)
+        out = lookup[out]
+    return out, kept
 
 
 def _smooth_field(shape: tuple[int, ...], spacing: tuple[float, ...], sigma_mm: tuple[float, float, float],
@@ -246,7 +258,9 @@ def _render_realistic(
     kinds = _paint_all(fine, n_target, level, rng, tissue=tissue, image=image, label=label)
     thick_tissue = tissue[:, k // 2 :: k, :]  # the tissue at each slice's centre
     image = image.reshape(grid.shape[0], grid.shape[1], k, grid.shape[2]).mean(axis=2, dtype=np.float32)
-    label = _thick_label(label, k) if k > 1 else label
+    if k > 1:
+        label, kept = _thick_label(label, k)
+        kinds = [kinds[i - 1] for i in kept]
     if level.texture > 0:
         image *= _texture(grid, thick_tissue, label, level, rng)
     if level.fat_leak > 0:

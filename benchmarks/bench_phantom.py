@@ -80,12 +80,16 @@ def _timed(size: str, burden: str, difficulty: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def picture(size: str, burden: str, difficulty: str, seed: int, path: Path) -> None:
-    """Coronal mid-slice and maximum-intensity projection of one case, head up, true aspect."""
+def picture(size: str, burden: str, difficulty: str, seed: int, path: Path, dpi: int = 90) -> None:
+    """Coronal mid-slice and maximum-intensity projection of one case, head up, true aspect.
+
+    Saved as 8-bit grey with 64 levels: noise does not compress, and this keeps a file < 300 KB.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     case = make_case(size=size, burden=burden, rng=seed, difficulty=difficulty)
     sx, _, sz = case.spacing
@@ -94,7 +98,7 @@ def picture(size: str, burden: str, difficulty: str, seed: int, path: Path) -> N
     vmax = float(np.percentile(case.image[case.image > 0], 99.7))
     height = 9.0
     width = height * (case.image.shape[0] * sx) / (case.image.shape[2] * sz)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * width + 0.4, height + 0.5), dpi=110 if size == "small" else 150)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width + 0.4, height + 0.5), dpi=dpi)
     for ax, (view, title) in zip(axes, views):
         # Rows = superior→inferior (head up), columns = patient right on the viewer's left (radiological).
         ax.imshow(view.T[::-1, ::-1], cmap="gray", vmin=0, vmax=vmax, aspect=sz / sx, interpolation="antialiased")
@@ -102,8 +106,10 @@ def picture(size: str, burden: str, difficulty: str, seed: int, path: Path) -> N
         ax.axis("off")
     fig.suptitle(f"{difficulty} phantom, {size}, {burden} burden ({case.n_lesions} lesions), seed {seed}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(path, pil_kwargs={"optimize": True})
+    fig.canvas.draw()
+    grey = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("L").point(lambda v: v // 4 * 4)
     plt.close(fig)
+    grey.save(path, optimize=True)
 
 
 def main() -> None:
@@ -141,7 +147,7 @@ def main() -> None:
         for size in sizes[1:]:
             for burden, seed in (("low", 1), ("high", 2)):
                 path = HERE / f"phantom_{size}_{burden}.png"
-                picture(size, burden, args.difficulty, seed, path)
+                picture(size, burden, args.difficulty, seed, path, dpi=90 if size == "small" else 120)
                 names.append(f"{path.name} ({path.stat().st_size // 1024} KB)")
         print("\npictures: " + ", ".join(names))
 

@@ -4,7 +4,9 @@ The body is a union of :class:`~nfbench.phantom.grid.Tube` parts (head, neck, tr
 at the sides, legs), each drawn in layers: skin, dark (fat-suppressed) subcutaneous fat, muscle.
 Organs and bones are spheroids and tubes drawn on top, only where there is already body. Tissue
 intensities imitate a coronal T2 fat-suppressed scan: fluid (CSF, bladder, eyes) brightest, spleen,
-kidneys and brain bright-ish, muscle and liver low, fat, bone marrow and lung dark.
+kidneys and brain bright-ish, muscle and liver low, fat, bone marrow and lung dark
+(:data:`TISSUE_T2`, the easy phantom; :data:`TISSUE_STIR`, the realistic ones). Realistic phantoms
+also get :func:`paint_mimics`: lymph nodes, slow-flow veins, bowel, joint fluid, glands, nerves.
 
 Coordinates are model millimetres (see :mod:`nfbench.phantom.grid`); the patient's right is +x.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from nfbench.phantom.grid import Grid, Tube, tube_mask
+from nfbench.phantom.grid import Grid, Spheroid, Tube, spheroid_box, spheroid_q, tube_mask
 
 __all__ = [
     "Tissue", "TISSUE_T2", "TISSUE_STIR", "TISSUE_TEXTURE", "BODY_PARTS", "NERVES", "Nerve", "paint_body",
@@ -30,24 +32,24 @@ class Tissue:
     AIR, SKIN, FAT, MUSCLE, BONE, MARROW, LUNG, HEART, LIVER = 0, 1, 2, 3, 4, 5, 6, 7, 8
     SPLEEN, KIDNEY, FLUID, BRAIN, CORD, DISC, VERTEBRA = 9, 10, 11, 12, 13, 14, 15
     # Bright mimics, drawn only by :func:`paint_mimics` (realistic and hard phantoms).
-    LYMPH, VEIN, BOWEL, JOINT, GLAND = 16, 17, 18, 19, 20
+    LYMPH, VEIN, BOWEL, JOINT, GLAND, NERVE = 16, 17, 18, 19, 20, 21
 
 
 # Mean T2 fat-suppressed intensity per tissue code (arbitrary units, CSF ≈ 1000): the easy phantom.
 TISSUE_T2 = np.array(
-    [0, 220, 55, 170, 30, 70, 20, 110, 150, 380, 420, 1000, 450, 420, 550, 110, 700, 600, 750, 900, 400],
+    [0, 220, 55, 170, 30, 70, 20, 110, 150, 380, 420, 1000, 450, 420, 550, 110, 700, 600, 750, 900, 400, 300],
     dtype=np.float32,
 )
 # The same on STIR as read on clinical scans: thin, moderately bright skin, suppressed fat, dark
 # marrow and flowing blood, discs only a little brighter than vertebrae (no ladder), lymph nodes,
 # spleen, kidneys, slow veins, bowel fluid and joints at lesion-like brightness.
 TISSUE_STIR = np.array(
-    [0, 120, 45, 140, 25, 60, 18, 75, 115, 460, 520, 980, 360, 330, 190, 85, 560, 470, 640, 820, 330],
+    [0, 120, 45, 140, 25, 60, 18, 75, 115, 460, 520, 980, 360, 330, 190, 85, 560, 470, 640, 820, 330, 290],
     dtype=np.float32,
 )
 # Relative amplitude of the texture per tissue: muscle striation, organ and node heterogeneity.
 TISSUE_TEXTURE = np.array(
-    [0, .10, .25, .12, .2, .25, .3, .15, .10, .12, .15, .04, .08, .05, .15, .18, .18, .25, .35, .08, .15],
+    [0, .10, .25, .12, .2, .25, .3, .15, .10, .12, .15, .04, .08, .05, .15, .18, .18, .25, .35, .08, .15, .12],
     dtype=np.float32,
 )
 
@@ -317,10 +319,29 @@ _FIXED_MIMICS = [
 ]
 
 
+# Nerves thick enough to show on STIR (mildly bright), as (name prefix, radius mm).
+_VISIBLE_NERVES = (("brachial plexus", 3.0), ("lumbosacral plexus", 4.0), ("femoral", 2.5))
+
+
+def _nerve_masks(grid: Grid) -> list[tuple[tuple[slice, ...], np.ndarray] | None]:
+    """The visible nerves as chains of thin spheroids, one per polyline segment."""
+    out = []
+    for nerve in NERVES:
+        radius = next((r for prefix, r in _VISIBLE_NERVES if nerve.name.split(" ", 1)[1].startswith(prefix)), None)
+        if radius is None:
+            continue
+        for p, q in zip(nerve.points[:-1], nerve.points[1:]):
+            half = float(np.linalg.norm(q - p)) / 2
+            lobe = Spheroid((p + q) / 2, (q - p) / (2 * half), half + radius, radius)
+            box = grid.box(*spheroid_box(lobe))
+            out.append(None if box is None else (box, spheroid_q(grid, box, lobe) <= 1.0))
+    return out
+
+
 def paint_mimics(grid: Grid, tissue: np.ndarray, rng: np.random.Generator) -> None:
     """Draw the bright structures a lesion model must reject into ``tissue`` (in place).
 
-    Lateral ventricles of the brain (CSF), lymph nodes at their stations (randomly placed and sized), slow-flow veins, small-bowel loops
+    Lateral ventricles of the brain (CSF), the plexuses and large nerves, lymph nodes at their stations (randomly placed and sized), slow-flow veins, small-bowel loops
     and the stomach with fluid, joint fluid, parotid, submandibular and thyroid glands. Drawn only
     where there is body and not over bone, lungs, brain or CSF.
     """
@@ -330,6 +351,7 @@ def paint_mimics(grid: Grid, tissue: np.ndarray, rng: np.random.Generator) -> No
         (code, _ellipsoid_mask(grid, c, s)) for code, c, s in _FIXED_MIMICS
     ]
     layers += [(code, tube_mask(grid, tube)) for code, tube in _veins()]
+    layers += [(Tissue.NERVE, drawn) for drawn in _nerve_masks(grid)]
     for centre, semi in _JOINTS:
         for side in (-1.0, 1.0):
             scale = float(rng.uniform(0.3, 1.0))

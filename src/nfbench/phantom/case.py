@@ -1,4 +1,5 @@
-"""One synthetic whole-body MRI case: body, neurofibromas, bias field and Rician noise.
+"""One synthetic whole-body MRI case: body, mimics, neurofibromas, partial volume, blur, texture,
+bias field and Rician noise (each as strong as the case's :class:`~nfbench.phantom.difficulty.Difficulty`).
 
 The library entry point is :func:`make_case`; tests elsewhere build their fixtures with
 ``make_case(size="tiny", rng=0)`` (about 0.26 M voxels, well under half a second).

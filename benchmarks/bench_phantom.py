@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

@@ -12,11 +12,17 @@ from typing import Literal
 
 import nibabel as nib
 import numpy as np
-
-from nfbench.io.volume import Volume
 from scipy import ndimage
 
-from nfbench.phantom.body import TISSUE_STIR, TISSUE_T2, TISSUE_TEXTURE, Tissue, paint_body, paint_mimics
+from nfbench.io.volume import Volume
+from nfbench.phantom.body import (
+    TISSUE_STIR,
+    TISSUE_T2,
+    TISSUE_TEXTURE,
+    Tissue,
+    paint_body,
+    paint_mimics,
+)
 from nfbench.phantom.difficulty import Difficulty, difficulty_for
 from nfbench.phantom.grid import FOV_MM, Grid
 from nfbench.phantom.lesions import cutaneous_nodule, paint_lesions, plan_lesions

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import nfbench
 from nfbench.io.volume import save_volume
-from nfbench.phantom.case import BURDENS, BURDEN_RANGES, SIZES, STORED_ORIENTATION, make_case
+from nfbench.phantom.case import BURDEN_RANGES, BURDENS, SIZES, STORED_ORIENTATION, make_case
 from nfbench.phantom.difficulty import difficulty_for
 
 __all__ = ["PhantomEntry", "plan_dataset", "write_phantom_dataset", "PHANTOM_VERSION", "SUBSETS"]

@@ -1,6 +1,6 @@
 """How hard the phantom is: every knob of realism in one place, one :class:`Difficulty` per level.
 
-``easy`` reproduces the phantom of nfbench ≤ 0.x exactly (same arrays for the same seed): flat
+``easy`` reproduces the phantom of ``PHANTOM_VERSION`` 1 exactly (same arrays for the same seed): flat
 tissue shades, lesions ~37 noise σ above their surroundings, no partial volume. ``realistic`` (the
 default) imitates coronal STIR whole-body MRI: thick slices rendered from thinner ones (partial
 volume), in-plane blur, tissue texture, bright mimics at lesion-like intensity, imperfect fat

@@ -23,7 +23,7 @@ from nfbench.types import BoolMask, Box, BoxSlices, Click
 
 __all__ = [
     "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "intensity_levels",
-    "like_click", "single_voxel", "NOTHING_CHANGED",
+    "like_click", "single_voxel", "polarity", "own_side", "NOTHING_CHANGED",
 ]
 
 NOTHING_CHANGED = Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0), slice(0, 0), slice(0, 0)))
@@ -74,6 +74,34 @@ def intensity_levels(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMas
     return level, float(np.percentile(crop, 30))
 
 
+def own_side(box: BoxSlices, click: Click, negatives: list[Click], spacing) -> BoolMask:
+    """Voxels of ``box`` strictly closer (in mm) to ``click`` than to every negative click.
+
+    A negative click is a barrier: the region of a positive click never reaches past the midway
+    plane between the two, however the intensities connect them, so a click on a touching bright
+    structure cuts it off instead of only removing the voxels around it.
+    """
+    grids = np.ogrid[tuple(slice(s.start, s.stop) for s in box)]
+
+    def dist2(ijk: tuple[int, int, int]) -> np.ndarray:
+        return sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, ijk, spacing))  # type: ignore[return-value]
+
+    own = dist2(click.ijk)
+    keep = np.ones(tuple(s.stop - s.start for s in box), bool)
+    for negative in negatives:
+        keep &= own < dist2(negative.ijk)
+    return keep
+
+
+def polarity(crop: np.ndarray, near: BoolMask) -> int:
+    """+1 when the clicked target (its neighbourhood ``near``) is brighter than the crop's median, else -1.
+
+    The positive click says what the target looks like and the crop around it what surrounds it:
+    CSF in T1 or a hypointense lesion is darker than its surroundings, a neurofibroma on STIR brighter.
+    """
+    return 1 if float(np.median(crop[near])) >= float(np.median(crop)) else -1
+
+
 def like_click(crop: np.ndarray, box: BoxSlices, click: Click, radius_mm: float, spacing, tolerance: float) -> BoolMask:
     """The voxels of ``click``'s ball that look like the clicked voxel (within ``tolerance``).
 
@@ -105,6 +133,7 @@ class ClickRegionSession:
 
     def __init__(self, image: Volume) -> None:
         self.image = image
+        self._flip: float | None = None
         self.shape = image.shape
         self.spacing = image.spacing
         self.reset()
@@ -118,6 +147,20 @@ class ClickRegionSession:
     def segment(self, click: Click) -> Region:
         """The region of one positive click, given the current negative clicks."""
         raise NotImplementedError
+
+    def oriented_crop(self, box: BoxSlices, click: Click, near_mm: float) -> np.ndarray:
+        """The image in ``box``, contrast-inverted when ``click``'s target is darker than its
+        surroundings (:func:`polarity`), so that the models always follow a bright target.
+
+        The inversion maps the image's range onto itself (``max + min - x``), so intensity ratios
+        stay comparable between a bright target and a dark one of the same contrast.
+        """
+        crop = self.image.data[box]
+        if polarity(crop, ball_in(box, click.ijk, near_mm, self.spacing)) > 0:
+            return crop
+        if self._flip is None:  # once per case, and only for a dark target
+            self._flip = float(np.max(self.image.data)) + float(np.min(self.image.data))
+        return (self._flip - crop).astype(crop.dtype, copy=False)
 
     def negatives_in(self, box: BoxSlices) -> list[Click]:
         """The negative clicks that can affect a region in ``box``."""

@@ -90,7 +90,7 @@ class _RandomWalkerSession(ClickRegionSession):
     def segment(self, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
         box = box_around(click.ijk, model.radius_mm, self.spacing, self.shape)
-        crop = self.image.data[box]
+        crop = self.oriented_crop(box, click, self.seed_mm)
         seed = to_local(box, click.ijk)
         level, background = intensity_levels(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))
         if level <= background:  # nothing brighter than its surroundings to follow: keep the voxel

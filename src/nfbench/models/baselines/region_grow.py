@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
-    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, single_voxel,
+    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, own_side, single_voxel,
     to_local,
 )
 from nfbench.models.blocks.grids import box_around
@@ -26,6 +26,9 @@ __all__ = ["RegionGrowModel", "grow_from_seed", "fill_holes"]
 _SIX = ndimage.generate_binary_structure(3, 1)
 FRACTIONS = (0.5, 0.65, 0.8)
 """Thresholds tried, as fractions of the way from the surroundings' level to the lesion's."""
+RIM_STEPS = 3
+"""Re-estimates of the level from a region's bright rim (a click in a darker centre): each step's
+region may hold only part of the rim, so the estimate climbs it in a few steps."""
 
 
 def fill_holes(mask: BoolMask, thick_axis: int) -> BoolMask:
@@ -53,7 +56,12 @@ def fill_holes(mask: BoolMask, thick_axis: int) -> BoolMask:
 
 
 def grow_from_seed(
-    crop: np.ndarray, seed: tuple[int, int, int], threshold: float, *, barrier: BoolMask | None = None, thick_axis: int = 1
+    crop: np.ndarray,
+    seed: tuple[int, int, int],
+    threshold: float,
+    *,
+    barrier: BoolMask | None = None,
+    thick_axis: int = 1,
 ) -> BoolMask:
     """The 6-connected component of ``crop >= threshold`` (holes filled, barrier removed) holding ``seed``.
 
@@ -145,23 +153,27 @@ class _RegionGrowSession(ClickRegionSession):
     def segment(self, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
         box = box_around(click.ijk, model.max_radius_mm, self.spacing, self.shape)
-        crop = self.image.data[box]
+        near_mm = max(model.seed_mm, 1.01 * min(self.spacing))
+        crop = self.oriented_crop(box, click, near_mm)
         seed = to_local(box, click.ijk)
-        near = ball_in(box, click.ijk, max(model.seed_mm, 1.01 * min(self.spacing)), self.spacing)
+        near = ball_in(box, click.ijk, near_mm, self.spacing)
         level, background = intensity_levels(crop, seed, near)
         if level <= background:  # a click on tissue no brighter than its surroundings: keep the voxel
             return Region(box, single_voxel(crop.shape, seed))
         threshold, region = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)
-        if region.any():
-            rim = float(np.percentile(crop[region], 90))
-            if rim > 1.15 * level:  # clicked in a darker centre: the rim tells the lesion's level
-                retry = stable_threshold(crop, seed, rim, background, thick_axis=axis, leak_ratio=model.leak_ratio)
-                if retry[1].any():
-                    threshold, region = retry
+        top = level
+        for _ in range(RIM_STEPS):  # clicked in a darker centre: the rim tells the lesion's level
+            rim = float(np.percentile(crop[region], 90)) if region.any() else top
+            if rim <= 1.15 * top:
+                break
+            retry = stable_threshold(crop, seed, rim, background, thick_axis=axis, leak_ratio=model.leak_ratio)
+            if not retry[1].any():
+                break
+            (threshold, region), top = retry, rim
         negatives = self.negatives_in(box)
         if not negatives:
             return Region(box, region if region.any() else single_voxel(crop.shape, seed))
-        barrier = np.zeros(crop.shape, bool)
+        barrier = ~own_side(box, click, negatives, self.spacing)
         for negative in clicks_in(box, negatives):
             barrier |= like_click(crop, box, negative, model.barrier_mm, self.spacing, 0.25 * (level - background))
         if not any(n.ijk == click.ijk for n in negatives):

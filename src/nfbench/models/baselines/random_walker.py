@@ -17,7 +17,7 @@ from skimage.segmentation import random_walker
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
-    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, single_voxel,
+    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, own_side, single_voxel,
     to_local,
 )
 from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed
@@ -36,11 +36,14 @@ class RandomWalkerModel:
     levels of :func:`~nfbench.models.baselines.click_regions.intensity_levels`, the candidate is
     the region grown from the click above ``low`` of the way between them (holes filled); when the candidate's
     90th percentile is much brighter than the click (a click in a darker centre), that bright rim
-    becomes the lesion level. Seeds: lesion = the
-    click, the voxels of its ``seed_mm`` ball at least ``high`` of the way up, and the other
-    positive clicks in the candidate; background = everything outside the candidate (in its box
-    grown by two voxels) and, at each negative click, the voxels of its ``seed_mm`` ball whose intensity
-    is within a quarter of the lesion-to-surroundings contrast of the clicked voxel's. The walker
+    becomes the lesion level. A target darker than its surroundings (CSF in T1, a hypointense
+    lesion) is followed on the inverted crop (:meth:`~nfbench.models.baselines.click_regions.ClickRegionSession.oriented_crop`).
+    Seeds: lesion = the click, the core grown from it at least ``high`` of the way up (eroded by
+    a voxel, so the walker decides the edges), and the other positive clicks in the candidate;
+    background = everything outside the candidate (in its box grown by two voxels), everything
+    past the midway plane to a negative click, and, at each negative click, the voxels of its
+    ``seed_mm`` ball whose intensity is within a quarter of the lesion-to-surroundings contrast of
+    the clicked voxel's. The walker
     (``beta``, conjugate gradient with Jacobi preconditioner, edges in voxel units) labels the rest;
     the result is the part connected to the click, holes filled. Boxes of more than
     ``max_voxels`` are subsampled in-plane, so one click stays well under a second.
@@ -109,13 +112,14 @@ class _RandomWalkerSession(ClickRegionSession):
         inner = tuple(slice(box[a].start + sub[a].start, box[a].start + sub[a].stop) for a in range(3))
         data = (crop[sub].astype(np.float32) - background) / (level - background)
         labels = np.where(candidate[sub], 0, 2).astype(np.uint8)
-        sure = data >= model.high
-        labels[ball_in(inner, click.ijk, self.seed_mm, self.spacing) & sure & candidate[sub]] = 1
+        core = grow_from_seed(data, to_local(inner, click.ijk), model.high, thick_axis=axis)
+        labels[ndimage.binary_erosion(core, _SIX) & candidate[sub]] = 1  # the target's sure core
         for other in clicks_in(inner, self.positives):
             labels[to_local(inner, other.ijk)] = 1
         labels[to_local(inner, click.ijk)] = 1
         for negative in clicks_in(inner, self.negatives):
             labels[like_click(data, inner, negative, self.seed_mm, self.spacing, 0.25)] = 2
+        labels[~own_side(inner, click, self.negatives_in(inner), self.spacing)] = 2  # past a negative click
         local = to_local(inner, click.ijk)
         if any(n.ijk == click.ijk for n in self.negatives):  # a negative click on this very voxel cancels it
             return Region(inner, np.zeros(labels.shape, bool))

@@ -105,12 +105,14 @@ class RegionGrowModel:
     Per positive click, in a crop of ``max_radius_mm`` around it: the lesion level is the clicked
     voxel or the 75th percentile of its ``seed_mm`` neighbourhood, whichever is brighter; the
     surroundings' level is the crop's 30th percentile; the threshold is the lowest of 50, 65 and
-    80 % of the way between them that does not leak (see :func:`stable_threshold`). When the click
+    80 % of the way between them that does not leak (see :func:`stable_threshold`). A target
+    darker than its surroundings is grown on the inverted crop (T1 CSF, hypointense lesions). When the click
     sat in a darker centre, the level is re-estimated from the region's bright rim.
 
     Negative clicks: a negative click on a voxel of a region that is at least as bright as the
     threshold raises the threshold above it (the bright structure it marks drops out, unless that
-    would drop the clicked lesion too); every negative click is also a barrier that no region enters or crosses: the
+    would drop the clicked lesion too); every negative click is also a barrier that no region enters or crosses: everything
+    past the midway plane between it and the positive click (:func:`~nfbench.models.baselines.click_regions.own_side`), and the
     voxels of its ``barrier_mm`` ball within a quarter of the lesion-to-surroundings contrast of the
     clicked voxel's intensity (so a click on a dark fringe does not bite into the lesion). A negative click on the positive click
     itself therefore empties that click's region.

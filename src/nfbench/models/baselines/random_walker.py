@@ -20,7 +20,7 @@ from nfbench.models.baselines.click_regions import (
     ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, own_side, single_voxel,
     to_local,
 )
-from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed
+from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed, stable_threshold
 from nfbench.models.blocks.grids import box_around
 from nfbench.types import BoolMask, Click
 
@@ -57,19 +57,26 @@ class RandomWalkerModel:
     def __init__(
         self,
         radius_mm: float = 60.0,
+        start_mm: float = 15.0,
         beta: float = 130.0,
         seed_mm: float = 3.0,
         low: float = 0.3,
         high: float = 0.6,
         max_voxels: int = 40_000,
+        band: int = 2,
+        leak_ratio: float = 1.5,
     ) -> None:
-        for option, value in (("radius_mm", radius_mm), ("beta", beta), ("seed_mm", seed_mm), ("max_voxels", max_voxels)):
+        for option, value in (("radius_mm", radius_mm), ("start_mm", start_mm), ("beta", beta), ("seed_mm", seed_mm),
+                              ("max_voxels", max_voxels), ("band", band)):
             if value <= 0:
                 raise ValueError(f"random-walker option {option} must be positive, got {value}")
         if not 0 < low < high < 1:
             raise ValueError(f"random-walker options need 0 < low < high < 1, got low={low}, high={high}")
         self.radius_mm, self.beta, self.seed_mm = radius_mm, beta, seed_mm
+        if leak_ratio <= 1:
+            raise ValueError(f"random-walker option leak_ratio must be > 1, got {leak_ratio}")
         self.low, self.high, self.max_voxels = low, high, int(max_voxels)
+        self.start_mm, self.band, self.leak_ratio = start_mm, int(band), leak_ratio
 
     @classmethod
     def requirements(cls) -> list[str]:
@@ -91,14 +98,27 @@ class _RandomWalkerSession(ClickRegionSession):
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
+        """The region in a crop that grows from ``start_mm`` until the region no longer touches a
+        side of the crop inside the image, or the crop reaches ``radius_mm``."""
+        radius = min(self.model.start_mm, self.model.radius_mm)
+        while True:
+            box = box_around(click.ijk, radius, self.spacing, self.shape)
+            region = self._segment_in(box, click)
+            if radius >= self.model.radius_mm or not _touches_inner_side(region, box, self.shape):
+                return region
+            radius = min(2 * radius, self.model.radius_mm)
+
+    def _segment_in(self, box, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
-        box = box_around(click.ijk, model.radius_mm, self.spacing, self.shape)
         crop = self.oriented_crop(box, click, self.seed_mm)
         seed = to_local(box, click.ijk)
         level, background = intensity_levels(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))
         if level <= background:  # nothing brighter than its surroundings to follow: keep the voxel
             return self._rejected(box, single_voxel(crop.shape, seed))
+        _, stable = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)
         candidate = grow_from_seed(crop, seed, background + model.low * (level - background), thick_axis=axis)
+        if stable.any():  # the target's scale: the band of uncertainty around its non-leaking region
+            candidate &= ndimage.binary_dilation(stable, _SIX, iterations=model.band)
         if not candidate[seed]:
             candidate = single_voxel(crop.shape, seed)
         rim = float(np.percentile(crop[candidate], 90))
@@ -160,3 +180,15 @@ class _RandomWalkerSession(ClickRegionSession):
         for negative in self.negatives_in(box):
             mask &= ~ball_in(box, negative.ijk, self.seed_mm, self.spacing)
         return Region(box, mask)
+
+
+def _touches_inner_side(region: Region, box, shape: tuple[int, ...]) -> bool:
+    """Whether ``region`` reaches a side of the crop ``box`` that is not a side of the image."""
+    if not region.mask.any():
+        return False
+    for axis, (inner, outer) in enumerate(zip(region.box, box)):
+        for end, at_image_side in ((0, outer.start == 0), (-1, outer.stop == shape[axis])):
+            edge = inner.start == outer.start if end == 0 else inner.stop == outer.stop
+            if edge and not at_image_side and np.take(region.mask, end, axis=axis).any():
+                return True
+    return False

@@ -19,11 +19,12 @@ from nfbench.bbox import union_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.base import Prediction
 from nfbench.models.blocks.encodings import ball
+from nfbench.models.blocks.grids import box_around
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
 __all__ = [
     "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "intensity_levels",
-    "like_click", "single_voxel", "polarity", "own_side", "NOTHING_CHANGED",
+    "like_click", "single_voxel", "polarity", "own_side", "touches_inner_side", "NOTHING_CHANGED",
 ]
 
 NOTHING_CHANGED = Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0), slice(0, 0), slice(0, 0)))
@@ -93,6 +94,18 @@ def own_side(box: BoxSlices, click: Click, negatives: list[Click], spacing) -> B
     return keep
 
 
+def touches_inner_side(region: Region, box: BoxSlices, shape: tuple[int, ...]) -> bool:
+    """Whether ``region`` reaches a side of the crop ``box`` that is not a side of the image."""
+    if not region.mask.any():
+        return False
+    for axis, (inner, outer) in enumerate(zip(region.box, box)):
+        if inner.start == outer.start != 0 and np.take(region.mask, 0, axis=axis).any():
+            return True
+        if inner.stop == outer.stop != shape[axis] and np.take(region.mask, -1, axis=axis).any():
+            return True
+    return False
+
+
 def polarity(crop: np.ndarray, near: BoolMask) -> int:
     """+1 when the clicked target (its neighbourhood ``near``) is brighter than the crop's median, else -1.
 
@@ -146,6 +159,37 @@ class ClickRegionSession:
 
     def segment(self, click: Click) -> Region:
         """The region of one positive click, given the current negative clicks."""
+        raise NotImplementedError
+
+    def at_scale(self, click: Click, start_mm: float, max_mm: float, spread: float = np.inf) -> Region:
+        """The region of :meth:`segment_in` in a crop that starts at ``start_mm`` around the click
+        and doubles while the region touches a side of the crop inside the image, up to ``max_mm``.
+        The first crop is large enough to hold the negative clicks that the largest one holds.
+
+        A region that still touches the larger crop and holds more than ``spread`` times the
+        voxels it held in the smaller one is spreading through a network (the CSF spaces, a
+        vessel tree), not ending at a target's edge: the smaller crop's region stands.
+        """
+        radius = min(start_mm, max_mm)
+        for negative in clicks_in(box_around(click.ijk, max_mm, self.spacing, self.shape), self.negatives):
+            # the crop holds every negative click of the largest one: each can raise a threshold
+            offset = np.abs(np.subtract(negative.ijk, click.ijk)) * np.asarray(self.spacing)
+            radius = min(max(radius, float(offset.max()) + max(self.spacing)), max_mm)
+        box = box_around(click.ijk, radius, self.spacing, self.shape)
+        region = self.segment_in(box, click)
+        while radius < max_mm and touches_inner_side(region, box, self.shape):
+            radius = min(2 * radius, max_mm)
+            box = box_around(click.ijk, radius, self.spacing, self.shape)
+            larger = self.segment_in(box, click)
+            if touches_inner_side(larger, box, self.shape) and (
+                np.count_nonzero(larger.mask) > spread * np.count_nonzero(region.mask)
+            ):
+                return region
+            region = larger
+        return region
+
+    def segment_in(self, box: BoxSlices, click: Click) -> Region:
+        """The region of one positive click inside the crop ``box`` (models using :meth:`at_scale`)."""
         raise NotImplementedError
 
     def oriented_crop(self, box: BoxSlices, click: Click, near_mm: float) -> np.ndarray:

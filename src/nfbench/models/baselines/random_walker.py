@@ -21,8 +21,7 @@ from nfbench.models.baselines.click_regions import (
     to_local,
 )
 from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed, stable_threshold
-from nfbench.models.blocks.grids import box_around
-from nfbench.types import BoolMask, Click
+from nfbench.types import BoolMask, BoxSlices, Click
 
 __all__ = ["RandomWalkerModel"]
 
@@ -98,17 +97,9 @@ class _RandomWalkerSession(ClickRegionSession):
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
-        """The region in a crop that grows from ``start_mm`` until the region no longer touches a
-        side of the crop inside the image, or the crop reaches ``radius_mm``."""
-        radius = min(self.model.start_mm, self.model.radius_mm)
-        while True:
-            box = box_around(click.ijk, radius, self.spacing, self.shape)
-            region = self._segment_in(box, click)
-            if radius >= self.model.radius_mm or not _touches_inner_side(region, box, self.shape):
-                return region
-            radius = min(2 * radius, self.model.radius_mm)
+        return self.at_scale(click, self.model.start_mm, self.model.radius_mm)
 
-    def _segment_in(self, box, click: Click) -> Region:
+    def segment_in(self, box: BoxSlices, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
         crop = self.oriented_crop(box, click, self.seed_mm)
         seed = to_local(box, click.ijk)
@@ -181,14 +172,3 @@ class _RandomWalkerSession(ClickRegionSession):
             mask &= ~ball_in(box, negative.ijk, self.seed_mm, self.spacing)
         return Region(box, mask)
 
-
-def _touches_inner_side(region: Region, box, shape: tuple[int, ...]) -> bool:
-    """Whether ``region`` reaches a side of the crop ``box`` that is not a side of the image."""
-    if not region.mask.any():
-        return False
-    for axis, (inner, outer) in enumerate(zip(region.box, box)):
-        for end, at_image_side in ((0, outer.start == 0), (-1, outer.stop == shape[axis])):
-            edge = inner.start == outer.start if end == 0 else inner.stop == outer.stop
-            if edge and not at_image_side and np.take(region.mask, end, axis=axis).any():
-                return True
-    return False

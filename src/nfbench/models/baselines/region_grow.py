@@ -18,8 +18,7 @@ from nfbench.models.baselines.click_regions import (
     ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, own_side, single_voxel,
     to_local,
 )
-from nfbench.models.blocks.grids import box_around
-from nfbench.types import BoolMask, Click
+from nfbench.types import BoolMask, BoxSlices, Click
 
 __all__ = ["RegionGrowModel", "grow_from_seed", "fill_holes"]
 
@@ -60,15 +59,17 @@ def grow_from_seed(
     seed: tuple[int, int, int],
     threshold: float,
     *,
+    ceiling: float = np.inf,
     barrier: BoolMask | None = None,
     thick_axis: int = 1,
 ) -> BoolMask:
-    """The 6-connected component of ``crop >= threshold`` (holes filled, barrier removed) holding ``seed``.
+    """The 6-connected component of ``threshold <= crop <= ceiling`` (holes filled, barrier removed)
+    holding ``seed``.
 
     Empty when the seed is not in it (a barrier on the seed, or a seed darker than the threshold
     and not enclosed by brighter voxels).
     """
-    above = crop >= threshold
+    above = (crop >= threshold) & (crop <= ceiling)
     if barrier is not None:
         above &= ~barrier
     filled = fill_holes(above, thick_axis)
@@ -124,15 +125,23 @@ class RegionGrowModel:
     description = "Connected-threshold region growing from the clicks (weight-free baseline)"
 
     def __init__(
-        self, max_radius_mm: float = 60.0, seed_mm: float = 3.0, barrier_mm: float = 3.0, leak_ratio: float = 1.5
+        self,
+        max_radius_mm: float = 60.0,
+        seed_mm: float = 3.0,
+        barrier_mm: float = 3.0,
+        leak_ratio: float = 1.5,
+        start_mm: float = 15.0,
+        spread: float = 4.0,
     ) -> None:
-        for option, value in (("max_radius_mm", max_radius_mm), ("seed_mm", seed_mm), ("barrier_mm", barrier_mm)):
+        for option, value in (("max_radius_mm", max_radius_mm), ("seed_mm", seed_mm), ("barrier_mm", barrier_mm),
+                              ("start_mm", start_mm)):
             if value <= 0:
                 raise ValueError(f"region-grow option {option} must be positive, got {value}")
-        if leak_ratio <= 1:
-            raise ValueError(f"region-grow option leak_ratio must be > 1, got {leak_ratio}")
+        for option, value in (("leak_ratio", leak_ratio), ("spread", spread)):
+            if value <= 1:
+                raise ValueError(f"region-grow option {option} must be > 1, got {value}")
         self.max_radius_mm, self.seed_mm, self.barrier_mm = max_radius_mm, seed_mm, barrier_mm
-        self.leak_ratio = leak_ratio
+        self.leak_ratio, self.start_mm, self.spread = leak_ratio, start_mm, spread
 
     @classmethod
     def requirements(cls) -> list[str]:
@@ -153,8 +162,10 @@ class _RegionGrowSession(ClickRegionSession):
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
+        return self.at_scale(click, self.model.start_mm, self.model.max_radius_mm, spread=self.model.spread)
+
+    def segment_in(self, box: BoxSlices, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
-        box = box_around(click.ijk, model.max_radius_mm, self.spacing, self.shape)
         near_mm = max(model.seed_mm, 1.01 * min(self.spacing))
         crop = self.oriented_crop(box, click, near_mm)
         seed = to_local(box, click.ijk)
@@ -185,9 +196,14 @@ class _RegionGrowSession(ClickRegionSession):
             for local in (to_local(box, n.ijk) for n in negatives)
             if all(0 <= v < s for v, s in zip(local, crop.shape)) and region[local]
         )
+        ceiling = np.inf
         for value, _ in inside:
             if value >= threshold:
                 raised = np.nextafter(np.float32(value), np.float32(np.inf))
-                if grow_from_seed(crop, seed, raised, thick_axis=axis).any():
+                if grow_from_seed(crop, seed, raised, ceiling=ceiling, thick_axis=axis).any():
                     threshold = float(raised)
-        return Region(box, grow_from_seed(crop, seed, threshold, barrier=barrier, thick_axis=axis))
+                elif value > top:  # brighter than the target itself: an upper bound of its range
+                    lowered = 0.5 * (top + value)
+                    if grow_from_seed(crop, seed, threshold, ceiling=lowered, thick_axis=axis).any():
+                        ceiling = min(ceiling, lowered)
+        return Region(box, grow_from_seed(crop, seed, threshold, ceiling=ceiling, barrier=barrier, thick_axis=axis))

@@ -64,6 +64,7 @@ class RandomWalkerModel:
         max_voxels: int = 40_000,
         band: int = 2,
         leak_ratio: float = 1.5,
+        spread: float = 4.0,
     ) -> None:
         for option, value in (("radius_mm", radius_mm), ("start_mm", start_mm), ("beta", beta), ("seed_mm", seed_mm),
                               ("max_voxels", max_voxels), ("band", band)):
@@ -72,10 +73,11 @@ class RandomWalkerModel:
         if not 0 < low < high < 1:
             raise ValueError(f"random-walker options need 0 < low < high < 1, got low={low}, high={high}")
         self.radius_mm, self.beta, self.seed_mm = radius_mm, beta, seed_mm
-        if leak_ratio <= 1:
-            raise ValueError(f"random-walker option leak_ratio must be > 1, got {leak_ratio}")
+        for option, value in (("leak_ratio", leak_ratio), ("spread", spread)):
+            if value <= 1:
+                raise ValueError(f"random-walker option {option} must be > 1, got {value}")
         self.low, self.high, self.max_voxels = low, high, int(max_voxels)
-        self.start_mm, self.band, self.leak_ratio = start_mm, int(band), leak_ratio
+        self.start_mm, self.band, self.leak_ratio, self.spread = start_mm, int(band), leak_ratio, spread
 
     @classmethod
     def requirements(cls) -> list[str]:
@@ -97,7 +99,7 @@ class _RandomWalkerSession(ClickRegionSession):
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
-        return self.at_scale(click, self.model.start_mm, self.model.radius_mm)
+        return self.at_scale(click, self.model.start_mm, self.model.radius_mm, spread=self.model.spread)
 
     def segment_in(self, box: BoxSlices, click: Click) -> Region:
         model, axis = self.model, self.thick_axis
@@ -124,7 +126,7 @@ class _RandomWalkerSession(ClickRegionSession):
         data = (crop[sub].astype(np.float32) - background) / (level - background)
         labels = np.where(candidate[sub], 0, 2).astype(np.uint8)
         core = grow_from_seed(data, to_local(inner, click.ijk), model.high, thick_axis=axis)
-        labels[ndimage.binary_erosion(core, _SIX) & candidate[sub]] = 1  # the target's sure core
+        labels[core & ndimage.binary_erosion(candidate[sub], _SIX)] = 1  # the sure core, off the background seeds
         for other in clicks_in(inner, self.positives):
             labels[to_local(inner, other.ijk)] = 1
         labels[to_local(inner, click.ijk)] = 1

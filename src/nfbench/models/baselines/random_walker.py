@@ -115,8 +115,9 @@ class _RandomWalkerSession(ClickRegionSession):
         if not candidate[seed]:
             candidate = single_voxel(crop.shape, seed)
         rim = float(np.percentile(crop[candidate], 90))
-        if rim > 1.15 * level:  # clicked in a darker centre: scale intensities by the bright rim
-            level = rim
+        bright = crop >= background + model.high * (rim - background)
+        if rim > 1.15 * level and fill_holes(bright, axis)[seed] and not bright[seed]:
+            level = rim  # clicked in a darker centre enclosed by a bright rim: scale by the rim
         margin = [1 if a == axis else 2 for a in range(3)]
         sub = tuple(
             slice(max(s.start - m, 0), min(s.stop + m, n))

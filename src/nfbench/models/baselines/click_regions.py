@@ -106,13 +106,19 @@ def touches_inner_side(region: Region, box: BoxSlices, shape: tuple[int, ...]) -
     return False
 
 
-def polarity(crop: np.ndarray, near: BoolMask) -> int:
-    """+1 when the clicked target (its neighbourhood ``near``) is brighter than the crop's median, else -1.
+def polarity(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> int:
+    """+1 when the clicked target stands out of the crop brighter than it, -1 when darker.
 
     The positive click says what the target looks like and the crop around it what surrounds it:
-    CSF in T1 or a hypointense lesion is darker than its surroundings, a neurofibroma on STIR brighter.
+    CSF in T1 or a hypointense lesion is darker than its surroundings, a neurofibroma on STIR
+    brighter. The target is what departs most from the crop's median: the brighter of the clicked
+    voxel and the 75th percentile of its neighbourhood ``near``, or the darker of the voxel and the
+    25th percentile (a small lesion fills only part of ``near``).
     """
-    return 1 if float(np.median(crop[near])) >= float(np.median(crop)) else -1
+    middle = float(np.median(crop))
+    up = max(float(crop[seed]), float(np.percentile(crop[near], 75))) - middle
+    down = middle - min(float(crop[seed]), float(np.percentile(crop[near], 25)))
+    return 1 if up >= down else -1
 
 
 def like_click(crop: np.ndarray, box: BoxSlices, click: Click, radius_mm: float, spacing, tolerance: float) -> BoolMask:
@@ -200,7 +206,7 @@ class ClickRegionSession:
         stay comparable between a bright target and a dark one of the same contrast.
         """
         crop = self.image.data[box]
-        if polarity(crop, ball_in(box, click.ijk, near_mm, self.spacing)) > 0:
+        if polarity(crop, to_local(box, click.ijk), ball_in(box, click.ijk, near_mm, self.spacing)) > 0:
             return crop
         if self._flip is None:  # once per case, and only for a dark target
             self._flip = float(np.max(self.image.data)) + float(np.min(self.image.data))

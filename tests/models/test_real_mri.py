@@ -22,9 +22,11 @@ def _check(step: int, inverted: bool) -> None:
     assert len(lesions) >= 3
     floor, _ = dice_after("sphere", volume, instances, lesions)
     scores = {name: dice_after(name, volume, instances, lesions)[0] for name in CLASSICAL}
-    # Measured at 2 mm: sphere 0.258, region-grow 0.478, random-walker 0.306 (dark and bright alike).
+    # Measured (dark and bright alike): sphere 0.258, region-grow 0.491, random-walker 0.488 at 2 mm;
+    # 0.352, 0.565, 0.517 at 1 mm. Before issue 8, at 2 mm: region-grow 0.005 dark, 0.341 bright,
+    # random-walker 0.019 dark, 0.294 bright.
     for name, score in scores.items():
-        assert score > floor + 0.03, (name, score, floor, "inverted" if inverted else "T1")
+        assert score > floor + 0.1, (name, score, floor, "inverted" if inverted else "T1")
 
 
 def test_targets_are_dark_in_t1_and_bright_inverted():

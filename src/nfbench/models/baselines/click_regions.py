@@ -169,8 +169,9 @@ class ClickRegionSession:
 
     def at_scale(self, click: Click, start_mm: float, max_mm: float, spread: float = np.inf) -> Region:
         """The region of :meth:`segment_in` in a crop that starts at ``start_mm`` around the click
-        and doubles while the region touches a side of the crop inside the image, up to ``max_mm``.
-        The first crop is large enough to hold the negative clicks that the largest one holds.
+        and doubles, up to ``max_mm``, while the region touches a side of the crop inside the image
+        or nothing stands out of the crop (it lies inside a large target). The first crop is large
+        enough to hold the negative clicks that the largest one holds.
 
         A region that still touches the larger crop and holds more than ``spread`` times the
         voxels it held in the smaller one is spreading through a network (the CSF spaces, a
@@ -183,20 +184,25 @@ class ClickRegionSession:
             radius = min(max(radius, float(offset.max()) + max(self.spacing)), max_mm)
         box = box_around(click.ijk, radius, self.spacing, self.shape)
         region = self.segment_in(box, click)
-        while radius < max_mm and touches_inner_side(region, box, self.shape):
+        while radius < max_mm and (region is None or touches_inner_side(region, box, self.shape)):
             radius = min(2 * radius, max_mm)
             box = box_around(click.ijk, radius, self.spacing, self.shape)
             larger = self.segment_in(box, click)
-            if touches_inner_side(larger, box, self.shape) and (
+            if region is not None and larger is not None and touches_inner_side(larger, box, self.shape) and (
                 np.count_nonzero(larger.mask) > spread * np.count_nonzero(region.mask)
             ):
                 return region
             region = larger
-        return region
+        return self.nothing_found(box, click) if region is None else region
 
-    def segment_in(self, box: BoxSlices, click: Click) -> Region:
-        """The region of one positive click inside the crop ``box`` (models using :meth:`at_scale`)."""
+    def segment_in(self, box: BoxSlices, click: Click) -> Region | None:
+        """The region of one positive click inside the crop ``box`` (models using :meth:`at_scale`),
+        or None when nothing stands out of the crop around the click."""
         raise NotImplementedError
+
+    def nothing_found(self, box: BoxSlices, click: Click) -> Region:
+        """The region when nothing stands out of the largest crop: the clicked voxel alone."""
+        return Region(box, single_voxel(tuple(s.stop - s.start for s in box), to_local(box, click.ijk)))
 
     def oriented_crop(self, box: BoxSlices, click: Click, near_mm: float) -> np.ndarray:
         """The image in ``box``, contrast-inverted when ``click``'s target is darker than its

@@ -101,13 +101,13 @@ class _RandomWalkerSession(ClickRegionSession):
     def segment(self, click: Click) -> Region:
         return self.at_scale(click, self.model.start_mm, self.model.radius_mm, spread=self.model.spread)
 
-    def segment_in(self, box: BoxSlices, click: Click) -> Region:
+    def segment_in(self, box: BoxSlices, click: Click) -> Region | None:
         model, axis = self.model, self.thick_axis
         crop = self.oriented_crop(box, click, self.seed_mm)
         seed = to_local(box, click.ijk)
         level, background = intensity_levels(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))
-        if level <= background:  # nothing brighter than its surroundings to follow: keep the voxel
-            return self._rejected(box, single_voxel(crop.shape, seed))
+        if level <= background:  # nothing brighter than its surroundings to follow
+            return None
         _, stable = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)
         candidate = grow_from_seed(crop, seed, background + model.low * (level - background), thick_axis=axis)
         if stable.any():  # the target's scale: the band of uncertainty around its non-leaking region
@@ -170,8 +170,9 @@ class _RandomWalkerSession(ClickRegionSession):
             lesion = lesion[tuple(slice(0, n) for n in data.shape)]
         return lesion
 
-    def _rejected(self, box, mask: BoolMask) -> Region:
+    def nothing_found(self, box: BoxSlices, click: Click) -> Region:
+        """The clicked voxel, unless a negative click's ball covers it."""
+        mask = single_voxel(tuple(s.stop - s.start for s in box), to_local(box, click.ijk))
         for negative in self.negatives_in(box):
             mask &= ~ball_in(box, negative.ijk, self.seed_mm, self.spacing)
         return Region(box, mask)
-

@@ -164,15 +164,15 @@ class _RegionGrowSession(ClickRegionSession):
     def segment(self, click: Click) -> Region:
         return self.at_scale(click, self.model.start_mm, self.model.max_radius_mm, spread=self.model.spread)
 
-    def segment_in(self, box: BoxSlices, click: Click) -> Region:
+    def segment_in(self, box: BoxSlices, click: Click) -> Region | None:
         model, axis = self.model, self.thick_axis
         near_mm = max(model.seed_mm, 1.01 * min(self.spacing))
         crop = self.oriented_crop(box, click, near_mm)
         seed = to_local(box, click.ijk)
         near = ball_in(box, click.ijk, near_mm, self.spacing)
         level, background = intensity_levels(crop, seed, near)
-        if level <= background:  # a click on tissue no brighter than its surroundings: keep the voxel
-            return Region(box, single_voxel(crop.shape, seed))
+        if level <= background:  # a click on tissue no brighter than its surroundings
+            return None
         threshold, region = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)
         top = level
         for _ in range(RIM_STEPS):  # clicked in a darker centre: the rim tells the lesion's level

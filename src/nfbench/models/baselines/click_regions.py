@@ -1,7 +1,8 @@
 """What the weight-free baselines share: a session that segments one bounded region per positive click.
 
 Each positive click owns one region (a box and a bool mask inside it) computed by the model from a
-crop of fixed physical size around the click (:func:`~nfbench.models.blocks.grids.box_around`);
+crop of bounded physical size around the click (:func:`~nfbench.models.blocks.grids.box_around`,
+grown to the target's scale by :meth:`ClickRegionSession.at_scale`);
 negative clicks make the model recompute the regions they can reach. The session keeps only the
 regions, never a full-size mask: :meth:`predict` answers with a
 :class:`~nfbench.models.base.Prediction` of the box that changed since the last answer, so a click

@@ -31,12 +31,17 @@ _SIX = ndimage.generate_binary_structure(3, 1)
 class RandomWalkerModel:
     """Random walker on the candidate region around each positive click (weight-free baseline).
 
-    Per positive click, in a crop of ``radius_mm`` around it: with the lesion and surroundings
-    levels of :func:`~nfbench.models.baselines.click_regions.intensity_levels`, the candidate is
-    the region grown from the click above ``low`` of the way between them (holes filled); when the candidate's
-    90th percentile is much brighter than the click (a click in a darker centre), that bright rim
-    becomes the lesion level. A target darker than its surroundings (CSF in T1, a hypointense
-    lesion) is followed on the inverted crop (:meth:`~nfbench.models.baselines.click_regions.ClickRegionSession.oriented_crop`).
+    Per positive click, in a crop that starts at ``start_mm`` around it and doubles up to
+    ``radius_mm`` while the result touches its side (unless it then spreads more than ``spread``
+    times: see :meth:`~nfbench.models.baselines.click_regions.ClickRegionSession.at_scale`): with
+    the lesion and surroundings levels of
+    :func:`~nfbench.models.baselines.click_regions.intensity_levels`, the candidate is the region
+    grown from the click above ``low`` of the way between them (holes filled), within ``band``
+    voxels of the region-grow's non-leaking region (``leak_ratio``); when the candidate's 90th
+    percentile is much brighter than the click and encloses it (a click in a darker centre), that
+    bright rim becomes the lesion level. A target darker than its surroundings (CSF in T1, a hypointense
+    lesion) is followed on the inverted crop (``oriented_crop`` of
+    :class:`~nfbench.models.baselines.click_regions.ClickRegionSession`).
     Seeds: lesion = the click, the core grown from it at least ``high`` of the way up (eroded by
     a voxel, so the walker decides the edges), and the other positive clicks in the candidate;
     background = everything outside the candidate (in its box grown by two voxels), everything

@@ -3,9 +3,10 @@
 Neurofibromas on T2 fat-suppressed MRI are brighter than everything around them except fluid and
 a few organs, and large ones have a darker centre (the "target sign"). So the region is a lower
 threshold only: every voxel brighter than a level between the lesion's and its surroundings',
-6-connected to the click, with enclosed holes (the darker centre) filled. Each positive click grows
-its own region inside a crop of fixed physical size around it, so a click costs the same on a
-4 M- or a 72 M-voxel scan.
+6-connected to the click, with enclosed holes (the darker centre) filled. A target darker than its
+surroundings (CSF in T1, a hypointense lesion) is grown on the inverted crop. Each positive click
+grows its own region inside a crop of bounded physical size around it, grown to the target's
+scale, so a click costs the same on a 4 M- or a 72 M-voxel scan.
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ def stable_threshold(
 class RegionGrowModel:
     """Connected-threshold region growing from each positive click (weight-free baseline).
 
-    Per positive click, in a crop of ``max_radius_mm`` around it: the lesion level is the clicked
+    Per positive click, in a crop that starts at ``start_mm`` around it and doubles up to
+    ``max_radius_mm`` while the region touches its side (unless the region then spreads more than
+    ``spread`` times: see :meth:`~nfbench.models.baselines.click_regions.ClickRegionSession.at_scale`):
+    the lesion level is the clicked
     voxel or the 75th percentile of its ``seed_mm`` neighbourhood, whichever is brighter; the
     surroundings' level is the crop's 30th percentile; the threshold is the lowest of 50, 65 and
     80 % of the way between them that does not leak (see :func:`stable_threshold`). A target
@@ -112,8 +116,10 @@ class RegionGrowModel:
 
     Negative clicks: a negative click on a voxel of a region that is at least as bright as the
     threshold raises the threshold above it (the bright structure it marks drops out, unless that
-    would drop the clicked lesion too); every negative click is also a barrier that no region enters or crosses: everything
-    past the midway plane between it and the positive click (:func:`~nfbench.models.baselines.click_regions.own_side`), and the
+    would drop the clicked lesion too), and one brighter than the target caps the range halfway
+    between the two; every negative click is also a barrier that no region enters or crosses: everything
+    past the midway plane between it and the positive click
+    (:func:`~nfbench.models.baselines.click_regions.own_side`), and the
     voxels of its ``barrier_mm`` ball within a quarter of the lesion-to-surroundings contrast of the
     clicked voxel's intensity (so a click on a dark fringe does not bite into the lesion). A negative click on the positive click
     itself therefore empties that click's region.

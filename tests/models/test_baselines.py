@@ -282,3 +282,16 @@ def test_the_crop_grows_along_a_long_target(name):
     session.add_click(Click((55, 5, 20), True))
     pred = session.predict()
     assert dice(pred, truth) > 0.95 and pred[12, 5, 20] and pred[97, 5, 20]
+
+
+@pytest.mark.parametrize("name", ["region-grow", "random-walker"])
+def test_a_click_deep_inside_a_large_target(name):
+    """A ball of 28 mm radius: the first crop holds only lesion, the surroundings come from further out."""
+    shape = (90, 11, 90)
+    grid = np.indices(shape).astype(float)
+    offset = (grid - np.array([45, 5, 45])[:, None, None, None]) * np.array([1.0, 3.0, 1.0])[:, None, None, None]
+    truth = np.sqrt((offset**2).sum(axis=0)) <= 28.0
+    data = np.where(truth, 600.0, 80.0) + np.random.default_rng(0).normal(0, 15, shape)
+    session = FullMaskSession(name, _volume(data, spacing=(1.0, 3.0, 1.0)))
+    session.add_click(Click((45, 5, 45), True))
+    assert dice(session.predict(), truth) > 0.95

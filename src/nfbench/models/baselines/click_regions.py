@@ -24,7 +24,7 @@ from nfbench.models.blocks.grids import box_around
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
 __all__ = [
-    "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "intensity_levels",
+    "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "target_level", "Surroundings",
     "like_click", "single_voxel", "polarity", "own_side", "touches_inner_side", "NOTHING_CHANGED",
 ]
 
@@ -62,18 +62,25 @@ def clicks_in(box: BoxSlices, clicks: list[Click], margin: tuple[int, int, int] 
     return [c for c in clicks if all(s.start - m <= v < s.stop + m for s, v, m in zip(box, c.ijk, margin))]
 
 
-def intensity_levels(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> tuple[float, float]:
-    """The lesion level at a positive click and the level of what surrounds it.
+def target_level(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> float:
+    """The lesion level at a positive click: the larger of the clicked voxel and the 75th
+    percentile of its small neighbourhood ``near``.
 
-    The lesion level is the larger of the clicked voxel and the 75th percentile of its small
-    neighbourhood ``near``: a median would be dragged down by the background around a lesion of a
-    few voxels, while the clicked voxel alone is at the mercy of noise. The surroundings are the
-    30th percentile of the whole crop, which is mostly fat, muscle or air around a neurofibroma.
-    A click in the darker centre of a "target sign" lesion gives a lower lesion level; the
-    thresholds derived from it then still hold the bright rim.
+    A median would be dragged down by the background around a lesion of a few voxels, while the
+    clicked voxel alone is at the mercy of noise. A click in the darker centre of a "target sign"
+    lesion gives a lower lesion level; the thresholds derived from it then still hold the bright rim.
     """
-    level = max(float(crop[seed]), float(np.percentile(crop[near], 75)))
-    return level, float(np.percentile(crop, 30))
+    return max(float(crop[seed]), float(np.percentile(crop[near], 75)))
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What a positive click's target stands out from, read once from the largest crop around it,
+    so that every crop size of :meth:`ClickRegionSession.at_scale` works with the same levels (a
+    small crop inside a large lesion would otherwise see only lesion)."""
+
+    sign: int  # +1: the target is brighter than its surroundings; -1: darker (followed inverted)
+    background: float  # 30th percentile of the oriented crop: mostly fat, muscle or air around a lesion
 
 
 def own_side(box: BoxSlices, click: Click, negatives: list[Click], spacing) -> BoolMask:
@@ -168,11 +175,12 @@ class ClickRegionSession:
         """The region of one positive click, given the current negative clicks."""
         raise NotImplementedError
 
-    def at_scale(self, click: Click, start_mm: float, max_mm: float, spread: float = np.inf) -> Region:
+    def at_scale(self, click: Click, start_mm: float, max_mm: float, near_mm: float, spread: float = np.inf) -> Region:
         """The region of :meth:`segment_in` in a crop that starts at ``start_mm`` around the click
         and doubles, up to ``max_mm``, while the region touches a side of the crop inside the image
         or nothing stands out of the crop (it lies inside a large target). The first crop is large
-        enough to hold the negative clicks that the largest one holds.
+        enough to hold the negative clicks that the largest one holds. The target's polarity and
+        surroundings come from the largest crop (:meth:`surroundings`, ``near_mm`` around the click).
 
         A region that still touches the larger crop and holds more than ``spread`` times the
         voxels it held in the smaller one is spreading through a network (the CSF spaces, a
@@ -183,12 +191,13 @@ class ClickRegionSession:
             # the crop holds every negative click of the largest one: each can raise a threshold
             offset = np.abs(np.subtract(negative.ijk, click.ijk)) * np.asarray(self.spacing)
             radius = min(max(radius, float(offset.max()) + max(self.spacing)), max_mm)
+        around = self.surroundings(click, max_mm, near_mm)
         box = box_around(click.ijk, radius, self.spacing, self.shape)
-        region = self.segment_in(box, click)
+        region = self.segment_in(box, click, around)
         while radius < max_mm and (region is None or touches_inner_side(region, box, self.shape)):
             radius = min(2 * radius, max_mm)
             box = box_around(click.ijk, radius, self.spacing, self.shape)
-            larger = self.segment_in(box, click)
+            larger = self.segment_in(box, click, around)
             if region is not None and larger is not None and touches_inner_side(larger, box, self.shape) and (
                 np.count_nonzero(larger.mask) > spread * np.count_nonzero(region.mask)
             ):
@@ -196,24 +205,31 @@ class ClickRegionSession:
             region = larger
         return self.nothing_found(box, click) if region is None else region
 
-    def segment_in(self, box: BoxSlices, click: Click) -> Region | None:
+    def segment_in(self, box: BoxSlices, click: Click, around: Surroundings) -> Region | None:
         """The region of one positive click inside the crop ``box`` (models using :meth:`at_scale`),
-        or None when nothing stands out of the crop around the click."""
+        or None when the target does not stand out of ``around``."""
         raise NotImplementedError
 
     def nothing_found(self, box: BoxSlices, click: Click) -> Region:
         """The region when nothing stands out of the largest crop: the clicked voxel alone."""
         return Region(box, single_voxel(tuple(s.stop - s.start for s in box), to_local(box, click.ijk)))
 
-    def oriented_crop(self, box: BoxSlices, click: Click, near_mm: float) -> np.ndarray:
-        """The image in ``box``, contrast-inverted when ``click``'s target is darker than its
-        surroundings (:func:`polarity`), so that the models always follow a bright target.
+    def surroundings(self, click: Click, radius_mm: float, near_mm: float) -> Surroundings:
+        """The polarity (:func:`polarity`) and background level of ``click``'s target, from the
+        crop of ``radius_mm`` around it."""
+        box = box_around(click.ijk, radius_mm, self.spacing, self.shape)
+        crop = self.image.data[box]
+        sign = polarity(crop, to_local(box, click.ijk), ball_in(box, click.ijk, near_mm, self.spacing))
+        return Surroundings(sign, float(np.percentile(self.oriented(crop, sign), 30)))
+
+    def oriented(self, crop: np.ndarray, sign: int) -> np.ndarray:
+        """``crop``, contrast-inverted for a dark target (``sign`` -1), so that the models always
+        follow a bright target.
 
         The inversion maps the image's range onto itself (``max + min - x``), so intensity ratios
         stay comparable between a bright target and a dark one of the same contrast.
         """
-        crop = self.image.data[box]
-        if polarity(crop, to_local(box, click.ijk), ball_in(box, click.ijk, near_mm, self.spacing)) > 0:
+        if sign > 0:
             return crop
         if self._flip is None:  # once per case, and only for a dark target
             self._flip = float(np.max(self.image.data)) + float(np.min(self.image.data))

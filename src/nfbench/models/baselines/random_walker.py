@@ -17,8 +17,8 @@ from skimage.segmentation import random_walker
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
-    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, own_side, single_voxel,
-    to_local,
+    ClickRegionSession, Region, Surroundings, ball_in, clicks_in, like_click, own_side, single_voxel,
+    target_level, to_local,
 )
 from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed, stable_threshold
 from nfbench.types import BoolMask, BoxSlices, Click
@@ -34,13 +34,13 @@ class RandomWalkerModel:
     Per positive click, in a crop that starts at ``start_mm`` around it and doubles up to
     ``radius_mm`` while the result touches its side (unless it then spreads more than ``spread``
     times: see :meth:`~nfbench.models.baselines.click_regions.ClickRegionSession.at_scale`): with
-    the lesion and surroundings levels of
-    :func:`~nfbench.models.baselines.click_regions.intensity_levels`, the candidate is the region
+    the lesion level of :func:`~nfbench.models.baselines.click_regions.target_level` and the
+    surroundings' of :class:`~nfbench.models.baselines.click_regions.Surroundings`, the candidate is the region
     grown from the click above ``low`` of the way between them (holes filled), within ``band``
     voxels of the region-grow's non-leaking region (``leak_ratio``); when the candidate's 90th
     percentile is much brighter than the click and encloses it (a click in a darker centre), that
     bright rim becomes the lesion level. A target darker than its surroundings (CSF in T1, a hypointense
-    lesion) is followed on the inverted crop (``oriented_crop`` of
+    lesion) is followed on the inverted crop (``oriented`` of
     :class:`~nfbench.models.baselines.click_regions.ClickRegionSession`).
     Seeds: lesion = the click, the core grown from it at least ``high`` of the way up (eroded by
     a voxel, so the walker decides the edges), and the other positive clicks in the candidate;
@@ -104,13 +104,14 @@ class _RandomWalkerSession(ClickRegionSession):
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
-        return self.at_scale(click, self.model.start_mm, self.model.radius_mm, spread=self.model.spread)
+        return self.at_scale(click, self.model.start_mm, self.model.radius_mm, self.seed_mm, spread=self.model.spread)
 
-    def segment_in(self, box: BoxSlices, click: Click) -> Region | None:
+    def segment_in(self, box: BoxSlices, click: Click, around: Surroundings) -> Region | None:
         model, axis = self.model, self.thick_axis
-        crop = self.oriented_crop(box, click, self.seed_mm)
+        crop = self.oriented(self.image.data[box], around.sign)
         seed = to_local(box, click.ijk)
-        level, background = intensity_levels(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))
+        level = target_level(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))
+        background = around.background
         if level <= background:  # nothing brighter than its surroundings to follow
             return None
         _, stable = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)

@@ -16,8 +16,8 @@ from scipy import ndimage
 
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
-    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, own_side, single_voxel,
-    to_local,
+    ClickRegionSession, Region, Surroundings, ball_in, clicks_in, like_click, own_side, single_voxel,
+    target_level, to_local,
 )
 from nfbench.types import BoolMask, BoxSlices, Click
 
@@ -107,12 +107,12 @@ class RegionGrowModel:
     Per positive click, in a crop that starts at ``start_mm`` around it and doubles up to
     ``max_radius_mm`` while the region touches its side (unless the region then spreads more than
     ``spread`` times: see :meth:`~nfbench.models.baselines.click_regions.ClickRegionSession.at_scale`):
-    the lesion level is the clicked
-    voxel or the 75th percentile of its ``seed_mm`` neighbourhood, whichever is brighter; the
-    surroundings' level is the crop's 30th percentile; the threshold is the lowest of 50, 65 and
-    80 % of the way between them that does not leak (see :func:`stable_threshold`). A target
-    darker than its surroundings is grown on the inverted crop (T1 CSF, hypointense lesions). When the click
-    sat in a darker centre, the level is re-estimated from the region's bright rim.
+    the lesion level is the clicked voxel or the 75th percentile of its ``seed_mm`` neighbourhood,
+    whichever is brighter; the surroundings' level is the 30th percentile of the ``max_radius_mm``
+    crop; the threshold is the lowest of 50, 65 and 80 % of the way between them that does not
+    leak (see :func:`stable_threshold`). A target darker than its surroundings is grown on the
+    inverted crop (T1 CSF, hypointense lesions). When the click sat in a darker centre, the level
+    is re-estimated from the region's bright rim.
 
     Negative clicks: a negative click on a voxel of a region that is at least as bright as the
     threshold raises the threshold above it (the bright structure it marks drops out, unless that
@@ -165,18 +165,19 @@ class _RegionGrowSession(ClickRegionSession):
         self.model = model
         self.influence_mm = model.barrier_mm
         self.thick_axis = int(np.argmax(image.spacing))
+        self.near_mm = max(model.seed_mm, 1.01 * min(image.spacing))
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
-        return self.at_scale(click, self.model.start_mm, self.model.max_radius_mm, spread=self.model.spread)
+        model = self.model
+        return self.at_scale(click, model.start_mm, model.max_radius_mm, self.near_mm, spread=model.spread)
 
-    def segment_in(self, box: BoxSlices, click: Click) -> Region | None:
+    def segment_in(self, box: BoxSlices, click: Click, around: Surroundings) -> Region | None:
         model, axis = self.model, self.thick_axis
-        near_mm = max(model.seed_mm, 1.01 * min(self.spacing))
-        crop = self.oriented_crop(box, click, near_mm)
+        crop = self.oriented(self.image.data[box], around.sign)
         seed = to_local(box, click.ijk)
-        near = ball_in(box, click.ijk, near_mm, self.spacing)
-        level, background = intensity_levels(crop, seed, near)
+        near = ball_in(box, click.ijk, self.near_mm, self.spacing)
+        level, background = target_level(crop, seed, near), around.background
         if level <= background:  # a click on tissue no brighter than its surroundings
             return None
         threshold, region = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)

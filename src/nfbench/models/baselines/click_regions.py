@@ -1,7 +1,8 @@
 """What the weight-free baselines share: a session that segments one bounded region per positive click.
 
 Each positive click owns one region (a box and a bool mask inside it) computed by the model from a
-crop of fixed physical size around the click (:func:`~nfbench.models.blocks.grids.box_around`);
+crop of bounded physical size around the click (:func:`~nfbench.models.blocks.grids.box_around`,
+grown to the target's scale by :meth:`ClickRegionSession.at_scale`);
 negative clicks make the model recompute the regions they can reach. The session keeps only the
 regions, never a full-size mask: :meth:`predict` answers with a
 :class:`~nfbench.models.base.Prediction` of the box that changed since the last answer, so a click
@@ -19,11 +20,12 @@ from nfbench.bbox import union_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.base import Prediction
 from nfbench.models.blocks.encodings import ball
+from nfbench.models.blocks.grids import box_around
 from nfbench.types import BoolMask, Box, BoxSlices, Click
 
 __all__ = [
-    "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "intensity_levels",
-    "like_click", "single_voxel", "NOTHING_CHANGED",
+    "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "target_level", "Surroundings",
+    "like_click", "single_voxel", "polarity", "own_side", "touches_inner_side", "NOTHING_CHANGED",
 ]
 
 NOTHING_CHANGED = Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0), slice(0, 0), slice(0, 0)))
@@ -60,18 +62,71 @@ def clicks_in(box: BoxSlices, clicks: list[Click], margin: tuple[int, int, int] 
     return [c for c in clicks if all(s.start - m <= v < s.stop + m for s, v, m in zip(box, c.ijk, margin))]
 
 
-def intensity_levels(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> tuple[float, float]:
-    """The lesion level at a positive click and the level of what surrounds it.
+def target_level(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> float:
+    """The lesion level at a positive click: the larger of the clicked voxel and the 75th
+    percentile of its small neighbourhood ``near``.
 
-    The lesion level is the larger of the clicked voxel and the 75th percentile of its small
-    neighbourhood ``near``: a median would be dragged down by the background around a lesion of a
-    few voxels, while the clicked voxel alone is at the mercy of noise. The surroundings are the
-    30th percentile of the whole crop, which is mostly fat, muscle or air around a neurofibroma.
-    A click in the darker centre of a "target sign" lesion gives a lower lesion level; the
-    thresholds derived from it then still hold the bright rim.
+    A median would be dragged down by the background around a lesion of a few voxels, while the
+    clicked voxel alone is at the mercy of noise. A click in the darker centre of a "target sign"
+    lesion gives a lower lesion level; the thresholds derived from it then still hold the bright rim.
     """
-    level = max(float(crop[seed]), float(np.percentile(crop[near], 75)))
-    return level, float(np.percentile(crop, 30))
+    return max(float(crop[seed]), float(np.percentile(crop[near], 75)))
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What a positive click's target stands out from, read once from the largest crop around it,
+    so that every crop size of :meth:`ClickRegionSession.at_scale` works with the same levels (a
+    small crop inside a large lesion would otherwise see only lesion)."""
+
+    sign: int  # +1: the target is brighter than its surroundings; -1: darker (followed inverted)
+    background: float  # 30th percentile of the oriented crop: mostly fat, muscle or air around a lesion
+
+
+def own_side(box: BoxSlices, click: Click, negatives: list[Click], spacing) -> BoolMask:
+    """Voxels of ``box`` strictly closer (in mm) to ``click`` than to every negative click.
+
+    A negative click is a barrier: the region of a positive click never reaches past the midway
+    plane between the two, however the intensities connect them, so a click on a touching bright
+    structure cuts it off instead of only removing the voxels around it.
+    """
+    grids = np.ogrid[tuple(slice(s.start, s.stop) for s in box)]
+
+    def dist2(ijk: tuple[int, int, int]) -> np.ndarray:
+        return sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, ijk, spacing))  # type: ignore[return-value]
+
+    own = dist2(click.ijk)
+    keep = np.ones(tuple(s.stop - s.start for s in box), bool)
+    for negative in negatives:
+        keep &= own < dist2(negative.ijk)
+    return keep
+
+
+def touches_inner_side(region: Region, box: BoxSlices, shape: tuple[int, ...]) -> bool:
+    """Whether ``region`` reaches a side of the crop ``box`` that is not a side of the image."""
+    if not region.mask.any():
+        return False
+    for axis, (inner, outer) in enumerate(zip(region.box, box)):
+        if inner.start == outer.start != 0 and np.take(region.mask, 0, axis=axis).any():
+            return True
+        if inner.stop == outer.stop != shape[axis] and np.take(region.mask, -1, axis=axis).any():
+            return True
+    return False
+
+
+def polarity(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> int:
+    """+1 when the clicked target stands out of the crop brighter than it, -1 when darker.
+
+    The positive click says what the target looks like and the crop around it what surrounds it:
+    CSF in T1 or a hypointense lesion is darker than its surroundings, a neurofibroma on STIR
+    brighter. The target is what departs most from the crop's median: the brighter of the clicked
+    voxel and the 75th percentile of its neighbourhood ``near``, or the darker of the voxel and the
+    25th percentile (a small lesion fills only part of ``near``).
+    """
+    middle = float(np.median(crop))
+    up = max(float(crop[seed]), float(np.percentile(crop[near], 75))) - middle
+    down = middle - min(float(crop[seed]), float(np.percentile(crop[near], 25)))
+    return 1 if up >= down else -1
 
 
 def like_click(crop: np.ndarray, box: BoxSlices, click: Click, radius_mm: float, spacing, tolerance: float) -> BoolMask:
@@ -105,6 +160,7 @@ class ClickRegionSession:
 
     def __init__(self, image: Volume) -> None:
         self.image = image
+        self._flip: float | None = None
         self.shape = image.shape
         self.spacing = image.spacing
         self.reset()
@@ -118,6 +174,66 @@ class ClickRegionSession:
     def segment(self, click: Click) -> Region:
         """The region of one positive click, given the current negative clicks."""
         raise NotImplementedError
+
+    def at_scale(self, click: Click, start_mm: float, max_mm: float, near_mm: float, spread: float = np.inf) -> Region:
+        """The region of :meth:`segment_in` in a crop that starts at ``start_mm`` around the click
+        and doubles, up to ``max_mm``, while the region touches a side of the crop inside the image
+        or nothing stands out of the crop (it lies inside a large target). The first crop is large
+        enough to hold the negative clicks that the largest one holds. The target's polarity and
+        surroundings come from the largest crop (:meth:`surroundings`, ``near_mm`` around the click).
+
+        A region that still touches the larger crop and holds more than ``spread`` times the
+        voxels it held in the smaller one is spreading through a network (the CSF spaces, a
+        vessel tree), not ending at a target's edge: the smaller crop's region stands.
+        """
+        radius = min(start_mm, max_mm)
+        for negative in clicks_in(box_around(click.ijk, max_mm, self.spacing, self.shape), self.negatives):
+            # the crop holds every negative click of the largest one: each can raise a threshold
+            offset = np.abs(np.subtract(negative.ijk, click.ijk)) * np.asarray(self.spacing)
+            radius = min(max(radius, float(offset.max()) + max(self.spacing)), max_mm)
+        around = self.surroundings(click, max_mm, near_mm)
+        box = box_around(click.ijk, radius, self.spacing, self.shape)
+        region = self.segment_in(box, click, around)
+        while radius < max_mm and (region is None or touches_inner_side(region, box, self.shape)):
+            radius = min(2 * radius, max_mm)
+            box = box_around(click.ijk, radius, self.spacing, self.shape)
+            larger = self.segment_in(box, click, around)
+            if region is not None and larger is not None and touches_inner_side(larger, box, self.shape) and (
+                np.count_nonzero(larger.mask) > spread * np.count_nonzero(region.mask)
+            ):
+                return region
+            region = larger
+        return self.nothing_found(box, click) if region is None else region
+
+    def segment_in(self, box: BoxSlices, click: Click, around: Surroundings) -> Region | None:
+        """The region of one positive click inside the crop ``box`` (models using :meth:`at_scale`),
+        or None when the target does not stand out of ``around``."""
+        raise NotImplementedError
+
+    def nothing_found(self, box: BoxSlices, click: Click) -> Region:
+        """The region when nothing stands out of the largest crop: the clicked voxel alone."""
+        return Region(box, single_voxel(tuple(s.stop - s.start for s in box), to_local(box, click.ijk)))
+
+    def surroundings(self, click: Click, radius_mm: float, near_mm: float) -> Surroundings:
+        """The polarity (:func:`polarity`) and background level of ``click``'s target, from the
+        crop of ``radius_mm`` around it."""
+        box = box_around(click.ijk, radius_mm, self.spacing, self.shape)
+        crop = self.image.data[box]
+        sign = polarity(crop, to_local(box, click.ijk), ball_in(box, click.ijk, near_mm, self.spacing))
+        return Surroundings(sign, float(np.percentile(self.oriented(crop, sign), 30)))
+
+    def oriented(self, crop: np.ndarray, sign: int) -> np.ndarray:
+        """``crop``, contrast-inverted for a dark target (``sign`` -1), so that the models always
+        follow a bright target.
+
+        The inversion maps the image's range onto itself (``max + min - x``), so intensity ratios
+        stay comparable between a bright target and a dark one of the same contrast.
+        """
+        if sign > 0:
+            return crop
+        if self._flip is None:  # once per case, and only for a dark target
+            self._flip = float(np.max(self.image.data)) + float(np.min(self.image.data))
+        return (self._flip - crop).astype(crop.dtype, copy=False)
 
     def negatives_in(self, box: BoxSlices) -> list[Click]:
         """The negative clicks that can affect a region in ``box``."""

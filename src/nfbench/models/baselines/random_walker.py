@@ -17,12 +17,11 @@ from skimage.segmentation import random_walker
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
-    ClickRegionSession, Region, ball_in, clicks_in, intensity_levels, like_click, single_voxel,
-    to_local,
+    ClickRegionSession, Region, Surroundings, ball_in, clicks_in, like_click, own_side, single_voxel,
+    target_level, to_local,
 )
-from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed
-from nfbench.models.blocks.grids import box_around
-from nfbench.types import BoolMask, Click
+from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed, stable_threshold
+from nfbench.types import BoolMask, BoxSlices, Click
 
 __all__ = ["RandomWalkerModel"]
 
@@ -32,15 +31,23 @@ _SIX = ndimage.generate_binary_structure(3, 1)
 class RandomWalkerModel:
     """Random walker on the candidate region around each positive click (weight-free baseline).
 
-    Per positive click, in a crop of ``radius_mm`` around it: with the lesion and surroundings
-    levels of :func:`~nfbench.models.baselines.click_regions.intensity_levels`, the candidate is
-    the region grown from the click above ``low`` of the way between them (holes filled); when the candidate's
-    90th percentile is much brighter than the click (a click in a darker centre), that bright rim
-    becomes the lesion level. Seeds: lesion = the
-    click, the voxels of its ``seed_mm`` ball at least ``high`` of the way up, and the other
-    positive clicks in the candidate; background = everything outside the candidate (in its box
-    grown by two voxels) and, at each negative click, the voxels of its ``seed_mm`` ball whose intensity
-    is within a quarter of the lesion-to-surroundings contrast of the clicked voxel's. The walker
+    Per positive click, in a crop that starts at ``start_mm`` around it and doubles up to
+    ``radius_mm`` while the result touches its side (unless it then spreads more than ``spread``
+    times: see :meth:`~nfbench.models.baselines.click_regions.ClickRegionSession.at_scale`): with
+    the lesion level of :func:`~nfbench.models.baselines.click_regions.target_level` and the
+    surroundings' of :class:`~nfbench.models.baselines.click_regions.Surroundings`, the candidate is the region
+    grown from the click above ``low`` of the way between them (holes filled), within ``band``
+    voxels of the region-grow's non-leaking region (``leak_ratio``); when the candidate's 90th
+    percentile is much brighter than the click and encloses it (a click in a darker centre), that
+    bright rim becomes the lesion level. A target darker than its surroundings (CSF in T1, a hypointense
+    lesion) is followed on the inverted crop (``oriented`` of
+    :class:`~nfbench.models.baselines.click_regions.ClickRegionSession`).
+    Seeds: lesion = the click, the core grown from it at least ``high`` of the way up (eroded by
+    a voxel, so the walker decides the edges), and the other positive clicks in the candidate;
+    background = everything outside the candidate (in its box grown by two voxels), everything
+    past the midway plane to a negative click, and, at each negative click, the voxels of its
+    ``seed_mm`` ball whose intensity is within a quarter of the lesion-to-surroundings contrast of
+    the clicked voxel's. The walker
     (``beta``, conjugate gradient with Jacobi preconditioner, edges in voxel units) labels the rest;
     the result is the part connected to the click, holes filled. Boxes of more than
     ``max_voxels`` are subsampled in-plane, so one click stays well under a second.
@@ -54,19 +61,28 @@ class RandomWalkerModel:
     def __init__(
         self,
         radius_mm: float = 60.0,
+        start_mm: float = 15.0,
         beta: float = 130.0,
         seed_mm: float = 3.0,
         low: float = 0.3,
         high: float = 0.6,
         max_voxels: int = 40_000,
+        band: int = 2,
+        leak_ratio: float = 1.5,
+        spread: float = 4.0,
     ) -> None:
-        for option, value in (("radius_mm", radius_mm), ("beta", beta), ("seed_mm", seed_mm), ("max_voxels", max_voxels)):
+        for option, value in (("radius_mm", radius_mm), ("start_mm", start_mm), ("beta", beta), ("seed_mm", seed_mm),
+                              ("max_voxels", max_voxels), ("band", band)):
             if value <= 0:
                 raise ValueError(f"random-walker option {option} must be positive, got {value}")
         if not 0 < low < high < 1:
             raise ValueError(f"random-walker options need 0 < low < high < 1, got low={low}, high={high}")
         self.radius_mm, self.beta, self.seed_mm = radius_mm, beta, seed_mm
+        for option, value in (("leak_ratio", leak_ratio), ("spread", spread)):
+            if value <= 1:
+                raise ValueError(f"random-walker option {option} must be > 1, got {value}")
         self.low, self.high, self.max_voxels = low, high, int(max_voxels)
+        self.start_mm, self.band, self.leak_ratio, self.spread = start_mm, int(band), leak_ratio, spread
 
     @classmethod
     def requirements(cls) -> list[str]:
@@ -88,19 +104,26 @@ class _RandomWalkerSession(ClickRegionSession):
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
+        return self.at_scale(click, self.model.start_mm, self.model.radius_mm, self.seed_mm, spread=self.model.spread)
+
+    def segment_in(self, box: BoxSlices, click: Click, around: Surroundings) -> Region | None:
         model, axis = self.model, self.thick_axis
-        box = box_around(click.ijk, model.radius_mm, self.spacing, self.shape)
-        crop = self.image.data[box]
+        crop = self.oriented(self.image.data[box], around.sign)
         seed = to_local(box, click.ijk)
-        level, background = intensity_levels(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))
-        if level <= background:  # nothing brighter than its surroundings to follow: keep the voxel
-            return self._rejected(box, single_voxel(crop.shape, seed))
+        level = target_level(crop, seed, ball_in(box, click.ijk, self.seed_mm, self.spacing))
+        background = around.background
+        if level <= background:  # nothing brighter than its surroundings to follow
+            return None
+        _, stable = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)
         candidate = grow_from_seed(crop, seed, background + model.low * (level - background), thick_axis=axis)
+        if stable.any():  # the target's scale: the band of uncertainty around its non-leaking region
+            candidate &= ndimage.binary_dilation(stable, _SIX, iterations=model.band)
         if not candidate[seed]:
             candidate = single_voxel(crop.shape, seed)
         rim = float(np.percentile(crop[candidate], 90))
-        if rim > 1.15 * level:  # clicked in a darker centre: scale intensities by the bright rim
-            level = rim
+        bright = crop >= background + model.high * (rim - background)
+        if rim > 1.15 * level and fill_holes(bright, axis)[seed] and not bright[seed]:
+            level = rim  # clicked in a darker centre enclosed by a bright rim: scale by the rim
         margin = [1 if a == axis else 2 for a in range(3)]
         sub = tuple(
             slice(max(s.start - m, 0), min(s.stop + m, n))
@@ -109,13 +132,14 @@ class _RandomWalkerSession(ClickRegionSession):
         inner = tuple(slice(box[a].start + sub[a].start, box[a].start + sub[a].stop) for a in range(3))
         data = (crop[sub].astype(np.float32) - background) / (level - background)
         labels = np.where(candidate[sub], 0, 2).astype(np.uint8)
-        sure = data >= model.high
-        labels[ball_in(inner, click.ijk, self.seed_mm, self.spacing) & sure & candidate[sub]] = 1
+        core = grow_from_seed(data, to_local(inner, click.ijk), model.high, thick_axis=axis)
+        labels[core & ndimage.binary_erosion(candidate[sub], _SIX)] = 1  # the sure core, off the background seeds
         for other in clicks_in(inner, self.positives):
             labels[to_local(inner, other.ijk)] = 1
         labels[to_local(inner, click.ijk)] = 1
         for negative in clicks_in(inner, self.negatives):
             labels[like_click(data, inner, negative, self.seed_mm, self.spacing, 0.25)] = 2
+        labels[~own_side(inner, click, self.negatives_in(inner), self.spacing)] = 2  # past a negative click
         local = to_local(inner, click.ijk)
         if any(n.ijk == click.ijk for n in self.negatives):  # a negative click on this very voxel cancels it
             return Region(inner, np.zeros(labels.shape, bool))
@@ -152,7 +176,9 @@ class _RandomWalkerSession(ClickRegionSession):
             lesion = lesion[tuple(slice(0, n) for n in data.shape)]
         return lesion
 
-    def _rejected(self, box, mask: BoolMask) -> Region:
+    def nothing_found(self, box: BoxSlices, click: Click) -> Region:
+        """The clicked voxel, unless a negative click's ball covers it."""
+        mask = single_voxel(tuple(s.stop - s.start for s in box), to_local(box, click.ijk))
         for negative in self.negatives_in(box):
             mask &= ~ball_in(box, negative.ijk, self.seed_mm, self.spacing)
         return Region(box, mask)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from nfbench.io.volume import Volume
-from nfbench.models.baselines.click_regions import ClickRegionSession, Region, ball_in
+from nfbench.models.baselines.click_regions import ClickRegionSession, Region, ball_in, own_side
 from nfbench.models.blocks.grids import box_around
 from nfbench.types import Click
 
@@ -48,12 +46,5 @@ class _SphereSession(ClickRegionSession):
     def segment(self, click: Click) -> Region:
         box = box_around(click.ijk, self.radius_mm, self.spacing, self.shape)
         mask = ball_in(box, click.ijk, self.radius_mm, self.spacing)
-        grids = np.ogrid[tuple(slice(s.start, s.stop) for s in box)]
-
-        def dist2(ijk: tuple[int, int, int]) -> np.ndarray:
-            return sum(((g - c) * sp) ** 2 for g, c, sp in zip(grids, ijk, self.spacing))
-
-        own = dist2(click.ijk)
-        for negative in self.negatives_in(box):
-            mask &= own < dist2(negative.ijk)
+        mask &= own_side(box, click, self.negatives_in(box), self.spacing)
         return Region(box, mask)

@@ -1,0 +1,147 @@
+"""DINs in PyTorch: the network's signature and size, strict loading, the guide, the geometry, the engine."""
+
+from __future__ import annotations
+
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nfbench.io.volume import Volume  # noqa: E402
+from nfbench.lesions import instance_map, lesion_table  # noqa: E402
+from nfbench.models import dins  # noqa: E402
+from nfbench.models.base import ModelError, check_prediction  # noqa: E402
+from nfbench.phantom import make_case  # noqa: E402
+from nfbench.types import Click  # noqa: E402
+from tests.interaction.test_loop import run  # noqa: E402
+from nfbench.interaction.scenarios import scenario_from_options  # noqa: E402
+
+
+def _weights(tmp_path, base=2, top=4, seed=0):
+    torch.manual_seed(seed)
+    net = dins.build_network(base, top)
+    path = tmp_path / "dins.pt"
+    torch.save(net.state_dict(), path)
+    return path, net
+
+
+def test_forward_takes_the_original_channels_last_layout():
+    torch.manual_seed(0)
+    net = dins.build_network(2, 4).eval()
+    image, guide = torch.randn(2, 4, 32, 16, 1), torch.rand(2, 4, 32, 16, 2)  # (B, A, S, R, C)
+    with torch.no_grad():
+        out = net(image, guide)
+    assert out.shape == (2, 4, 32, 16, 2)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        net(torch.randn(1, 4, 24, 16, 1), torch.rand(1, 4, 24, 16, 2))
+
+
+def test_full_width_parameter_count_follows_the_original_layers():
+    c = [30, 60, 120, 240, 320]
+
+    def block(cin, cout, k):  # two bias-free convolutions and two affine norms
+        return k * cin * cout + k * cout * cout + 4 * cout
+
+    expected = (block(3, c[0], 9) + block(c[0], c[1], 9) + block(c[1], c[2], 27) + block(c[2], c[3], 27)
+                + block(c[3], c[4], 27)
+                + 8 * c[4] * c[3] + block(2 * c[3], c[3], 27)    # up4: 2x2x2 transposed, then 3x3x3
+                + 4 * c[3] * c[2] + block(2 * c[2], c[2], 27)    # up3: 1x2x2 transposed
+                + 4 * c[2] * c[1] + block(2 * c[1], c[1], 9)
+                + 4 * c[1] * c[0] + block(2 * c[0], c[0], 9)
+                + 27 * 2 * c[4] + c[4]                           # guide 3x3x3 conv with bias
+                + c[0] * 2 + 2)                                  # final 1x1x1 with bias
+    assert sum(p.numel() for p in dins.build_network().parameters()) == expected
+
+
+def test_weights_load_strictly_and_a_missing_key_is_named(tmp_path):
+    path, net = _weights(tmp_path)
+    model = dins.DINsModel(weights=path, base_filters=2, max_filters=4)
+    for key, value in net.state_dict().items():
+        assert torch.equal(model.network.state_dict()[key], value)
+    state = net.state_dict()
+    del state["bridge.norm1.weight"]
+    torch.save(state, tmp_path / "cut.pt")
+    with pytest.raises(ModelError, match=r"bridge\.norm1\.weight") as err:
+        dins.DINsModel(weights=tmp_path / "cut.pt", base_filters=2, max_filters=4)
+    assert "cut.pt" in str(err.value)
+    with pytest.raises(ModelError, match="weight file"):
+        dins.DINsModel(weights=None)
+
+
+def _volume(data, spacing):
+    affine = np.diag([*spacing, 1.0])
+    return Volume(np.asarray(data, np.float32), affine, affine, nib.Nifti1Header())
+
+
+def test_guide_peaks_at_the_mapped_click_and_decays_with_sigma(tmp_path):
+    path, _ = _weights(tmp_path)
+    model = dins.DINsModel(weights=path, base_filters=2, max_filters=4)
+    # native RAS at (0.85, 7.8, 1.7) mm: model (S, R, A) = (k, i // 2, j) on the 1.7 x 1.7 x 7.8 grid
+    session = model.start(_volume(np.ones((40, 6, 30)), (0.85, 7.8, 1.7)))
+    assert session.grid.shape == (30, 20, 6)
+    session.add_click(Click((17, 2, 12), True))
+    session.add_click(Click((3, 5, 2), False))
+    guide = session.guide()
+    pos, neg = guide
+    assert pos[12, 8, 2] == 1.0 and pos.max() == 1.0 and neg[2, 1, 5] == 1.0
+    assert pos[13, 8, 2] == pytest.approx(math.exp(-1 / 50), rel=1e-6)     # one voxel along S: σ 5
+    assert pos[12, 3, 2] == pytest.approx(math.exp(-25 / 50), rel=1e-6)    # five voxels along R
+    assert pos[12, 8, 3] == pytest.approx(math.exp(-1 / 2), rel=1e-6)      # one slice along A: σ 1
+    assert pos[15, 12, 1] == pytest.approx(math.exp(-(9 + 16) / 50 - 0.5), rel=1e-6)
+    assert neg[12, 8, 2] == pytest.approx(math.exp(-(4 + 49 / 25 + 9) / 2), rel=1e-5)  # the negative click's own map
+
+
+def test_predicted_mask_is_the_thresholded_guide_mapped_back(tmp_path, monkeypatch):
+    path, _ = _weights(tmp_path)
+    model = dins.DINsModel(weights=path, base_filters=2, max_filters=4, roi=(16, 16, 4))
+    seen = []
+
+    def fake(inputs):  # logits (0, positive guide - 0.5): the mask is where the guide exceeds 0.5
+        seen.append(inputs.shape)
+        return np.stack([np.zeros(inputs.shape[1:], np.float32), inputs[1] - 0.5])
+
+    monkeypatch.setattr(model, "logits", fake)
+    shape = (40, 6, 30)
+    session = model.start(_volume(np.ones(shape), (0.85, 7.8, 1.7)))
+    click = (17, 2, 12)
+    session.add_click(Click(click, True))
+    answer = check_prediction("dins", session.predict(), shape)
+    assert len(seen) > 4 and all(s == (3, 16, 16, 4) for s in seen)  # several windows
+    i, j, k = np.indices(shape)
+    # model voxel (k, i // 2, j); inside where exp(-d²/2) > 0.5, d in σ units
+    d2 = ((k - click[2]) / 5) ** 2 + ((i // 2 - click[0] // 2) / 5) ** 2 + (j - click[1]) ** 2
+    expected = d2 < 2 * math.log(2)
+    full = np.zeros(shape, bool)
+    full[answer.box] = answer.mask
+    assert np.array_equal(full, expected)
+    assert answer.box == tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(expected))
+    again = check_prediction("dins", session.predict(), shape)  # nothing changed: an empty box
+    assert again.mask.size == 0
+
+
+@pytest.fixture(scope="module")
+def case():
+    phantom = make_case(size="tiny", burden="low", rng=11, n_lesions=3)
+    image, label = phantom.volumes(image_dtype=np.float32)
+    instances = instance_map(label.data)
+    return image, instances, lesion_table(instances, affine=image.affine)
+
+
+def test_end_to_end_through_the_engine(case, tmp_path):
+    image, instances, lesions = case
+    path, _ = _weights(tmp_path, seed=3)
+    model = dins.DINsModel(weights=path, base_filters=2, max_filters=4, roi="64,32,8", spacing="15,15,15.6")
+    scenario = scenario_from_options("lesion-corrective", interactions=2, stop_dice=None)
+    session = model.start(image, seed=0)
+    session.add_click(Click(tuple(int(v) for v in np.argwhere(instances == 1)[0]), True))
+    check_prediction("dins", session.predict(), image.shape)
+    first = run(model, scenario, image, instances, lesions)
+    second = run(model, scenario, image, instances, lesions)
+    assert len(first.interactions) == 2 * len(lesions)
+    untimed = [{k: v for k, v in vars(r).items() if k not in ("latency_ms", "overhead_ms")} for r in first.interactions]
+    assert untimed == [{k: v for k, v in vars(r).items() if k not in ("latency_ms", "overhead_ms")}
+                       for r in second.interactions]
+    assert first.clicks == second.clicks

@@ -10,14 +10,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nfbench.io.volume import Volume  # noqa: E402
-from nfbench.lesions import instance_map, lesion_table  # noqa: E402
-from nfbench.models import dins  # noqa: E402
-from nfbench.models.base import ModelError, check_prediction  # noqa: E402
-from nfbench.phantom import make_case  # noqa: E402
-from nfbench.types import Click  # noqa: E402
-from tests.interaction.test_loop import run  # noqa: E402
-from nfbench.interaction.scenarios import scenario_from_options  # noqa: E402
+from nfbench.interaction.scenarios import scenario_from_options
+from nfbench.io.volume import Volume
+from nfbench.lesions import instance_map, lesion_table
+from nfbench.models import dins
+from nfbench.models.base import ModelError, check_prediction
+from nfbench.phantom import make_case
+from nfbench.types import Click
+from tests.interaction.test_loop import run
 
 
 def _weights(tmp_path, base=2, top=4, seed=0):
@@ -145,3 +145,20 @@ def test_end_to_end_through_the_engine(case, tmp_path):
     assert untimed == [{k: v for k, v in vars(r).items() if k not in ("latency_ms", "overhead_ms")}
                        for r in second.interactions]
     assert first.clicks == second.clicks
+
+
+def test_registered_model_takes_its_options_as_cli_strings(tmp_path):
+    from nfbench.models.registry import load_spec, register_model, unregister_model
+    from nfbench.models.spec import ModelSpec
+
+    path, _ = _weights(tmp_path)
+    register_model("dins-test", dins.DINsModel)
+    try:
+        assert dins.DINsModel.requirements() == ["no weight file given (pass weights=PATH when loading the model)"]
+        model = load_spec(ModelSpec("dins-test", path, {"base_filters": "2", "max_filters": "4", "roi": "32,32,4",
+                                                        "spacing": "3.4,3.4,7.8"}, "cpu"))
+        assert (model.roi, model.spacing) == ((32, 32, 4), (3.4, 3.4, 7.8))
+        with pytest.raises(ModelError, match="roi must be"):
+            load_spec(ModelSpec("dins-test", path, {"roi": "30,32,4"}, "cpu"))
+    finally:
+        unregister_model("dins-test")

@@ -66,7 +66,7 @@ from nfbench.types import Box, Click
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DINsModel", "build_network", "guide_channels", "ORIENTATION", "SPACING", "ROI", "GUIDE_SIGMA"]
+__all__ = ["GUIDE_SIGMA", "ORIENTATION", "ROI", "SPACING", "DINsModel", "build_network", "guide_channels"]
 
 ORIENTATION = "SRA"
 #: Model grid spacing (mm) along (S, R, A).

@@ -171,3 +171,11 @@ def test_registered_model_takes_its_options_as_cli_strings(tmp_path):
             load_spec(ModelSpec("dins-test", path, {"roi": "30,32,4"}, "cpu"))
     finally:
         unregister_model("dins-test")
+
+
+def test_importing_the_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, nfbench.models.dins; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -97,7 +97,7 @@ def _network_class() -> type:
             return self._conv_forward(F.pad(x, pads), self.weight, self.bias)
 
     class Block(nn.Module):
-        """conv → norm (+ guide) → ReLU → conv → norm → ReLU, after an optional up-sampling and skip concatenation."""
+        """conv → norm (+ guide) → ReLU → conv → norm → ReLU, after an optional up-sampling and skip."""
 
         def __init__(self, cin: int, cout: int, kernel: tuple, stride: tuple = (1, 1, 1),
                      up_from: int | None = None, up_stride: tuple | None = None) -> None:
@@ -143,7 +143,8 @@ def _network_class() -> type:
                 raise ValueError(f"DINs takes image (B, A, S, R, 1) and guide (B, A, S, R, 2), "
                                  f"got {tuple(image.shape)} and {tuple(guide.shape)}")
             if any(n % s for n, s in zip(image.shape[1:4], _STRIDE)):
-                raise ValueError(f"DINs needs A even and S, R multiples of 16, got (A, S, R) = {tuple(image.shape[1:4])}")
+                raise ValueError(f"DINs needs A even and S, R multiples of 16, "
+                                 f"got (A, S, R) = {tuple(image.shape[1:4])}")
             g = guide.permute(0, 4, 1, 2, 3)
             x1 = self.down1(torch.cat([image.permute(0, 4, 1, 2, 3), g], dim=1))
             x2 = self.down2(x1)
@@ -162,7 +163,7 @@ def _network_class() -> type:
 def build_network(base_filters: int = 30, max_filters: int = 320, n_classes: int = 2) -> torch.nn.Module:
     """The DINs network (random weights); full width is ``base_filters=30, max_filters=320`` as the original."""
     if base_filters < 1 or max_filters < base_filters:
-        raise ValueError(f"DINs needs 1 <= base_filters <= max_filters, got {base_filters} and {max_filters}")
+        raise ValueError(f"dins options need 1 <= base_filters <= max_filters, got {base_filters} and {max_filters}")
     return _network_class()(base_filters, max_filters, n_classes)
 
 

@@ -9,22 +9,22 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from nfbench.interaction.loop import simulate_case
+from nfbench.interaction.scenarios import scenario_from_options
+from nfbench.io.volume import Volume
+from nfbench.lesions import instance_map, lesion_table
+from nfbench.models.base import ModelError, check_prediction
+from nfbench.models.registry import load_spec, register_model, unregister_model
+from nfbench.models.spec import ModelSpec
+from nfbench.models.sw_fastedit import SWFastEditModel
+from nfbench.phantom import make_case
+from nfbench.results.schema import RunKeys
+from nfbench.types import Click
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
 from monai.networks.nets import DynUNet  # noqa: E402
-
-from nfbench.interaction.loop import simulate_case  # noqa: E402
-from nfbench.interaction.scenarios import scenario_from_options  # noqa: E402
-from nfbench.io.volume import Volume  # noqa: E402
-from nfbench.lesions import instance_map, lesion_table  # noqa: E402
-from nfbench.models.base import ModelError, check_prediction  # noqa: E402
-from nfbench.models.registry import load_spec, register_model, unregister_model  # noqa: E402
-from nfbench.models.spec import ModelSpec  # noqa: E402
-from nfbench.models.sw_fastedit import SWFastEditModel  # noqa: E402
-from nfbench.phantom import make_case  # noqa: E402
-from nfbench.results.schema import RunKeys  # noqa: E402
-from nfbench.types import Click  # noqa: E402
 
 TINY = "4,4,4,4,4,4"
 TIMING = {"latency_ms", "overhead_ms"}

@@ -34,7 +34,7 @@ from nfbench.types import BoolMask, BoxSlices, Click
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SWFastEditModel", "ORIGINAL_FILTERS"]
+__all__ = ["ORIGINAL_FILTERS", "SWFastEditModel"]
 
 NAME = "sw-fastedit"
 #: MONAI DynUNet's default widths (``min(2 ** (5 + n), 320)``), which the original network used.

@@ -8,6 +8,16 @@ single click), drawn per click rather than min–max normalised over all of them
 over the whole volume in windows of 128 × 128 × 64 voxels, overlap 0.25, blended with a Gaussian
 (σ = 0.125 of the window); softmax + argmax, mapped back to the native grid (nearest neighbour).
 
+Where it differs from MONAI 1.4 as the original ran it: windows are spread evenly between the
+first and the last start (:func:`~nfbench.models.blocks.sliding_window.window_starts`; MONAI steps
+by 96 voxels and moves only the last window back), so on a 2944-voxel axis the same 31 windows sit
+up to 62 voxels away from MONAI's; the Gaussian is centred at the window's middle (MONAI: voxel
+``n // 2``) and not clamped at 1e-3 (largest difference of the weights: 0.003); resampling aligns
+the grids' extents (MONAI keeps the first voxel's centre), which is the identity when the scan
+already has the model's spacing, as the original data nearly has (0.625 × 7.8 × 0.625 mm, RAS);
+and the answer comes back to the native grid by nearest neighbour, where the original scored in its
+own grid.
+
 The session keeps the preprocessed image of its case, and builds every window's input from it and
 the clicks, so an incremental window cache (re-run only the windows a click reaches) can be added
 on top of :meth:`_SWFastEditSession.margin` without changing the preprocessing.

@@ -1,0 +1,204 @@
+"""SW-FastEdit: the original checkpoint format, the original preprocessing, and the geometry chain end to end."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nfbench.interaction.loop import simulate_case
+from nfbench.interaction.scenarios import scenario_from_options
+from nfbench.io.volume import Volume
+from nfbench.lesions import instance_map, lesion_table
+from nfbench.models.base import ModelError, check_prediction
+from nfbench.models.registry import load_spec, register_model, unregister_model
+from nfbench.models.spec import ModelSpec
+from nfbench.models.sw_fastedit import SWFastEditModel
+from nfbench.phantom import make_case
+from nfbench.results.schema import RunKeys
+from nfbench.types import Click
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from monai.networks.nets import DynUNet  # noqa: E402
+
+TINY = "4,4,4,4,4,4"
+TIMING = {"latency_ms", "overhead_ms"}
+
+
+def _dynunet(filters=None):
+    """The network exactly as the original builds it (seed_spec §3.1), written out here independently."""
+    return DynUNet(spatial_dims=3, in_channels=3, out_channels=2, kernel_size=[3] * 6,
+                   strides=[1, 2, 2, 2, 2, [2, 2, 1]], upsample_kernel_size=[2, 2, 2, 2, [2, 2, 1]],
+                   filters=filters, norm_name="instance", res_block=True, deep_supervision=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A random tiny network saved in the original format."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("swf") / "tiny.pt"
+    torch.save({"net": _dynunet([4] * 6).state_dict()}, path)
+    return path
+
+
+def _volume(data, spacing):
+    affine = np.diag([*spacing, 1.0])
+    return Volume(np.asarray(data, np.float32), affine, affine.copy(), nib.Nifti1Header())
+
+
+def test_original_checkpoint_loads_strictly_and_a_renamed_key_is_named(tmp_path):
+    torch.manual_seed(1)
+    original = _dynunet()  # MONAI's default widths, as the original
+    state = original.state_dict()
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"net": state, "trainer": {"epoch": 151, "iteration": 3}}, path)
+    model = SWFastEditModel(path)
+    loaded = model.network.state_dict()
+    assert sorted(loaded) == sorted(state)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+    key = "input_block.conv1.conv.weight"
+    assert key in state
+    broken = dict(state)
+    broken["renamed.weight"] = broken.pop(key)
+    bad = tmp_path / "renamed.pt"
+    torch.save({"net": broken}, bad)
+    with pytest.raises(ModelError, match=rf"{key}.*renamed.weight") as info:
+        SWFastEditModel(bad)
+    assert str(bad) in str(info.value) and "sw-fastedit" in str(info.value)
+
+
+def test_plain_state_dict_loads_and_wrong_widths_are_refused(tmp_path):
+    torch.manual_seed(2)
+    net = _dynunet([8, 16, 32, 64, 128, 256])
+    path = tmp_path / "ours.pt"
+    torch.save(net.state_dict(), path)
+    model = SWFastEditModel(path, filters="8,16,32,64,128,256")
+    assert all(torch.equal(model.network.state_dict()[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(ModelError, match="shape mismatch") as info:
+        SWFastEditModel(path, filters=TINY)
+    assert str(path) in str(info.value)
+
+
+def test_options_are_checked_and_requirements_name_the_weights(tmp_path, tiny_weights):
+    with pytest.raises(ValueError, match="roi_size"):
+        SWFastEditModel(tiny_weights, filters=TINY, roi_size="100,128,64")
+    with pytest.raises(ValueError, match="deepest level"):
+        SWFastEditModel(tiny_weights, filters=TINY, roi_size="32,32,16")
+    with pytest.raises(ValueError, match="filters"):
+        SWFastEditModel(tiny_weights, filters="4,4,4")
+    assert SWFastEditModel.requirements(weights=tiny_weights) == []
+    assert "does not exist" in SWFastEditModel.requirements(weights=tmp_path / "missing.pt")[0]
+    register_model("swf-test", SWFastEditModel)
+    try:
+        spec = ModelSpec("swf-test", weights=tiny_weights, options={"filters": TINY, "overlap": "0.5"}, device="cpu")
+        model = load_spec(spec)
+        assert model.overlap == 0.5 and model.filters == (4,) * 6
+    finally:
+        unregister_model("swf-test")
+
+
+def test_preprocessing_zscores_nonzero_voxels_and_places_balls_at_the_click(tiny_weights):
+    rng = np.random.default_rng(0)
+    data = np.zeros((40, 6, 30))
+    data[5:35, 1:5, 4:26] = rng.normal(300.0, 40.0, (30, 4, 22))
+    # native spacing = the model's, permuted: RSA is only a transpose here, no resampling
+    image = _volume(data, (0.625, 7.8, 0.625))
+    model = SWFastEditModel(tiny_weights, filters=TINY, roi_size="32,32,32")
+    session = model.start(image)
+    assert session.grid.shape == (40, 30, 6)
+    inputs = session.inputs()
+    assert inputs.shape[1:] == session.image.shape == (64, 32, 32)  # padded to multiples of 32
+    model_image = inputs[0][session.model_box]
+    inside = model_image != 0
+    np.testing.assert_array_equal(inside, np.transpose(data, (0, 2, 1)) != 0)
+    assert abs(model_image[inside].mean()) < 1e-4 and abs(model_image[inside].std() - 1) < 1e-4
+    assert np.count_nonzero(inputs[0]) == np.count_nonzero(inside)  # the padding is 0
+
+    session.add_click(Click((20, 3, 10), True))
+    session.add_click(Click((8, 2, 25), False))
+    channels = session.inputs()
+    for channel, (i, j, k) in ((1, (20, 3, 10)), (2, (8, 2, 25))):
+        ball = np.argwhere(channels[channel][session.model_box] > 0)
+        assert len(ball) == 33 and set(np.unique(channels[channel])) == {0.0, 1.0}
+        np.testing.assert_array_equal(ball.mean(axis=0), (i, k, j))  # RSA: (R, S, A) = (i, k, j)
+    assert session.predict().mask.dtype == bool
+
+
+def test_output_comes_back_on_the_native_grid(tiny_weights):
+    image = _volume(np.ones((30, 5, 50)), (1.0, 6.0, 1.1))
+    session = SWFastEditModel(tiny_weights, filters=TINY, roi_size="64,64,16").start(image)
+    session.add_click(Click((10, 2, 20), True))
+    answer = check_prediction("sw-fastedit", session.predict(), image.shape)
+    assert all(s.stop <= n for s, n in zip(answer.box, image.shape))
+    full = np.zeros(image.shape, bool)
+    full[answer.box] = answer.mask
+    np.testing.assert_array_equal(full, session.previous)
+    assert session.previous.shape == image.shape
+    again = session.predict()  # same clicks, same mask: nothing changed
+    assert all(s.stop == s.start for s in again.box)
+
+
+@pytest.mark.parametrize("factor", [1, 2], ids=["same-spacing", "downsampled"])
+def test_known_network_gives_the_positive_ball_back_on_the_native_grid(tiny_weights, monkeypatch, factor):
+    """Logits = (0, positive channel - 0.5): the answer is the positive click's ball, through every step."""
+    shape = (48 * factor, 7 * factor, 40 * factor)
+    image = _volume(np.random.default_rng(1).uniform(1, 2, shape), (0.625 / factor, 7.8 / factor, 0.625 / factor))
+    model = SWFastEditModel(tiny_weights, filters=TINY, roi_size="32,32,32", overlap=0.25, sw_batch_size=3)
+    calls = []
+
+    def known(batch):
+        calls.append(len(batch))
+        return np.stack([np.zeros_like(batch[:, 1]), batch[:, 1] - 0.5], axis=1)
+
+    monkeypatch.setattr(model, "forward", known)
+    session = model.start(image)
+    positive, negative = (30 * factor + factor - 1, 3 * factor, 9 * factor), (5 * factor, 5 * factor, 33 * factor)
+    session.add_click(Click(positive, True))
+    session.add_click(Click(negative, False))
+    full = np.zeros(shape, bool)
+    answer = session.predict()
+    full[answer.box] = answer.mask
+    # model voxel of native voxel x is x // factor on every axis; the ball is r² ≤ 4 model voxels
+    i, j, k = np.indices(shape) // factor
+    ci, cj, ck = (v // factor for v in positive)
+    expected = (i - ci) ** 2 + (j - cj) ** 2 + (k - ck) ** 2 <= 4
+    np.testing.assert_array_equal(full, expected)
+    assert np.count_nonzero(full) == 33 * factor**3
+    assert sum(calls) > 4 and max(calls) == 3  # many windows, in batches
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    case = make_case(size="tiny", burden="low", rng=11, n_lesions=3)
+    image, label = case.volumes(image_dtype=np.float32)
+    instances = instance_map(label.data)
+    return image, instances, lesion_table(instances, affine=image.affine)
+
+
+def _run(model, image, instances, lesions, seed):
+    scenario = scenario_from_options("lesion-corrective", interactions=2, stop_dice=None)
+    keys = RunKeys(run_id="r", model=model.name, scenario=scenario.name, click_policy=scenario.recorded_policy,
+                   budget=scenario.budget, stop_dice=math.nan, seed=seed, fold=None, test_set="imagesTs", case="c")
+    session = model.start(image, seed=seed)
+    return simulate_case(model, session, image, instances, lesions, scenario, keys, rng=np.random.default_rng(seed))
+
+
+def test_session_runs_through_the_engine_deterministically(phantom, tiny_weights):
+    image, instances, lesions = phantom
+    # a coarse grid keeps the tiny phantom at a few windows (the original spacing would give 73 M voxels)
+    model = SWFastEditModel(tiny_weights, filters=TINY, roi_size="64,64,32", spacing="15,15,15.6", sw_batch_size=2)
+    first = _run(model, image, instances, lesions, seed=4)
+    assert len(first.interactions) == 2 * len(lesions) and first.clicks
+    assert all(0 <= r.dice_lesion <= 1 for r in first.interactions)
+    assert first.prediction is not None and first.prediction.shape == image.shape
+    again = _run(model, image, instances, lesions, seed=4)
+    untimed = [{k: v for k, v in asdict(r).items() if k not in TIMING} for r in first.interactions]
+    assert untimed == [{k: v for k, v in asdict(r).items() if k not in TIMING} for r in again.interactions]
+    assert first.clicks == again.clicks
+    np.testing.assert_array_equal(first.prediction, again.prediction)

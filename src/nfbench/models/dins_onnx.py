@@ -1,0 +1,221 @@
+"""`dins-onnx`: DINs from an ONNX file through ONNX Runtime, and the export and import of such files.
+
+The original DINs weights exist as TensorFlow checkpoints and their ONNX exports (seed_spec §3.2,
+§5.6) with inputs ``image`` (B, A, S, R, 1) and ``guide`` (B, A, S, R, 2) (float32, only the batch
+dynamic; (A, S, R) = (10, 512, 160)) and logits (B, A, S, R, 2). :class:`DINsOnnxModel` runs any
+file with that signature on the CPU, with everything else of ``dins`` (its grid, normalisation,
+guides, sliding window and mapping back to the native grid): the window is the file's fixed
+(S, R, A) input size. :func:`export_onnx` writes our PyTorch network in that signature, and
+:func:`onnx_state_dict` reads an ONNX file's weights back into it, so the published weights can be
+fine-tuned in PyTorch without TensorFlow.
+
+Name mapping (ONNX initializer → PyTorch parameter of :func:`~nfbench.models.dins.build_network`):
+our exporter writes each parameter as an initializer of the same name (``down1.conv1.weight``,
+``bridge.norm1.bias``, ``up4.up.weight``, ``dim.1.bias``, ``final.weight``, …) in PyTorch's layout,
+so the mapping is the identity. Exporters merge initializers of equal value (the norm scales of an
+untrained network are all ones), so the exporter records each merged parameter's surviving
+initializer in the file's metadata (``nfbench.aliases``, JSON ``{parameter: initializer}``).
+A TensorFlow-exported file names its weights after the Keras variables ``model/<block>/<layer>/…``
+in TF's layouts (a convolution ``kernel`` (kd, kh, kw, in, out) → (out, in, kd, kh, kw), a
+transposed convolution's (kd, kh, kw, out, in) → (in, out, kd, kh, kw), ``gamma`` / ``beta`` →
+``norm*.weight`` / ``.bias``; see :mod:`nfbench.models.dins`); seed_spec does not record the names
+tf2onnx gives them, so such a file is refused with the names it holds rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nfbench.models.base import ModelError
+from nfbench.models.dins import ROI, SPACING, DINsModel, _roi, _triple, build_network
+from nfbench.models.blocks.checkpoints import state_dict_problems
+from nfbench.models.registry import missing_file, missing_modules
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ALIASES_KEY", "DINsOnnxModel", "export_onnx", "onnx_state_dict", "network_from_onnx"]
+
+#: Metadata key of the exporter's ``{parameter: initializer}`` record of merged initializers.
+ALIASES_KEY = "nfbench.aliases"
+_INPUTS = {"image": 1, "guide": 2}  # input name → channels
+
+
+def export_onnx(network: torch.nn.Module, path: str | Path, roi: Sequence[int] = ROI, *, opset: int = 17) -> Path:
+    """Write ``network`` (a DINs of :func:`build_network`) to ``path`` in the original signature, window ``roi`` (S, R, A).
+
+    The batch axis is dynamic; (A, S, R) is fixed to the window, as in the original files.
+    """
+    import warnings
+
+    import onnx
+    import torch
+
+    s, r, a = _roi(roi)
+    path = Path(path)
+    image, guide = torch.zeros(1, a, s, r, 1), torch.zeros(1, a, s, r, 2)
+    batch = {0: "batch"}
+    was_training = network.training
+    network.eval()
+    try:
+        with warnings.catch_warnings():  # the tracer's notes on the shape checks and padding (constant here)
+            warnings.simplefilter("ignore")
+            torch.onnx.export(network, (image, guide), str(path), input_names=list(_INPUTS), output_names=["logits"],
+                              dynamic_axes={"image": batch, "guide": batch, "logits": batch},
+                              opset_version=opset, dynamo=False)
+    finally:
+        network.train(was_training)
+    model = onnx.load(str(path))
+    _name_output_axes(model, (a, s, r))
+    _record_aliases(model, network.state_dict())
+    onnx.save(model, str(path))
+    return path
+
+
+def _name_output_axes(model: Any, window: tuple[int, int, int]) -> None:
+    """Logits shape (batch, A, S, R, 2): the tracer leaves the output's axes with made-up names."""
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    for dim, size in zip(dims[1:], (*window, 2)):
+        dim.dim_value = size
+    dims[0].dim_param = "batch"
+
+
+def _record_aliases(model: Any, state: dict[str, torch.Tensor]) -> None:
+    """Record, for each parameter without its own initializer, an initializer of the same value."""
+    from onnx import numpy_helper
+
+    stored = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    aliases = {}
+    for name, tensor in state.items():
+        if name in stored:
+            continue
+        value = tensor.detach().cpu().numpy()
+        same = [k for k, v in stored.items() if v.shape == value.shape and np.array_equal(v, value)]
+        if not same:
+            raise ModelError(f"ONNX export lost the parameter {name!r} (no initializer holds its value)")
+        aliases[name] = same[0]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ALIASES_KEY, json.dumps(aliases, sort_keys=True)
+
+
+def onnx_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The PyTorch DINs state dict held by an ONNX file (see the module's name mapping)."""
+    import torch
+    from onnx import numpy_helper
+
+    model = _load_onnx(path)
+    stored = {init.name: init for init in model.graph.initializer}
+    meta = {p.key: p.value for p in model.metadata_props}
+    try:
+        aliases = json.loads(meta.get(ALIASES_KEY, "{}"))
+    except json.JSONDecodeError as err:
+        raise ModelError(f"ONNX file {str(path)!r}: metadata {ALIASES_KEY} is not JSON ({err})") from err
+    names = sorted(build_network(1, 1).state_dict())
+    found = {n: stored[n] if n in stored else stored.get(aliases.get(n, "")) for n in names}
+    lost = [n for n, init in found.items() if init is None]
+    if lost:
+        held = sorted(stored)
+        shown = ", ".join(held[:8]) + (f" … and {len(held) - 8} more" if len(held) > 8 else "")
+        raise ModelError(f"ONNX file {str(path)!r} has no initializer for {len(lost)} DINs parameter(s) "
+                         f"({', '.join(lost[:4])}{' …' if len(lost) > 4 else ''}); it holds: {shown or 'none'}")
+    return {n: torch.from_numpy(numpy_helper.to_array(init).copy()) for n, init in found.items()}
+
+
+def network_from_onnx(path: str | Path) -> tuple[torch.nn.Module, dict[str, int]]:
+    """A PyTorch DINs with an ONNX file's weights, and its width options (``base_filters``, ``max_filters``)."""
+    state = onnx_state_dict(path)
+    widths = {"base_filters": int(state["down1.conv1.weight"].shape[0]),
+              "max_filters": int(state["bridge.conv1.weight"].shape[0])}
+    network = build_network(**widths)
+    problems = state_dict_problems(state, network.state_dict())
+    if problems:
+        raise ModelError(f"ONNX file {str(path)!r} does not fit a DINs network: {'; '.join(problems)}")
+    network.load_state_dict(state, strict=True)
+    return network, widths
+
+
+def _load_onnx(path: str | Path) -> Any:
+    import onnx
+
+    problems = missing_file(path, what="ONNX file")
+    if problems:
+        raise ModelError(problems[0])
+    try:
+        return onnx.load(str(path))
+    except Exception as err:  # noqa: BLE001 - protobuf raises several types for a foreign file
+        raise ModelError(f"ONNX file {str(path)!r} cannot be read: {type(err).__name__}: {err}") from err
+
+
+class DINsOnnxModel(DINsModel):
+    """DINs from an ONNX file (``--weights model.onnx``) on ONNX Runtime's CPU provider.
+
+    Options as ``dins`` without the widths (they are in the file): ``roi`` (defaults to the file's
+    fixed input size, and must equal it), ``overlap``, ``spacing``.
+    """
+
+    name = "dins-onnx"
+    description = "DINs 3D CNN from an ONNX file (ONNX Runtime, CPU), e.g. the original exports (needs weights)"
+
+    def __init__(  # noqa: D107 - the class docstring says it
+        self,
+        weights: str | Path | None = None,
+        roi: Sequence[int] | str | None = None,
+        overlap: float = 0.25,
+        spacing: Sequence[float] | str = SPACING,
+    ) -> None:
+        problems = missing_file(weights)
+        if problems:
+            raise ModelError(f"model {self.name!r}: {problems[0]}")
+        if not 0 <= overlap < 1:
+            raise ValueError(f"dins-onnx option overlap must be in [0, 1), got {overlap}")
+        import onnxruntime as ort
+
+        where = f"model {self.name!r}: ONNX file {str(weights)!r}"
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        try:
+            self.session = ort.InferenceSession(str(weights), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - ORT raises its own exception types for a foreign file
+            raise ModelError(f"{where} cannot be loaded by ONNX Runtime: {str(err).strip().splitlines()[0]}") from err
+        window = self._window(where)
+        if roi is None:
+            self.roi = window or ROI
+        else:
+            self.roi = _roi(roi)
+            if window and self.roi != window:
+                raise ModelError(f"{where} has a fixed window (S, R, A) = {window}, but roi {self.roi} was asked for")
+        self.overlap, self.spacing = float(overlap), _triple(spacing, "spacing")
+        self.output = self.session.get_outputs()[0].name
+
+    def _window(self, where: str) -> tuple[int, int, int] | None:
+        """The file's fixed window (S, R, A), or None when its spatial axes are dynamic; checks the signature."""
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        if set(inputs) != set(_INPUTS):
+            raise ModelError(f"{where} has inputs {sorted(inputs)}, not the DINs signature (image, guide)")
+        sizes = set()
+        for name, channels in _INPUTS.items():
+            shape = inputs[name]
+            if len(shape) != 5 or shape[4] != channels:
+                raise ModelError(f"{where}: input {name!r} has shape {shape}, not (batch, A, S, R, {channels})")
+            sizes.add(tuple(shape[1:4]))
+        if len(sizes) != 1:
+            raise ModelError(f"{where}: inputs 'image' and 'guide' differ in (A, S, R): {sorted(map(str, sizes))}")
+        a, s, r = sizes.pop()
+        if not all(isinstance(n, int) for n in (a, s, r)):
+            return None
+        return _roi((s, r, a))
+
+    @classmethod
+    def requirements(cls, weights: str | Path | None = None) -> list[str]:
+        return missing_modules("onnxruntime", extra="torch") + missing_file(weights)
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        """Logits (2, S, R, A) of a channel-first window (3, S, R, A): [image, positive, negative]."""
+        window = np.ascontiguousarray(inputs.transpose(3, 1, 2, 0)[None], dtype=np.float32)  # (1, A, S, R, 3)
+        (out,) = self.session.run([self.output], {"image": window[..., :1], "guide": window[..., 1:]})
+        return np.asarray(out[0], np.float32).transpose(3, 1, 2, 0)

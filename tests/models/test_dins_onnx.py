@@ -1,0 +1,182 @@
+"""DINs through ONNX: export in the original signature, ONNX Runtime inference, conversion back, the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from typer.testing import CliRunner
+
+from nfbench.cli import app
+from nfbench.interaction.scenarios import scenario_from_options
+from nfbench.lesions import instance_map, lesion_table
+from nfbench.models import dins, dins_onnx
+from nfbench.models.base import ModelError
+from nfbench.models.registry import load_spec, register_model, unregister_model
+from nfbench.models.spec import ModelSpec
+from nfbench.phantom import make_case
+from tests.interaction.test_loop import run
+
+ROI = (64, 32, 2)  # (S, R, A): ONNX window (A, S, R) = (2, 64, 32)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _network(seed=0, trained=True):
+    """A tiny DINs; ``trained`` gives the norms random scales and shifts (a fresh one has all ones and zeros)."""
+    torch.manual_seed(seed)
+    net = dins.build_network(2, 4).eval()
+    if trained:
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                if ".norm" in name:
+                    p.copy_(torch.randn_like(p) * 0.5 + (1.0 if name.endswith("weight") else 0.0))
+    return net
+
+
+def _inputs(batch, roi=ROI, seed=1):
+    s, r, a = roi
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, a, s, r, 1, generator=g), torch.rand(batch, a, s, r, 2, generator=g)
+
+
+def _torch_logits(net, image, guide):
+    with torch.no_grad():
+        return net(image, guide).numpy()
+
+
+def test_onnx_runtime_matches_pytorch_in_the_original_signature(tmp_path):
+    import onnxruntime as ort
+
+    net = _network()
+    path = dins_onnx.export_onnx(net, tmp_path / "m.onnx", ROI)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    assert shapes == {"image": ["batch", 2, 64, 32, 1], "guide": ["batch", 2, 64, 32, 2]}
+    assert [o.shape for o in session.get_outputs()] == [["batch", 2, 64, 32, 2]]
+    for batch in (1, 3):  # the batch axis is dynamic
+        image, guide = _inputs(batch, seed=batch)
+        (out,) = session.run(None, {"image": image.numpy(), "guide": guide.numpy()})
+        expected = _torch_logits(net, image, guide)
+        assert out.shape == (batch, 2, 64, 32, 2)
+        assert np.abs(out - expected).max() <= 1e-4
+        assert np.abs(expected).max() > 0.1  # not a trivially small output
+
+
+@pytest.mark.parametrize("trained", [True, False], ids=["trained", "fresh"])
+def test_export_convert_load_gives_the_same_logits(tmp_path, trained):
+    net = _network(seed=2, trained=trained)
+    path = dins_onnx.export_onnx(net, tmp_path / "m.onnx", ROI)
+    if not trained:  # equal-valued norm scales were merged into one initializer and recorded as aliases
+        held = {init.name for init in onnx.load(str(path)).graph.initializer}
+        assert "down1.norm2.weight" not in held
+    back, widths = dins_onnx.network_from_onnx(path)
+    assert widths == {"base_filters": 2, "max_filters": 4}
+    for key, value in net.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    torch.save(back.state_dict(), tmp_path / "back.pt")
+    model = dins.DINsModel(weights=tmp_path / "back.pt", **widths, roi=ROI)
+    window = np.random.default_rng(3).normal(size=(3, *ROI)).astype(np.float32)
+    onnx_model = dins_onnx.DINsOnnxModel(weights=path)
+    assert np.abs(model.logits(window) - onnx_model.logits(window)).max() <= 1e-4
+    expected = _torch_logits(net, torch.from_numpy(window.transpose(3, 1, 2, 0)[None, ..., :1].copy()),
+                             torch.from_numpy(window.transpose(3, 1, 2, 0)[None, ..., 1:].copy()))
+    assert np.abs(model.logits(window) - expected[0].transpose(3, 1, 2, 0)).max() <= 1e-4
+
+
+def test_the_window_comes_from_the_file_and_a_mismatch_is_refused(tmp_path):
+    path = dins_onnx.export_onnx(_network(), tmp_path / "m.onnx", ROI)
+    assert dins_onnx.DINsOnnxModel(weights=path).roi == ROI
+    with pytest.raises(ModelError, match=r"m\.onnx.*fixed window \(S, R, A\) = \(64, 32, 2\)"):
+        dins_onnx.DINsOnnxModel(weights=path, roi="32,32,2")
+    (tmp_path / "junk.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match=r"junk\.onnx.*ONNX Runtime"):
+        dins_onnx.DINsOnnxModel(weights=tmp_path / "junk.onnx")
+    with pytest.raises(ModelError, match="weight file"):
+        dins_onnx.DINsOnnxModel(weights=None)
+    assert dins_onnx.DINsOnnxModel.requirements(path) == []
+    assert dins_onnx.DINsOnnxModel.requirements(tmp_path / "nope.onnx") == [f"weight file {str(tmp_path / 'nope.onnx')!r} does not exist"]
+
+
+def test_a_file_without_our_names_is_refused_with_what_it_holds(tmp_path):
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((2, 3, 1, 3, 3), np.float32), "model/down1/conv1/kernel:0")
+    graph = helper.make_graph([], "g", [], [], initializer=[weight])
+    onnx.save(helper.make_model(graph), str(tmp_path / "tf.onnx"))
+    with pytest.raises(ModelError, match=r"tf\.onnx.*no initializer.*model/down1/conv1/kernel:0"):
+        dins_onnx.network_from_onnx(tmp_path / "tf.onnx")
+
+
+def test_cli_export_and_convert_end_to_end(tmp_path):
+    net = _network(seed=4)
+    torch.save(net.state_dict(), tmp_path / "dins.pt")
+    runner = CliRunner()
+    out = tmp_path / "model.onnx"
+    result = runner.invoke(app, ["export", "dins", "--weights", str(tmp_path / "dins.pt"), "--out", str(out),
+                                 "-o", "base_filters=2", "-o", "max_filters=4", "-o", "roi=64,32,2"])
+    assert result.exit_code == 0, result.output
+    assert dins_onnx.DINsOnnxModel(weights=out).roi == ROI
+    back = tmp_path / "back.pt"
+    result = runner.invoke(app, ["convert", "dins-onnx-to-torch", str(out), "--out", str(back)])
+    assert result.exit_code == 0, result.output
+    assert "base_filters=2" in result.output
+    state = torch.load(back, weights_only=True)
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and set(state) == set(net.state_dict())
+
+    missing = runner.invoke(app, ["convert", "dins-onnx-to-torch", str(tmp_path / "nope.onnx"), "--out", str(back)])
+    assert missing.exit_code == 1 and "nope.onnx" in missing.output and "does not exist" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1
+    missing = runner.invoke(app, ["export", "dins", "--weights", str(tmp_path / "nope.pt"), "--out", str(out)])
+    assert missing.exit_code == 1 and "nope.pt" in missing.output and "does not exist" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1
+    bad = runner.invoke(app, ["export", "dins", "--weights", str(tmp_path / "dins.pt"), "--out", str(out), "-o", "width=3"])
+    assert bad.exit_code == 1 and "width" in bad.output
+
+
+def test_dins_onnx_runs_the_engine_with_the_rows_of_dins(tmp_path):
+    phantom = make_case(size="tiny", burden="low", rng=11, n_lesions=3)
+    image, label = phantom.volumes(image_dtype=np.float32)
+    instances = instance_map(label.data)
+    lesions = lesion_table(instances, affine=image.affine)
+    net = _network(seed=3)
+    torch.save(net.state_dict(), tmp_path / "dins.pt")
+    roi, spacing = (64, 32, 8), "15,15,15.6"
+    dins_onnx.export_onnx(net, tmp_path / "dins.onnx", roi)
+    register_model("dins-onnx-test", dins_onnx.DINsOnnxModel)
+    try:
+        onnx_model = load_spec(ModelSpec("dins-onnx-test", tmp_path / "dins.onnx", {"spacing": spacing}, "cpu"))
+    finally:
+        unregister_model("dins-onnx-test")
+    torch_model = dins.DINsModel(weights=tmp_path / "dins.pt", base_filters=2, max_filters=4, roi=roi, spacing=spacing)
+    scenario = scenario_from_options("lesion-corrective", interactions=2, stop_dice=None)
+    expected = run(torch_model, scenario, image, instances, lesions)
+    got = run(onnx_model, scenario, image, instances, lesions)
+    assert len(got.interactions) == 2 * len(lesions)
+    # logits agree to ~1e-6 (float32 rounding), far below the tiny network's decision margins here:
+    # the masks, so the Dice figures and the next clicks, are identical
+    for name in ("interactions", "clicks"):
+        rows = [[{k: v for k, v in vars(r).items() if k not in ("latency_ms", "overhead_ms", "model")}
+                 for r in getattr(result, name)] for result in (got, expected)]
+        assert rows[0] == rows[1], name
+    assert {r.model for r in got.interactions} == {"dins-onnx"}
+    assert any(r.dice_lesion > 0 for r in got.interactions)  # the network segments something
+
+
+def test_importing_the_module_and_the_cli_does_not_import_torch_or_onnx():
+    import subprocess
+    import sys
+
+    code = ("import sys, nfbench.models.dins_onnx, nfbench.cli; "
+            "print([m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -127,6 +127,15 @@ def test_cli_export_and_convert_end_to_end(tmp_path):
                                  "-o", "base_filters=2", "-o", "max_filters=4", "-o", "roi=64,32,2"])
     assert result.exit_code == 0, result.output
     assert dins_onnx.DINsOnnxModel(weights=out).roi == ROI
+    full = tmp_path / "full.onnx"  # the default window: the original signature
+    result = runner.invoke(app, ["export", "dins", "--weights", str(tmp_path / "dins.pt"), "--out", str(full),
+                                 "-o", "base_filters=2", "-o", "max_filters=4"])
+    assert result.exit_code == 0, result.output
+    graph = onnx.load(str(full)).graph
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*graph.input, *graph.output]}
+    assert shapes == {"image": ["batch", 10, 512, 160, 1], "guide": ["batch", 10, 512, 160, 2],
+                      "logits": ["batch", 10, 512, 160, 2]}
+    assert dins_onnx.DINsOnnxModel(weights=full).roi == (512, 160, 10)
     back = tmp_path / "back.pt"
     result = runner.invoke(app, ["convert", "dins-onnx-to-torch", str(out), "--out", str(back)])
     assert result.exit_code == 0, result.output

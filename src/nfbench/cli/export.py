@@ -9,7 +9,7 @@ import typer
 
 from nfbench.cli._app import app, fail, stdout
 
-__all__ = ["export_app", "convert_app", "export_dins_command", "convert_dins_command"]
+__all__ = ["convert_app", "convert_dins_command", "export_app", "export_dins_command"]
 
 export_app = typer.Typer(help="Export model weights to other formats (ONNX).", no_args_is_help=True)
 convert_app = typer.Typer(help="Convert weights of other formats into nfbench's PyTorch models.", no_args_is_help=True)

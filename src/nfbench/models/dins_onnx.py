@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nfbench.models.base import ModelError
-from nfbench.models.dins import ROI, SPACING, DINsModel, _roi, _triple, build_network
 from nfbench.models.blocks.checkpoints import state_dict_problems
+from nfbench.models.dins import ROI, SPACING, DINsModel, _roi, _triple, build_network
 from nfbench.models.registry import missing_file, missing_modules
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ALIASES_KEY", "DINsOnnxModel", "export_onnx", "onnx_state_dict", "network_from_onnx"]
+__all__ = ["ALIASES_KEY", "DINsOnnxModel", "export_onnx", "network_from_onnx", "onnx_state_dict"]
 
 #: Metadata key of the exporter's ``{parameter: initializer}`` record of merged initializers.
 ALIASES_KEY = "nfbench.aliases"
@@ -147,7 +147,7 @@ def _load_onnx(path: str | Path) -> Any:
         raise ModelError(problems[0])
     try:
         return onnx.load(str(path))
-    except Exception as err:  # noqa: BLE001 - protobuf raises several types for a foreign file
+    except Exception as err:  # protobuf raises several types for a foreign file
         raise ModelError(f"ONNX file {str(path)!r} cannot be read: {type(err).__name__}: {err}") from err
 
 
@@ -161,7 +161,7 @@ class DINsOnnxModel(DINsModel):
     name = "dins-onnx"
     description = "DINs 3D CNN from an ONNX file (ONNX Runtime, CPU), e.g. the original exports (needs weights)"
 
-    def __init__(  # noqa: D107 - the class docstring says it
+    def __init__(
         self,
         weights: str | Path | None = None,
         roi: Sequence[int] | str | None = None,
@@ -180,7 +180,7 @@ class DINsOnnxModel(DINsModel):
         options.log_severity_level = 3  # errors only
         try:
             self.session = ort.InferenceSession(str(weights), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - ORT raises its own exception types for a foreign file
+        except Exception as err:  # ORT raises its own exception types for a foreign file
             raise ModelError(f"{where} cannot be loaded by ONNX Runtime: {str(err).strip().splitlines()[0]}") from err
         window = self._window(where)
         if roi is None:

@@ -116,6 +116,9 @@ def test_a_file_without_our_names_is_refused_with_what_it_holds(tmp_path):
     onnx.save(helper.make_model(graph), str(tmp_path / "tf.onnx"))
     with pytest.raises(ModelError, match=r"tf\.onnx.*no initializer.*model/down1/conv1/kernel:0"):
         dins_onnx.network_from_onnx(tmp_path / "tf.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match=r"junk\.onnx' cannot be read"):
+        dins_onnx.network_from_onnx(tmp_path / "junk.onnx")
 
 
 def test_cli_export_and_convert_end_to_end(tmp_path):

@@ -63,7 +63,9 @@ def export_onnx(network: torch.nn.Module, path: str | Path, roi: Sequence[int] =
     was_training = network.training
     network.eval()
     try:
-        with warnings.catch_warnings():  # the tracer's notes on the shape checks and padding (constant here)
+        # The TorchScript exporter (dynamo=False): the same graph as the torch.export one, ~10x faster
+        # to write here; its warnings are about the shape checks and padding, constants at a fixed window.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(network, (image, guide), str(path), input_names=list(_INPUTS), output_names=["logits"],
                               dynamic_axes={"image": batch, "guide": batch, "logits": batch},

@@ -236,7 +236,7 @@ def test_incremental_window_cache_equals_a_full_pass_and_reset_runs_nothing(tiny
             session.predict()
             per_click.append(session.windows_run - before)
         assert np.abs(session.margin() - full_pass()).max() <= 1e-5
-        assert all(0 < n < total for n in per_click) and sum(per_click) < total
+        assert all(0 < n <= 8 for n in per_click)  # a 5-voxel ball meets at most 2 x 2 x 2 of the 60 windows
         before = session.windows_run
         session.reset()
         np.testing.assert_array_equal(session.margin(), no_click)

@@ -116,6 +116,13 @@ def test_window_cache_re_runs_only_changed_windows_and_equals_a_full_pass():
         runs.append(cache.windows_run - before)
         assert np.abs(out - _full_pass(array, predict, patch, overlap)).max() <= 1e-5
     assert all(1 <= r <= 8 for r in runs) and runs[0] == 1  # a corner touches one window, the middle ≤ 2x2x2
+    boxes = [(slice(0, 2), slice(0, 2), slice(0, 2)), (slice(38, 40), slice(34, 36), slice(28, 30))]
+    for box in boxes:  # two far-apart changes in one call
+        array[(0, *box)] += 1.0
+    before = cache.windows_run
+    out = cache.infer(lambda b: array[(slice(None), *b)], predict, boxes, batch_size=5)
+    assert cache.windows_run - before == 2
+    assert np.abs(out - _full_pass(array, predict, patch, overlap)).max() <= 1e-5
     cache.restore(start)
     before = cache.windows_run
     again = cache.infer(lambda b: pytest.fail("nothing to run"), predict)

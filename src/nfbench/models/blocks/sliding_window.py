@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["sliding_window", "window_starts", "window_boxes", "gaussian_weights", "BLENDS", "WindowCache"]
+__all__ = ["BLENDS", "WindowCache", "gaussian_weights", "sliding_window", "window_boxes", "window_starts"]
 
 BLENDS = ("gaussian", "constant")
 Predictor = Callable[[np.ndarray], object]
@@ -119,22 +119,21 @@ class WindowCache:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        todo = {i for i, a in enumerate(self.answers) if a is None}
-        for box in changed:
-            todo.update(int(i) for i in self.meeting(box))
-        order = sorted(todo)
+        missing = [i for i, a in enumerate(self.answers) if a is None]
+        groups = [g for g in [missing, *(self.meeting(box).tolist() for box in changed)] if g]
+        order = sorted({i for group in groups for i in group})
+        nd = len(self.patch_size)
         for first in range(0, len(order), batch_size):
             batch = order[first:first + batch_size]
             answers = _numpy(predict(np.stack([inputs(self.boxes[i]) for i in batch])))
-            nd = len(self.patch_size)
             if answers.ndim < nd + 1 or answers.shape[0] != len(batch) or answers.shape[-nd:] != self.patch_size:
                 raise ValueError(f"the predictor returned shape {answers.shape} for {len(batch)} patches "
                                  f"of size {self.patch_size}")
             for i, answer in zip(batch, answers):
                 self.answers[i] = answer
             self.windows_run += len(batch)
-        if order:
-            self._blend(order)
+        for group in groups:  # one hull per change: two far-apart clicks do not re-blend all between them
+            self._blend(group)
         assert self.result is not None
         return self.result
 

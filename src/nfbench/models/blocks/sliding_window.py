@@ -143,9 +143,10 @@ class WindowCache:
         hull = tuple(slice(int(a), int(b) + p) for a, b, p in zip(starts.min(0), starts.max(0), self.patch_size))
         first = self.answers[rerun[0]]
         assert first is not None
-        if self.result is None or self.result.shape[:-len(self.shape)] != first.shape[:-len(self.shape)]:
-            self.result = np.zeros(first.shape[:-len(self.shape)] + self.shape, np.float32)
-        out = np.zeros(first.shape[:-len(self.shape)] + tuple(s.stop - s.start for s in hull), np.float32)
+        lead = first.shape[:-len(self.shape)]
+        if self.result is None:
+            self.result = np.zeros(lead + self.shape, np.float32)
+        out = np.zeros(lead + tuple(s.stop - s.start for s in hull), np.float32)
         for i in self.meeting(hull):
             box, answer = self.boxes[i], self.answers[i]
             assert answer is not None

@@ -179,3 +179,41 @@ def test_importing_the_module_does_not_import_torch():
 
     code = "import sys, nfbench.models.dins; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_incremental_window_cache_equals_a_full_pass_and_reset_runs_nothing(tmp_path):
+    from nfbench.models.blocks.sliding_window import gaussian_weights, window_boxes
+
+    path, _ = _weights(tmp_path, seed=4)
+    model = dins.DINsModel(weights=path, base_filters=2, max_filters=4, roi=(64, 32, 4))
+    rng = np.random.default_rng(6)
+    # native RAS at (1.7, 7.8, 1.7) mm: the model grid (S, R, A) is (192, 128, 24), no resampling
+    session = model.start(_volume(rng.normal(50.0, 10.0, (128, 24, 192)), (1.7, 7.8, 1.7)))
+    assert session.grid.shape == (192, 128, 24)
+    total = len(list(window_boxes(session.inputs.shape[1:], model.roi, 0.25)))
+    assert total == 4 * 5 * 8 and session.windows_run == total  # the no-click pass
+    no_click = session.logits().copy()
+
+    def full_pass():  # every window of the current inputs, blended here independently of the cache
+        weights = gaussian_weights(model.roi)
+        out, norm = np.zeros((2, *session.grid.shape), np.float32), np.zeros(session.grid.shape, np.float32)
+        for box in window_boxes(session.grid.shape, model.roi, 0.25):
+            out[(slice(None), *box)] += model.logits(session.inputs[(slice(None), *box)]) * weights
+            norm[box] += weights
+        return out / norm
+
+    per_click = []
+    for ijk, positive in [((60, 12, 90), True), ((5, 2, 180), False), ((120, 22, 10), True), ((61, 12, 91), False)]:
+        before = session.windows_run
+        session.add_click(Click(ijk, positive))
+        session.predict()
+        per_click.append(session.windows_run - before)
+    assert np.abs(session.logits() - full_pass()).max() <= 1e-5
+    assert all(0 < n < total // 2 for n in per_click)  # a click's 6σ box is 61 x 61 x 13 voxels
+    before = session.windows_run
+    session.reset()
+    np.testing.assert_array_equal(session.logits(), no_click)
+    assert session.windows_run == before and not session.guide().any()  # the reset ran no window
+    session.add_click(Click((60, 12, 90), True))
+    session.predict()
+    assert session.windows_run - before == per_click[0]

@@ -202,3 +202,47 @@ def test_session_runs_through_the_engine_deterministically(phantom, tiny_weights
     assert untimed == [{k: v for k, v in asdict(r).items() if k not in TIMING} for r in again.interactions]
     assert first.clicks == again.clicks
     np.testing.assert_array_equal(first.prediction, again.prediction)
+
+
+def test_incremental_window_cache_equals_a_full_pass_and_reset_runs_nothing(tiny_weights):
+    from nfbench.models.blocks.sliding_window import gaussian_weights, window_boxes
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rng = np.random.default_rng(5)
+        # native (R, A, S) at the model's spacing: the model grid is (160, 96, 48), padded to (160, 96, 64)
+        image = _volume(rng.normal(100.0, 20.0, (160, 48, 96)), (0.625, 7.8, 0.625))
+        # batch 1 as the reference pass: PyTorch's CPU convolutions differ by ~1e-5 between batch sizes
+        model = SWFastEditModel(tiny_weights, filters=TINY, roi_size="64,32,16", overlap=0.25, sw_batch_size=1)
+        session = model.start(image)
+        total = len(list(window_boxes(session.image.shape, model.roi_size, 0.25)))
+        assert total == 3 * 4 * 5 and session.windows_run == total  # the no-click pass
+        no_click = session.margin().copy()
+
+        def full_pass():  # every window, blended here independently of the cache
+            weights = gaussian_weights(model.roi_size)
+            out, norm = np.zeros(session.image.shape, np.float32), np.zeros(session.image.shape, np.float32)
+            for box in window_boxes(session.image.shape, model.roi_size, 0.25):
+                logits = model.forward(session.inputs(box)[None])[0]
+                out[box] += (logits[1] - logits[0]) * weights
+                norm[box] += weights
+            return out / norm
+
+        per_click = []
+        for ijk, positive in [((80, 20, 40), True), ((10, 3, 90), False), ((150, 40, 5), True), ((81, 21, 41), False)]:
+            before = session.windows_run
+            session.add_click(Click(ijk, positive))
+            session.predict()
+            per_click.append(session.windows_run - before)
+        assert np.abs(session.margin() - full_pass()).max() <= 1e-5
+        assert all(0 < n <= 8 for n in per_click)  # a 5-voxel ball meets at most 2 x 2 x 2 of the 60 windows
+        before = session.windows_run
+        session.reset()
+        np.testing.assert_array_equal(session.margin(), no_click)
+        assert session.windows_run == before  # the reset ran no window
+        session.add_click(Click((80, 20, 40), True))
+        session.predict()
+        assert session.windows_run - before == per_click[0]
+    finally:
+        torch.set_num_threads(threads)

@@ -42,6 +42,11 @@ transform. The spec leaves open (chosen here): the guide's combination of clicks
 window positions (:mod:`~nfbench.models.blocks.sliding_window`'s evenly spread starts) and the
 resampling convention (:mod:`~nfbench.models.blocks.grids`'s aligned extents, not MONAI's
 ``Spacingd`` origin-kept grid).
+
+Incremental sliding window (:class:`~nfbench.models.blocks.sliding_window.WindowCache`): ``start``
+runs every window once without clicks (the no-click answers, which ``reset`` returns to running
+nothing); a click changes the guide only in its 6σ box, so only the windows meeting that box are
+run again, and the blend equals a full pass. ``session.windows_run`` counts the windows run.
 """
 
 from __future__ import annotations
@@ -59,14 +64,14 @@ from nfbench.models.base import ModelError, Prediction
 from nfbench.models.blocks.checkpoints import load_checkpoint
 from nfbench.models.blocks.encodings import gaussian
 from nfbench.models.blocks.grids import GridMap, box_around
-from nfbench.models.blocks.sliding_window import sliding_window
+from nfbench.models.blocks.sliding_window import WindowCache
 from nfbench.models.registry import missing_file, missing_modules
-from nfbench.types import Box, Click
+from nfbench.types import Box, BoxSlices, Click
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GUIDE_SIGMA", "ORIENTATION", "ROI", "SPACING", "DINsModel", "build_network", "guide_channels"]
+__all__ = ["GUIDE_SIGMA", "ORIENTATION", "ROI", "SPACING", "DINsModel", "add_guide", "build_network", "guide_channels"]
 
 ORIENTATION = "SRA"
 #: Model grid spacing (mm) along (S, R, A).
@@ -189,13 +194,19 @@ def _roi(value: Sequence[int] | str) -> tuple[int, int, int]:
 def guide_channels(shape: Sequence[int], clicks: Sequence[tuple[tuple[int, int, int], bool]]) -> np.ndarray:
     """The (2, S, R, A) guide of model-grid clicks ``(index, positive)``: per sign, the max of each click's Gaussian."""
     out = np.zeros((2, *shape), np.float32)
-    unit = [1.0 / s for s in GUIDE_SIGMA]  # distances in σ
     for index, positive in clicks:
-        box = box_around(index, _GUIDE_CUTOFF, unit, shape)
-        local = [tuple(v - s.start for v, s in zip(index, box))]
-        crop = out[(0 if positive else 1, *box)]
-        np.maximum(crop, gaussian(crop.shape, local, 1.0, unit), out=crop)
+        add_guide(out, index, positive)
     return out
+
+
+def add_guide(out: np.ndarray, index: Sequence[int], positive: bool) -> BoxSlices:
+    """One click's Gaussian maxed into the guide ``out`` (2, S, R, A), inside its 6σ box, which is returned."""
+    unit = [1.0 / s for s in GUIDE_SIGMA]  # distances in σ
+    box = box_around(index, _GUIDE_CUTOFF, unit, out.shape[1:])
+    local = [tuple(v - s.start for v, s in zip(index, box))]
+    crop = out[(0 if positive else 1, *box)]
+    np.maximum(crop, gaussian(crop.shape, local, 1.0, unit), out=crop)
+    return box
 
 
 class DINsModel:
@@ -264,33 +275,61 @@ def _zscore_nonzero(image: np.ndarray) -> np.ndarray:
 
 
 class _DINsSession:
-    """One case: the model-grid image (cached), the clicks since the last reset, the last answer."""
+    """One case: the model-grid image (cached), the clicks since the last reset, the last answer.
+
+    The window inputs live on the model grid padded (centred, zeros) to at least the window, as a
+    sliding window pads; the guide is drawn on the model grid only, as without padding.
+    """
 
     def __init__(self, model: DINsModel, image: Volume) -> None:
         self.model = model
         self.shape = image.shape
         self.grid = GridMap.build(image.shape, image.spacing, codes=ORIENTATION, spacing=model.spacing)
         self.image = _zscore_nonzero(self.grid.to_model(np.asarray(image.data, np.float32), order=1))
+        before = [max(p - n, 0) // 2 for n, p in zip(self.grid.shape, model.roi)]
+        self.region: BoxSlices = tuple(slice(b, b + n) for b, n in zip(before, self.grid.shape))  # type: ignore[assignment]
+        """The model grid inside the padded one."""
+        self.inputs = np.zeros((3, *(max(n, p) for n, p in zip(self.grid.shape, model.roi))), np.float32)
+        self.inputs[(0, *self.region)] = self.image
+        self.cache = WindowCache(self.inputs.shape[1:], model.roi, overlap=model.overlap, blend="gaussian")
+        self._changed: list[BoxSlices] = []
+        self.logits()
+        self._no_click = self.cache.snapshot()
         self.reset()
 
+    @property
+    def windows_run(self) -> int:
+        """Windows the network has evaluated in this session (the no-click pass included)."""
+        return self.cache.windows_run
+
     def reset(self) -> None:
+        """Forget the clicks; the no-click answers come back from the cache, nothing is run."""
         self.clicks: list[Click] = []
         self.previous = np.zeros(self.shape, bool)
+        self.inputs[1:] = 0
+        self._changed = []
+        self.cache.restore(self._no_click)
 
     def add_click(self, click: Click) -> None:
         self.clicks.append(click)
+        box = add_guide(self.inputs[(slice(1, 3), *self.region)], self.grid.index_to_model(click.ijk), click.positive)
+        self._changed.append(tuple(slice(s.start + r.start, s.stop + r.start) for s, r in zip(box, self.region)))
 
     def add_box(self, box: Box) -> None:
         raise ModelError("model 'dins' takes clicks only")
 
     def guide(self) -> np.ndarray:
         """The (2, S, R, A) guide of the session's clicks on the model grid."""
-        return guide_channels(self.grid.shape, [(self.grid.index_to_model(c.ijk), c.positive) for c in self.clicks])
+        return self.inputs[(slice(1, 3), *self.region)].copy()
 
     def logits(self) -> np.ndarray:
-        """Blended logits (2, S, R, A) of the whole model grid."""
-        inputs = np.concatenate([self.image[None], self.guide()])
-        return sliding_window(inputs, self.model.logits, self.model.roi, overlap=self.model.overlap, blend="gaussian")
+        """Blended logits (2, S, R, A) of the whole model grid; only the windows the new clicks reach are run."""
+        changed, self._changed = self._changed, []
+        out = self.cache.infer(lambda box: self.inputs[(slice(None), *box)], self._batch, changed)
+        return out[(slice(None), *self.region)]
+
+    def _batch(self, batch: np.ndarray) -> np.ndarray:
+        return np.stack([self.model.logits(window) for window in batch])
 
     def predict(self) -> Prediction:
         logits = self.logits()

@@ -18,9 +18,11 @@ already has the model's spacing, as the original data nearly has (0.625 Ã— 7.8 Ã
 and the answer comes back to the native grid by nearest neighbour, where the original scored in its
 own grid.
 
-The session keeps the preprocessed image of its case, and builds every window's input from it and
-the clicks, so an incremental window cache (re-run only the windows a click reaches) can be added
-on top of :meth:`_SWFastEditSession.margin` without changing the preprocessing.
+Incremental sliding window: the session keeps every window's answer
+(:class:`~nfbench.models.blocks.sliding_window.WindowCache`). ``start`` runs all windows once
+without clicks (the no-click answers, which ``reset`` returns to without running anything); after
+a click only the windows that its ball reaches are run again, and the blend is redone over them,
+so the answer equals a full sliding-window pass. ``session.windows_run`` counts the windows run.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from nfbench.models.base import ModelError, Prediction
 from nfbench.models.blocks.checkpoints import read_state_dict, state_dict_problems
 from nfbench.models.blocks.encodings import balls
 from nfbench.models.blocks.grids import GridMap
-from nfbench.models.blocks.sliding_window import gaussian_weights, window_boxes
+from nfbench.models.blocks.sliding_window import WindowCache
 from nfbench.models.registry import missing_file, missing_modules
 from nfbench.types import BoolMask, BoxSlices, Click
 
@@ -220,14 +222,27 @@ class _SWFastEditSession:
         self.image = np.pad(_zscore_nonzero(self.grid.to_model(image.data, order=1)), padding)
         self.clicks: list[Click] = []
         self.previous: BoolMask | None = None
+        self.cache = WindowCache(self.image.shape, model.roi_size, overlap=model.overlap, sigma_scale=_SIGMA_SCALE)
+        self._pending: list[Click] = []
+        self.margin()
+        self._no_click = self.cache.snapshot()
+
+    @property
+    def windows_run(self) -> int:
+        """Windows the network has evaluated in this session (the no-click pass included)."""
+        return self.cache.windows_run
 
     # -- the session protocol ----------------------------------------------------------------------
     def reset(self) -> None:
+        """Forget the clicks; the no-click answers come back from the cache, nothing is run."""
         self.clicks = []
+        self._pending = []
         self.previous = None
+        self.cache.restore(self._no_click)
 
     def add_click(self, click: Click) -> None:
         self.clicks.append(click)
+        self._pending.append(click)
 
     def add_box(self, box: object) -> None:
         raise ModelError(f"model {NAME!r} takes clicks only, not boxes")
@@ -275,22 +290,22 @@ class _SWFastEditSession:
                 out[(channel, *local)] = balls(tuple(n.stop - n.start for n in near), points, _BALL_RADIUS)
         return out
 
+    def reach(self, click: Click) -> BoxSlices:
+        """The box of the working grid where a click's ball can change the input."""
+        r = int(np.ceil(_BALL_RADIUS))
+        return tuple(slice(v - r, v + r + 1) for v in self.working_index(click))  # type: ignore[return-value]
+
     def margin(self) -> np.ndarray:
-        """Blended logit of lesion minus background over the working grid (float32).
+        """Blended logit of lesion minus background over the working grid (float32, the cache's array).
 
         Blending is linear, so this is the difference of the blended logits, and its sign is the
-        argmax of their softmax (a tie is background, as ``argmax`` takes the first class).
+        argmax of their softmax (a tie is background, as ``argmax`` takes the first class). Only the
+        windows that the clicks since the last call reach are run.
         """
-        model = self.model
-        weights = gaussian_weights(model.roi_size, _SIGMA_SCALE)
-        total = np.zeros(self.image.shape, np.float32)
-        out = np.zeros(self.image.shape, np.float32)
-        boxes = list(window_boxes(self.image.shape, model.roi_size, model.overlap))
-        for first in range(0, len(boxes), model.sw_batch_size):
-            batch = boxes[first:first + model.sw_batch_size]
-            logits = model.forward(np.stack([self.inputs(box) for box in batch]))
-            for box, answer in zip(batch, logits):
-                out[box] += (answer[1] - answer[0]) * weights
-                total[box] += weights
-        out /= total
-        return out
+        changed = [self.reach(click) for click in self._pending]
+        self._pending = []
+        return self.cache.infer(self.inputs, self._difference, changed, batch_size=self.model.sw_batch_size)
+
+    def _difference(self, batch: np.ndarray) -> np.ndarray:
+        logits = self.model.forward(batch)
+        return logits[:, 1] - logits[:, 0]

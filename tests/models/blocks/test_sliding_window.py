@@ -1,11 +1,17 @@
-"""Sliding-window inference: coverage, exact reconstruction by linear predictors, padding."""
+"""Sliding-window inference: coverage, exact reconstruction by linear predictors, padding, the window cache."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nfbench.models.blocks.sliding_window import gaussian_weights, sliding_window, window_boxes, window_starts
+from nfbench.models.blocks.sliding_window import (
+    WindowCache,
+    gaussian_weights,
+    sliding_window,
+    window_boxes,
+    window_starts,
+)
 
 
 @pytest.mark.parametrize(("size", "patch", "step"), [(10, 4, 2), (11, 4, 2), (17, 5, 3), (4, 4, 2), (100, 32, 16)])
@@ -67,3 +73,66 @@ def test_tensors_come_back_as_numpy():
         conv.weight.copy_(torch.eye(2).reshape(2, 2, 1, 1, 1))
         out = sliding_window(image, lambda p: conv(torch.from_numpy(p)[None])[0], (4, 4, 4))
     np.testing.assert_allclose(out, image, rtol=1e-5, atol=1e-6)
+
+
+def _full_pass(array, predict, patch, overlap):
+    """Reference: every window run, weighted Gaussian average, written out independently of the cache."""
+    weights = gaussian_weights(patch)
+    out, total = None, np.zeros(array.shape[1:], np.float32)
+    for box in window_boxes(array.shape[1:], patch, overlap):
+        answer = predict(array[(slice(None), *box)][None])[0]
+        out = np.zeros(answer.shape[:1] + array.shape[1:], np.float32) if out is None else out
+        out[(slice(None), *box)] += answer * weights
+        total[box] += weights
+    return out / total
+
+
+def test_window_cache_re_runs_only_changed_windows_and_equals_a_full_pass():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    kernel = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+
+    def predict(batch):  # (B, 2, *patch) -> (B, 2, *patch): a 3x3x3 conv, tanh, minus the window's mean
+        conv = sum(ndimage.correlate(batch[:, c], kernel[c][None], mode="constant") for c in range(2))
+        act = np.tanh(conv)
+        return np.stack([act - act.mean(axis=(1, 2, 3), keepdims=True), act**2], axis=1)
+
+    patch, overlap = (8, 8, 6), 0.25
+    array = rng.normal(size=(2, 40, 36, 30)).astype(np.float32)
+    cache = WindowCache(array.shape[1:], patch, overlap=overlap)
+    n = len(cache.boxes)
+    assert n == 7 * 6 * 7
+    out = cache.infer(lambda box: array[(slice(None), *box)], predict, batch_size=4)
+    np.testing.assert_allclose(out, _full_pass(array, predict, patch, overlap), atol=1e-5)
+    assert cache.windows_run == n
+    start = cache.snapshot()
+    runs = []
+    for centre in [(1, 1, 1), (20, 18, 15), (38, 35, 29), (20, 19, 15)]:
+        box = tuple(slice(max(c - 1, 0), c + 2) for c in centre)
+        array[(1, *box)] = rng.normal(size=array[(1, *box)].shape)  # a local change of one channel
+        before = cache.windows_run
+        out = cache.infer(lambda b: array[(slice(None), *b)], predict, [box], batch_size=3)
+        runs.append(cache.windows_run - before)
+        assert np.abs(out - _full_pass(array, predict, patch, overlap)).max() <= 1e-5
+    assert all(1 <= r <= 8 for r in runs) and runs[0] == 1  # a corner touches one window, the middle ≤ 2x2x2
+    boxes = [(slice(0, 2), slice(0, 2), slice(0, 2)), (slice(38, 40), slice(34, 36), slice(28, 30))]
+    for box in boxes:  # two far-apart changes in one call
+        array[(0, *box)] += 1.0
+    before = cache.windows_run
+    out = cache.infer(lambda b: array[(slice(None), *b)], predict, boxes, batch_size=5)
+    assert cache.windows_run - before == 2
+    assert np.abs(out - _full_pass(array, predict, patch, overlap)).max() <= 1e-5
+    cache.restore(start)
+    before = cache.windows_run
+    again = cache.infer(lambda b: pytest.fail("nothing to run"), predict)
+    assert cache.windows_run == before
+    np.testing.assert_array_equal(again, start[1])
+
+
+def test_window_cache_refuses_a_grid_smaller_than_the_patch_and_a_bad_answer():
+    with pytest.raises(ValueError, match="at least the patch size"):
+        WindowCache((4, 8, 8), (6, 4, 4))
+    cache = WindowCache((8, 8, 8), (4, 4, 4))
+    with pytest.raises(ValueError, match="returned shape"):
+        cache.infer(lambda box: np.zeros((1, 4, 4, 4), np.float32), lambda batch: batch[:, :, :2])

@@ -5,6 +5,10 @@ Backend-agnostic: the predictor receives numpy patches and may return numpy arra
 ``lambda p: net(torch.from_numpy(p)[None].to(device))[0]``. Accumulation is in float32 numpy,
 on the CPU, over the array's spatial axes (the last ``len(patch_size)``); leading axes (channels)
 pass through to the predictor.
+
+:class:`WindowCache` keeps every window's answer so that, when only a small region of the input
+changes (an interactive model's click channels near a new click), only the windows that see the
+change are run again and the blend is redone over their extent, in the same order as a full pass.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["sliding_window", "window_starts", "window_boxes", "gaussian_weights", "BLENDS"]
+__all__ = ["BLENDS", "WindowCache", "gaussian_weights", "sliding_window", "window_boxes", "window_starts"]
 
 BLENDS = ("gaussian", "constant")
 Predictor = Callable[[np.ndarray], object]
+Box = tuple[slice, ...]
 
 
 def window_starts(size: int, patch: int, step: int) -> list[int]:
@@ -60,6 +65,109 @@ def _numpy(value: object) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
+class WindowCache:
+    """The windows of a sliding window over a fixed grid, their cached answers and the blend of them.
+
+    ``infer`` runs the windows without an answer yet and those whose box meets a ``changed`` box,
+    then re-blends only over the re-run windows' extent (adding every window there in the order of
+    a full pass), so the result equals a full pass. :meth:`snapshot` / :meth:`restore` return to an
+    earlier state (e.g. the answers without clicks) without running anything; answers are replaced,
+    never modified in place, so a snapshot shares them.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The spatial grid, at least ``patch_size`` along every axis (pad before).
+    patch_size, overlap, blend, sigma_scale
+        As :func:`sliding_window`.
+    """
+
+    def __init__(self, shape: Sequence[int], patch_size: Sequence[int], *, overlap: float = 0.5,
+                 blend: str = "gaussian", sigma_scale: float = 0.125) -> None:
+        if blend not in BLENDS:
+            raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
+        self.shape, self.patch_size = tuple(int(n) for n in shape), tuple(int(p) for p in patch_size)
+        if len(self.shape) != len(self.patch_size) or any(n < p for n, p in zip(self.shape, self.patch_size)):
+            raise ValueError(f"window cache grid {self.shape} must have the patch's {len(self.patch_size)} axes "
+                             f"and be at least the patch size {self.patch_size} (pad it first)")
+        self.boxes = list(window_boxes(self.shape, self.patch_size, overlap))
+        self._starts = np.array([[s.start for s in box] for box in self.boxes])
+        self.weights = (gaussian_weights(self.patch_size, sigma_scale) if blend == "gaussian"
+                        else np.ones(self.patch_size, np.float32))
+        self.total = np.zeros(self.shape, np.float32)
+        for box in self.boxes:
+            self.total[box] += self.weights
+        self.answers: list[np.ndarray | None] = [None] * len(self.boxes)
+        self.result: np.ndarray | None = None
+        self.windows_run = 0
+        """Windows evaluated so far (all calls of :meth:`infer`)."""
+
+    def meeting(self, box: Box) -> np.ndarray:
+        """Indices of the windows whose box intersects ``box`` (a box of the grid, may reach outside it)."""
+        lo = np.array([s.start for s in box])
+        hi = np.array([s.stop for s in box])
+        size = np.array(self.patch_size)
+        return np.flatnonzero(np.all((self._starts < hi) & (self._starts + size > lo), axis=1))
+
+    def infer(self, inputs: Callable[[Box], np.ndarray], predict: Predictor, changed: Sequence[Box] = (),
+              batch_size: int = 1) -> np.ndarray:
+        """The blended answer after re-running the windows that meet ``changed`` (and any never run).
+
+        ``inputs(box)`` gives a window's input ``(*lead, *patch_size)``; ``predict`` maps a batch of
+        them ``(B, *lead, *patch_size)`` to ``(B, *out_lead, *patch_size)``. Returns the cache's own
+        float32 ``(*out_lead, *shape)`` array (copy it to keep it past the next call).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        missing = [i for i, a in enumerate(self.answers) if a is None]
+        groups = [g for g in [missing, *(self.meeting(box).tolist() for box in changed)] if g]
+        order = sorted({i for group in groups for i in group})
+        nd = len(self.patch_size)
+        for first in range(0, len(order), batch_size):
+            batch = order[first:first + batch_size]
+            answers = _numpy(predict(np.stack([inputs(self.boxes[i]) for i in batch])))
+            if answers.ndim < nd + 1 or answers.shape[0] != len(batch) or answers.shape[-nd:] != self.patch_size:
+                raise ValueError(f"the predictor returned shape {answers.shape} for {len(batch)} patches "
+                                 f"of size {self.patch_size}")
+            for i, answer in zip(batch, answers):
+                self.answers[i] = answer
+            self.windows_run += len(batch)
+        for group in groups:  # one hull per change: two far-apart clicks do not re-blend all between them
+            self._blend(group)
+        assert self.result is not None
+        return self.result
+
+    def _blend(self, rerun: list[int]) -> None:
+        """Redo the weighted average over the extent of the re-run windows, adding windows in index order."""
+        starts = self._starts[rerun]
+        hull = tuple(slice(int(a), int(b) + p) for a, b, p in zip(starts.min(0), starts.max(0), self.patch_size))
+        first = self.answers[rerun[0]]
+        assert first is not None
+        lead = first.shape[:-len(self.shape)]
+        if self.result is None:
+            self.result = np.zeros(lead + self.shape, np.float32)
+        out = np.zeros(lead + tuple(s.stop - s.start for s in hull), np.float32)
+        for i in self.meeting(hull):
+            box, answer = self.boxes[i], self.answers[i]
+            assert answer is not None
+            inner = tuple(slice(max(b.start, h.start), min(b.stop, h.stop)) for b, h in zip(box, hull))
+            local = tuple(slice(n.start - h.start, n.stop - h.start) for n, h in zip(inner, hull))
+            own = tuple(slice(n.start - b.start, n.stop - b.start) for n, b in zip(inner, box))
+            out[(Ellipsis, *local)] += answer[(Ellipsis, *own)] * self.weights[own]
+        out /= self.total[hull]
+        self.result[(Ellipsis, *hull)] = out
+
+    def snapshot(self) -> tuple[list[np.ndarray | None], np.ndarray | None]:
+        """The current answers and blend, to :meth:`restore` later (the answers are shared, not copied)."""
+        return list(self.answers), None if self.result is None else self.result.copy()
+
+    def restore(self, state: tuple[list[np.ndarray | None], np.ndarray | None]) -> None:
+        """Back to a :meth:`snapshot`, running nothing."""
+        answers, result = state
+        self.answers = list(answers)
+        self.result = None if result is None else result.copy()
+
+
 def sliding_window(
     array: np.ndarray,
     predict: Predictor,
@@ -91,8 +199,6 @@ def sliding_window(
     ndarray
         float32 ``(*out_lead, *spatial)``.
     """
-    if blend not in BLENDS:
-        raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
     patch_size = tuple(int(p) for p in patch_size)
     nd = len(patch_size)
     if array.ndim < nd:
@@ -101,18 +207,6 @@ def sliding_window(
     before = [max(p - n, 0) // 2 for n, p in zip(spatial, patch_size)]
     padding = [(0, 0)] * len(lead) + [(b, max(p - n, 0) - b) for b, n, p in zip(before, spatial, patch_size)]
     padded = np.pad(array, padding, constant_values=pad_value) if any(sum(p) for p in padding) else array
-    grid = padded.shape[-nd:]
-    weights = gaussian_weights(patch_size, sigma_scale) if blend == "gaussian" else np.ones(patch_size, np.float32)
-    total = np.zeros(grid, np.float32)
-    out: np.ndarray | None = None
-    for box in window_boxes(grid, patch_size, overlap):
-        answer = _numpy(predict(np.ascontiguousarray(padded[(Ellipsis, *box)])))
-        if answer.shape[-nd:] != patch_size:
-            raise ValueError(f"the predictor returned shape {answer.shape} for a patch of size {patch_size}")
-        if out is None:
-            out = np.zeros(answer.shape[:-nd] + grid, np.float32)
-        out[(Ellipsis, *box)] += answer * weights
-        total[box] += weights
-    assert out is not None  # window_boxes yields at least one window
-    out /= total
+    cache = WindowCache(padded.shape[-nd:], patch_size, overlap=overlap, blend=blend, sigma_scale=sigma_scale)
+    out = cache.infer(lambda box: padded[(Ellipsis, *box)], lambda batch: _numpy(predict(batch[0]))[None])
     return out[(Ellipsis, *(slice(b, b + n) for b, n in zip(before, spatial)))]

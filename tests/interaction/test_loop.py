@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nfbench.interaction.loop import _tile_aligned, simulate_case
+from nfbench.interaction.loop import _tile_aligned
 from nfbench.interaction.policies import DEFAULT_PATCH_MM, patch_voxels
 from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.interaction.scoring import CVPR_DICE_GATE
@@ -15,7 +15,7 @@ from nfbench.io.volume import Volume
 from nfbench.lesions import instance_map, lesion_table
 from nfbench.models.base import ModelError
 from nfbench.phantom import make_case
-from nfbench.results.schema import RunKeys
+from tests.engine import run, tiny_case
 from tests.oracle_models import BoxOnlyModel, BrokenModel, HalfOracle, OracleModel, SwollenOracle
 
 TIMING = {"latency_ms", "overhead_ms"}
@@ -23,19 +23,7 @@ TIMING = {"latency_ms", "overhead_ms"}
 
 @pytest.fixture(scope="module")
 def case():
-    phantom = make_case(size="tiny", burden="low", rng=11, n_lesions=6)
-    image, label = phantom.volumes(image_dtype=np.float32)
-    instances = instance_map(label.data)
-    return image, instances, lesion_table(instances, affine=image.affine)
-
-
-def run(model, scenario, image, instances, lesions, *, seed=0, surface=False):
-    keys = RunKeys(run_id="r", model=model.name, scenario=scenario.name, click_policy=scenario.recorded_policy,
-                   budget=scenario.budget, stop_dice=math.nan if scenario.stop_dice is None else scenario.stop_dice,
-                   seed=seed, fold=None, test_set="imagesTs", case="c")
-    session = model.start(image, seed=seed)
-    return simulate_case(model, session, image, instances, lesions, scenario, keys,
-                         rng=np.random.default_rng(seed), surface=surface)
+    return tiny_case(n_lesions=6)
 
 
 def _rows(result, **match):

@@ -12,7 +12,6 @@ brains; here it is block-averaged to ``step`` mm and cropped to the brain.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import nibabel as nib
@@ -20,12 +19,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nfbench.interaction.loop import simulate_case
 from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.io.volume import Volume
 from nfbench.lesions import Lesion, instance_map, lesion_table
 from nfbench.models.registry import load_model
-from nfbench.results.schema import RunKeys
+from tests.engine import run
 
 __all__ = ["mni_case", "dice_after"]
 
@@ -73,12 +71,7 @@ def dice_after(
     """Mean lesion Dice after ``interactions`` of the lesion-corrective scenario, run by the engine,
     and the model's median latency per interaction (ms)."""
     scenario = scenario_from_options("lesion-corrective", interactions=interactions)
-    keys = RunKeys(run_id="real-mri", model=model, scenario=scenario.name, click_policy=scenario.recorded_policy,
-                   budget=scenario.budget, stop_dice=math.nan if scenario.stop_dice is None else scenario.stop_dice,
-                   seed=0, fold=None, test_set="imagesTs", case="mni152")
-    loaded = load_model(model)
-    result = simulate_case(loaded, loaded.start(volume, seed=0), volume, instances, lesions, scenario, keys,
-                           rng=np.random.default_rng(0))
+    result = run(load_model(model), scenario, volume, instances, lesions, case="mni152")
     last = [r.dice_lesion for r in result.interactions if r.interaction == interactions]
     latency = [r.latency_ms for r in result.interactions if not r.carried_forward]
     return float(np.mean(last)), float(np.median(latency))

@@ -12,21 +12,13 @@ torch = pytest.importorskip("torch")
 
 from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.io.volume import Volume
-from nfbench.lesions import instance_map, lesion_table
 from nfbench.models import dins
 from nfbench.models.base import ModelError, check_prediction
-from nfbench.phantom import make_case
 from nfbench.types import Click
-from tests.interaction.test_loop import run
+from tests.engine import run, tiny_case
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread (several threads on a loaded 2-core machine are many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _weights(tmp_path, base=2, top=4, seed=0):
@@ -133,10 +125,7 @@ def test_predicted_mask_is_the_thresholded_guide_mapped_back(tmp_path, monkeypat
 
 @pytest.fixture(scope="module")
 def case():
-    phantom = make_case(size="tiny", burden="low", rng=11, n_lesions=3)
-    image, label = phantom.volumes(image_dtype=np.float32)
-    instances = instance_map(label.data)
-    return image, instances, lesion_table(instances, affine=image.affine)
+    return tiny_case(n_lesions=3)
 
 
 def test_end_to_end_through_the_engine(case, tmp_path):

@@ -13,23 +13,16 @@ from typer.testing import CliRunner
 
 from nfbench.cli import app
 from nfbench.interaction.scenarios import scenario_from_options
-from nfbench.lesions import instance_map, lesion_table
 from nfbench.models import dins, dins_onnx
 from nfbench.models.base import ModelError
 from nfbench.models.registry import load_spec, register_model, unregister_model
 from nfbench.models.spec import ModelSpec
-from nfbench.phantom import make_case
-from tests.interaction.test_loop import run
+from tests.engine import run, tiny_case
 
 ROI = (64, 32, 2)  # (S, R, A): ONNX window (A, S, R) = (2, 64, 32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _network(seed=0, trained=True):
@@ -157,10 +150,7 @@ def test_cli_export_and_convert_end_to_end(tmp_path):
 
 
 def test_dins_onnx_runs_the_engine_with_the_rows_of_dins(tmp_path):
-    phantom = make_case(size="tiny", burden="low", rng=11, n_lesions=3)
-    image, label = phantom.volumes(image_dtype=np.float32)
-    instances = instance_map(label.data)
-    lesions = lesion_table(instances, affine=image.affine)
+    image, instances, lesions = tiny_case(n_lesions=3)
     net = _network(seed=3)
     torch.save(net.state_dict(), tmp_path / "dins.pt")
     roi, spacing = (64, 32, 8), "15,15,15.6"

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from nfbench.interaction.loop import simulate_case
 from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.io.volume import Volume
-from nfbench.lesions import instance_map, lesion_table
 from nfbench.models.base import ModelError, check_prediction
 from nfbench.models.registry import load_spec, register_model, unregister_model
 from nfbench.models.spec import ModelSpec
 from nfbench.models.sw_fastedit import SWFastEditModel
-from nfbench.phantom import make_case
-from nfbench.results.schema import RunKeys
 from nfbench.types import Click
+from tests.engine import run, tiny_case
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
@@ -175,18 +171,12 @@ def test_known_network_gives_the_positive_ball_back_on_the_native_grid(tiny_weig
 
 @pytest.fixture(scope="module")
 def phantom():
-    case = make_case(size="tiny", burden="low", rng=11, n_lesions=3)
-    image, label = case.volumes(image_dtype=np.float32)
-    instances = instance_map(label.data)
-    return image, instances, lesion_table(instances, affine=image.affine)
+    return tiny_case(n_lesions=3)
 
 
 def _run(model, image, instances, lesions, seed):
-    scenario = scenario_from_options("lesion-corrective", interactions=2, stop_dice=None)
-    keys = RunKeys(run_id="r", model=model.name, scenario=scenario.name, click_policy=scenario.recorded_policy,
-                   budget=scenario.budget, stop_dice=math.nan, seed=seed, fold=None, test_set="imagesTs", case="c")
-    session = model.start(image, seed=seed)
-    return simulate_case(model, session, image, instances, lesions, scenario, keys, rng=np.random.default_rng(seed))
+    return run(model, scenario_from_options("lesion-corrective", interactions=2, stop_dice=None), image, instances,
+               lesions, seed=seed)
 
 
 def test_session_runs_through_the_engine_deterministically(phantom, tiny_weights):

@@ -191,6 +191,15 @@ def _roi(value: Sequence[int] | str) -> tuple[int, int, int]:
     return tuple(int(n) for n in roi)  # type: ignore[return-value]
 
 
+def _check_options(model: str, weights: str | Path | None, overlap: float) -> None:
+    """What every DINs flavour refuses before loading anything: absent weights, a bad overlap."""
+    problems = missing_file(weights)
+    if problems:
+        raise ModelError(f"model {model!r}: {problems[0]}")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"{model} option overlap must be in [0, 1), got {overlap}")
+
+
 def guide_channels(shape: Sequence[int], clicks: Sequence[tuple[tuple[int, int, int], bool]]) -> np.ndarray:
     """The (2, S, R, A) guide of model-grid clicks ``(index, positive)``: per sign, the max of each click's Gaussian."""
     out = np.zeros((2, *shape), np.float32)
@@ -232,11 +241,7 @@ class DINsModel:
         overlap: float = 0.25,
         spacing: Sequence[float] | str = SPACING,
     ) -> None:
-        problems = missing_file(weights)
-        if problems:
-            raise ModelError(f"model {self.name!r}: {problems[0]}")
-        if not 0 <= overlap < 1:
-            raise ValueError(f"dins option overlap must be in [0, 1), got {overlap}")
+        _check_options(self.name, weights, overlap)
         import torch
 
         self.roi, self.overlap, self.device = _roi(roi), float(overlap), torch.device(device)

@@ -33,7 +33,7 @@ import numpy as np
 
 from nfbench.models.base import ModelError
 from nfbench.models.blocks.checkpoints import state_dict_problems
-from nfbench.models.dins import ROI, SPACING, DINsModel, _roi, _triple, build_network
+from nfbench.models.dins import ROI, SPACING, DINsModel, _check_options, _roi, _triple, build_network
 from nfbench.models.registry import missing_file, missing_modules
 
 if TYPE_CHECKING:
@@ -170,11 +170,7 @@ class DINsOnnxModel(DINsModel):
         overlap: float = 0.25,
         spacing: Sequence[float] | str = SPACING,
     ) -> None:
-        problems = missing_file(weights)
-        if problems:
-            raise ModelError(f"model {self.name!r}: {problems[0]}")
-        if not 0 <= overlap < 1:
-            raise ValueError(f"dins-onnx option overlap must be in [0, 1), got {overlap}")
+        _check_options(self.name, weights, overlap)
         import onnxruntime as ort
 
         where = f"model {self.name!r}: ONNX file {str(weights)!r}"

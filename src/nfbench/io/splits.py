@@ -18,7 +18,7 @@ import numpy as np
 from nfbench.io.dataset import discover_dataset
 
 __all__ = ["Fold", "SplitError", "GroupPatternError", "FoldsExistError", "PATIENT_PATTERN", "case_groups",
-           "kfold_split", "write_splits", "split_dataset"]
+           "kfold_split", "write_splits", "split_dataset", "read_fold"]
 
 PATIENT_PATTERN = r"P_(\d+)"
 """The default group pattern: the patient id of the original naming ``{n}_{year}_P_{pid}_T2``."""
@@ -182,3 +182,25 @@ def split_dataset(
                 "groups": None if group_pattern is None else case_groups(names, group_pattern)}
     write_splits(out, result, metadata=metadata)
     return result
+
+
+def read_fold(root: str | Path, fold: int) -> Fold:
+    """Fold ``fold`` (from 1) of a dataset, as ``nfbench data split`` wrote it under ``root/splits``.
+
+    Raises :class:`SplitError` naming the file when the fold is missing, a list is empty, or a case
+    sits in both lists (a training run would then validate on what it trained on).
+    """
+    folder = Path(root) / "splits" / f"fold_{fold}"
+    lists = {}
+    for kind in ("train", "val"):
+        path = folder / f"{kind}_set.txt"
+        if not path.is_file():
+            raise SplitError(f"{path}: no such fold file; make the folds with `nfbench data split {root}`")
+        names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+        if not names:
+            raise SplitError(f"{path}: lists no case")
+        lists[kind] = names
+    both = sorted(set(lists["train"]) & set(lists["val"]))
+    if both:
+        raise SplitError(f"{folder}: case(s) in both train and val: {', '.join(both[:5])}")
+    return Fold(fold, lists["train"], lists["val"])

@@ -1,0 +1,328 @@
+"""How each trainable model learns: network, preprocessing, simulated clicks, loss, optimiser, schedule.
+
+One :class:`Recipe` per model, following the original training code (seed_spec §5.1, §5.2) except
+where noted. A recipe's options are the model's own options that fix the network and its grid
+(``filters``, ``roi_size``, ``spacing``, …), so a checkpoint trained with options ``O`` evaluates
+with ``--model NAME -o O``; the patch a recipe trains on is the model's sliding-window size (the
+original SW-FastEdit cropped 224 × 224 × 64 and ran its 128 × 128 × 64 sliding window inside the
+crop; one window per patch trains the same network at a fraction of the cost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import ndimage
+
+from nfbench.interaction.policies import next_clicks
+from nfbench.io.volume import Volume
+from nfbench.models.blocks.encodings import balls
+from nfbench.models.blocks.grids import GridMap
+from nfbench.train.data import Patch
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["RECIPES", "Recipe", "SWFastEditRecipe", "DINsRecipe", "recipe_for"]
+
+
+class Recipe:
+    """The model-specific half of training; :func:`nfbench.train.loop.train` is the other half."""
+
+    model: str
+    defaults: Mapping[str, object]
+    lr: float
+    flip_rate: float
+
+    def __init__(self, options: Mapping[str, object]) -> None:
+        """Keep the options that fix the network and its grid; the model checks the others when it loads."""
+        self.options = {**self.defaults, **{k: v for k, v in options.items() if k in self.defaults}}
+
+    # -- what every recipe provides ----------------------------------------------------------------
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def build_network(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def load_init(self, network: torch.nn.Module, path: Path) -> None:
+        """Load a checkpoint to start from (the original format or ours), strictly."""
+        raise NotImplementedError
+
+    def prepare(self, image: Volume, label: Volume) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+        raise NotImplementedError
+
+    def batch(self, patches: Sequence[Patch], network: torch.nn.Module, rng: np.random.Generator,
+              device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Network inputs and target of a batch, clicks simulated (possibly with the network itself)."""
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def optimizer(self, network: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def scheduler(self, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+        raise NotImplementedError
+
+    def step_scheduler(self, scheduler: Any, val_loss: float) -> None:
+        """Advance the schedule at the end of an epoch."""
+        scheduler.step()
+
+    def save_weights(self, network: torch.nn.Module, path: Path) -> None:
+        """The network in the format the model loads (``--weights``)."""
+        raise NotImplementedError
+
+
+def _grid_arrays(image: Volume, label: Volume, codes: str, spacing: Sequence[float], normalise) -> tuple:
+    grid = GridMap.build(image.shape, image.spacing, codes=codes, spacing=spacing)
+    data = normalise(grid.to_model(np.asarray(image.data, np.float32), order=1))
+    return data, grid.to_model(np.asarray(label.data), order=0), grid.spacing
+
+
+class SWFastEditRecipe(Recipe):
+    """SW-FastEdit (seed_spec §5.2): DiceCE (squared, background left out), Adam 1e-4, cosine per epoch.
+
+    Clicks as the original's training loop: each sample gets ``U{0..interactions}`` rounds of
+    no-gradient prediction and corrective clicks on its error (nfbench's ``click_policy``, default
+    ``edt-power``: random, drawn towards the middle of an error), then one training step on the
+    last inputs. Flips per axis with p = 0.1, 60 % of patches on a lesion.
+    """
+
+    model = "sw-fastedit"
+    defaults = {"filters": "32,64,128,256,320,320", "roi_size": "128,128,64", "spacing": "0.625,0.625,7.8"}
+    lr = 1e-4
+    flip_rate = 0.1
+
+    def __init__(self, options: Mapping[str, object], *, interactions: int = 10,
+                 click_policy: str = "edt-power") -> None:
+        super().__init__(options)
+        from nfbench.models.sw_fastedit import _numbers
+
+        self.filters = _numbers(self.options["filters"], "filters", 6, int)
+        self.roi = _numbers(self.options["roi_size"], "roi_size", 3, int)
+        self.spacing = _numbers(self.options["spacing"], "spacing", 3, float)
+        self.interactions = int(interactions)
+        self.click_policy = click_policy
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        return self.roi  # type: ignore[return-value]
+
+    def build_network(self) -> torch.nn.Module:
+        from nfbench.models.sw_fastedit import _network
+
+        return _network(self.filters)
+
+    def load_init(self, network: torch.nn.Module, path: Path) -> None:
+        from nfbench.models.sw_fastedit import _load_weights
+
+        _load_weights(network, path)
+
+    def prepare(self, image: Volume, label: Volume) -> tuple:
+        from nfbench.models.sw_fastedit import _CODES, _zscore_nonzero
+
+        return _grid_arrays(image, label, _CODES, self.spacing, _zscore_nonzero)
+
+    def batch(self, patches, network, rng, device):
+        import torch
+
+        from nfbench.models.sw_fastedit import _BALL_RADIUS
+
+        truth = np.stack([p.truth for p in patches])
+        inputs = np.zeros((len(patches), 3, *self.roi), np.float32)
+        inputs[:, 0] = np.stack([p.image for p in patches])
+        rounds = rng.integers(0, self.interactions + 1, size=len(patches))
+        points: list[dict[bool, list]] = [{True: [], False: []} for _ in patches]
+        for k in range(int(rounds.max(initial=0))):
+            with torch.no_grad():
+                logits = network(torch.from_numpy(inputs).to(device)).float()
+            pred = (logits[:, 1] > logits[:, 0]).cpu().numpy()
+            for i in np.flatnonzero(rounds > k):
+                for click in next_clicks(pred[i], truth[i], spacing=self.spacing, rng=rng, policy=self.click_policy):
+                    points[i][click.positive].append(click.ijk)
+                for channel, sign in ((1, True), (2, False)):
+                    if points[i][sign]:
+                        inputs[i, channel] = balls(self.roi, points[i][sign], _BALL_RADIUS)
+        target = torch.from_numpy(truth[:, None].astype(np.int64)).to(device)
+        return (torch.from_numpy(inputs).to(device),), target
+
+    def loss(self, logits, target):
+        from monai.losses import DiceCELoss
+
+        return DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True, include_background=False)(logits, target)
+
+    def optimizer(self, network, lr):
+        import torch
+
+        return torch.optim.Adam(network.parameters(), lr=lr)
+
+    def scheduler(self, optimizer, epochs):
+        import torch
+
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=1e-8)
+
+    def save_weights(self, network, path):
+        import torch
+
+        torch.save({"net": network.state_dict()}, path)
+
+
+class DINsRecipe(Recipe):
+    """DINs (seed_spec §5.1): class-weighted cross-entropy (1, 3), Adam 3e-4, plateau schedule.
+
+    Clicks are drawn once per sample, not iteratively, as the original: ``U{1..10}`` positive
+    clicks inside the lesions eroded by 3 voxels in-plane (the voxel nearest a lesion's centroid
+    when erosion leaves nothing), ``U{0..10}`` negative clicks in the band of 40 in-plane voxels
+    around them (random with p = 0.5, else farthest-point), every click at least 10 in-plane
+    voxels from the others of its slice; Gaussian guides with σ = (5, 5, 1). Flips per axis with
+    p = 0.5. The original's L2 penalty of 3e-5 on the convolution kernels is Adam weight decay
+    6e-5 on them (the gradient of ``λ‖w‖²`` is ``2λw``). ``ReduceLROnPlateau`` on the validation
+    loss: factor 0.2, patience 30 epochs, min_delta 1e-4, min_lr 1e-6.
+    """
+
+    model = "dins"
+    defaults = {"base_filters": 30, "max_filters": 320, "roi": "512,160,10", "spacing": "1.7,1.7,7.8"}
+    lr = 3e-4
+    flip_rate = 0.5
+    max_positive = 10
+    max_negative = 10
+    erosion = 3.0
+    band = 40.0
+    min_gap = 10.0
+
+    def __init__(self, options: Mapping[str, object], **_: object) -> None:
+        super().__init__(options)
+        from nfbench.models.dins import _roi, _triple
+
+        self.base_filters, self.max_filters = int(self.options["base_filters"]), int(self.options["max_filters"])
+        self.roi = _roi(self.options["roi"])  # type: ignore[arg-type]
+        self.spacing = _triple(self.options["spacing"], "spacing")  # type: ignore[arg-type]
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        return self.roi
+
+    def build_network(self):
+        from nfbench.models.dins import build_network
+
+        return build_network(self.base_filters, self.max_filters)
+
+    def load_init(self, network, path):
+        from nfbench.models.blocks.checkpoints import load_checkpoint
+
+        load_checkpoint(network, path, model_name=self.model)
+
+    def prepare(self, image, label):
+        from nfbench.models.dins import ORIENTATION, _zscore_nonzero
+
+        return _grid_arrays(image, label, ORIENTATION, self.spacing, _zscore_nonzero)
+
+    def clicks(self, truth: np.ndarray, rng: np.random.Generator) -> list[tuple[tuple[int, int, int], bool]]:
+        """The simulated clicks of one patch ``(S, R, A)``: ``(index, positive)``."""
+        in_plane = (1.0, 1.0, 1e6)  # distances within a coronal slice only (A is the last axis)
+        chosen: list[tuple[tuple[int, int, int], bool]] = []
+
+        def spaced(candidates: np.ndarray) -> np.ndarray:
+            if not chosen or candidates.size == 0:
+                return candidates
+            points = np.array([c for c, _ in chosen])
+            coords = np.array(np.unravel_index(candidates, truth.shape)).T
+            same = coords[:, None, 2] == points[None, :, 2]
+            far = np.linalg.norm(coords[:, None, :2] - points[None, :, :2], axis=2) >= self.min_gap
+            return candidates[np.all(far | ~same, axis=1)]
+
+        def index(flat: int) -> tuple[int, int, int]:
+            return tuple(int(v) for v in np.unravel_index(flat, truth.shape))  # type: ignore[return-value]
+
+        if truth.any():
+            inner = np.flatnonzero(ndimage.distance_transform_edt(truth, sampling=in_plane) > self.erosion)
+            if inner.size == 0:  # tiny lesions: the voxel nearest each one's centroid
+                labels, n = ndimage.label(truth)
+                for k, centre in enumerate(ndimage.center_of_mass(truth, labels, range(1, n + 1)), start=1):
+                    voxels = np.argwhere(labels == k)
+                    nearest = voxels[np.argmin(((voxels - np.array(centre)) ** 2).sum(1))]
+                    chosen.append((tuple(int(v) for v in nearest), True))  # type: ignore[arg-type]
+                chosen = chosen[: self.max_positive]
+            else:
+                for _ in range(int(rng.integers(1, self.max_positive + 1))):
+                    left = spaced(inner)
+                    if left.size == 0:
+                        break
+                    chosen.append((index(int(left[rng.integers(left.size)])), True))
+            distance = ndimage.distance_transform_edt(~truth, sampling=in_plane)
+            band = np.flatnonzero((distance > 0) & (distance <= self.band))
+        else:
+            band = np.arange(truth.size)
+        farthest = rng.random() >= 0.5
+        for _ in range(int(rng.integers(0, self.max_negative + 1))):
+            left = spaced(band)
+            if left.size == 0:
+                break
+            negatives = [c for c, positive in chosen if not positive]
+            if farthest and negatives:
+                coords = np.array(np.unravel_index(left, truth.shape)).T
+                gaps = np.min(np.linalg.norm(coords[:, None] - np.array(negatives)[None], axis=2), axis=1)
+                pick = int(left[np.argmax(gaps)])
+            else:
+                pick = int(left[rng.integers(left.size)])
+            chosen.append((index(pick), False))
+        return chosen
+
+    def batch(self, patches, network, rng, device):
+        import torch
+
+        from nfbench.models.dins import guide_channels
+
+        images = np.stack([p.image for p in patches])[:, None]  # (B, 1, S, R, A)
+        guides = np.stack([guide_channels(self.roi, self.clicks(p.truth, rng)) for p in patches])
+        to_last = (0, 4, 2, 3, 1)  # (B, C, S, R, A) → (B, A, S, R, C)
+        image = torch.from_numpy(np.ascontiguousarray(images.transpose(to_last))).to(device)
+        guide = torch.from_numpy(np.ascontiguousarray(guides.transpose(to_last))).to(device)
+        truth = np.stack([p.truth for p in patches]).transpose(0, 3, 1, 2)  # (B, A, S, R)
+        return (image, guide), torch.from_numpy(np.ascontiguousarray(truth).astype(np.int64)).to(device)
+
+    def loss(self, logits, target):
+        from torch.nn import functional as F
+
+        weights = (1.0 + 2.0 * target).float()  # class weights (1, 3)
+        voxel = F.cross_entropy(logits.float().movedim(-1, 1), target, reduction="none")
+        return ((voxel * weights).flatten(1).sum(1) / weights.flatten(1).sum(1)).mean()
+
+    def optimizer(self, network, lr):
+        import torch
+
+        kernels = [p for n, p in network.named_parameters() if p.ndim > 1]
+        others = [p for n, p in network.named_parameters() if p.ndim <= 1]
+        return torch.optim.Adam([{"params": kernels, "weight_decay": 6e-5}, {"params": others, "weight_decay": 0.0}],
+                                lr=lr, betas=(0.9, 0.99), eps=1e-8)
+
+    def scheduler(self, optimizer, epochs):
+        import torch
+
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.2, patience=30, threshold=1e-4,
+                                                          threshold_mode="abs", min_lr=1e-6)
+
+    def step_scheduler(self, scheduler, val_loss):
+        scheduler.step(val_loss)
+
+    def save_weights(self, network, path):
+        import torch
+
+        torch.save(network.state_dict(), path)
+
+
+RECIPES: dict[str, type[Recipe]] = {"sw-fastedit": SWFastEditRecipe, "dins": DINsRecipe}
+"""Trainable models by name."""
+
+
+def recipe_for(model: str, options: Mapping[str, object], **settings: object) -> Recipe:
+    """The recipe of a trainable model, its options checked."""
+    if model not in RECIPES:
+        raise ValueError(f"nfbench cannot train {model!r}; trainable models: {', '.join(RECIPES)}")
+    return RECIPES[model](options, **settings)

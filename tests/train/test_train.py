@@ -1,0 +1,213 @@
+"""`nfbench.train`: a few steps learn, a killed run resumes to the same weights, checkpoints reload."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nfbench.cli import app
+from nfbench.io.dataset import discover_dataset
+from nfbench.models.registry import load_model
+from nfbench.train import METRICS, TrainConfig, TrainError, train
+from nfbench.train import loop
+from nfbench.train.data import PatchSampler, load_grid_case
+from nfbench.train.recipes import recipe_for
+
+# Tiny networks on the tiny phantom's own grid (7.5 × 7.5 × 15.6 mm along R, S, A / S, R, A).
+SWF = {"filters": "4,8,16,16,32,32", "roi_size": "32,64,16", "spacing": "7.5,7.5,15.6"}
+DINS = {"base_filters": 4, "max_filters": 16, "roi": "32,32,4", "spacing": "7.5,7.5,15.6"}
+
+
+def _config(data: Path, out: Path, model: str = "sw-fastedit", **changes) -> TrainConfig:
+    settings = dict(model=model, data=data, fold=1, out=out, epochs=2, steps_per_epoch=2, batch_size=2,
+                    options=SWF if model == "sw-fastedit" else DINS, interactions=2, val_lesions=2,
+                    val_interactions=2, val_patches=2, device="cpu", seed=3)
+    return TrainConfig(**{**settings, **changes})
+
+
+def _rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+def _sampler(data: Path, model: str, options: dict):
+    recipe = recipe_for(model, options, interactions=2)
+    cases = [load_grid_case(c, recipe.prepare) for c in discover_dataset(data).subset("imagesTr")]
+    return recipe, PatchSampler(cases, recipe.patch_size, lesion_rate=1.0)
+
+
+@pytest.mark.parametrize(("model", "options", "lr"), [("sw-fastedit", SWF, 3e-3), ("dins", DINS, 3e-3)])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(fold_dataset, model, options, lr):
+    recipe, sampler = _sampler(fold_dataset, model, options)
+    torch.manual_seed(0)
+    network = recipe.build_network()
+    patches = [sampler.draw(np.random.default_rng(s)) for s in range(2)]
+    assert all(p.truth.any() for p in patches)  # lesion_rate 1: every patch holds lesion voxels
+    inputs, target = recipe.batch(patches, network, np.random.default_rng(0), torch.device("cpu"))
+    optimizer = recipe.optimizer(network, lr)
+    losses = []
+    for _ in range(8):
+        loss = recipe.loss(network(*inputs), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.9 * losses[0]
+
+
+class _Background(torch.nn.Module):
+    """A network that finds nothing: every simulated correction is a positive click on a missed lesion."""
+
+    def forward(self, x):
+        return torch.stack([torch.ones_like(x[:, 0]), torch.zeros_like(x[:, 0])], dim=1)
+
+
+def test_sw_fastedit_clicks_are_simulated_on_the_error(fold_dataset):
+    recipe, sampler = _sampler(fold_dataset, "sw-fastedit", SWF)
+    patches = [sampler.draw(np.random.default_rng(s)) for s in range(6)]
+    (inputs,), target = recipe.batch(patches, _Background(), np.random.default_rng(1), torch.device("cpu"))
+    assert inputs.shape == (6, 3, *recipe.patch_size) and target.shape == (6, 1, *recipe.patch_size)
+    assert np.array_equal(inputs[:, 0].numpy(), np.stack([p.image for p in patches]))
+    positive, negative = inputs[:, 1].numpy() > 0, inputs[:, 2].numpy() > 0
+    truth = target[:, 0].numpy() > 0
+    assert not negative.any()  # nothing predicted, nothing to remove
+    clicked = [i for i in range(6) if positive[i].any()]
+    assert 0 < len(clicked) < 6  # U{0..2} rounds: some samples get none
+    for i in clicked:
+        assert (positive[i] & truth[i]).any()  # each ball sits on a missed lesion voxel
+        assert set(np.unique(inputs[i, 1].numpy())) == {0.0, 1.0}
+
+
+def test_dins_clicks_follow_the_original_rules(fold_dataset):
+    recipe, sampler = _sampler(fold_dataset, "dins", DINS)
+    rng = np.random.default_rng(5)
+    seen_negative = False
+    for _ in range(20):
+        truth = sampler.draw(rng).truth
+        clicks = recipe.clicks(truth, rng)
+        positives = [c for c, p in clicks if p]
+        negatives = [c for c, p in clicks if not p]
+        assert 1 <= len(positives) <= recipe.max_positive and len(negatives) <= recipe.max_negative
+        assert all(truth[c] for c in positives)
+        assert not any(truth[c] for c in negatives)
+        seen_negative |= bool(negatives)
+        for a in range(len(clicks)):
+            for b in range(a + 1, len(clicks)):
+                (p, pa), (q, pb) = clicks[a], clicks[b]
+                if p[2] == q[2] and np.hypot(p[0] - q[0], p[1] - q[1]) < recipe.min_gap:
+                    assert pa and pb  # only the centroids of two tiny lesions may sit closer
+    assert seen_negative
+
+
+def test_sampler_weights_lesions_and_is_seeded(fold_dataset):
+    _, sampler = _sampler(fold_dataset, "sw-fastedit", SWF)
+    a = [sampler.centre(np.random.default_rng(9)) for _ in range(3)]
+    _, again = _sampler(fold_dataset, "sw-fastedit", SWF)
+    assert a == [again.centre(np.random.default_rng(9)) for _ in range(3)]
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        index, voxel = sampler.centre(rng)
+        assert sampler.cases[index].label.ravel()[voxel] > 0  # lesion_rate 1: always on a lesion
+
+
+def test_training_writes_its_files_and_the_best_checkpoint_evaluates(fold_dataset, tmp_path):
+    result = train(_config(fold_dataset, tmp_path / "run"), quiet=True, command="nfbench train test")
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"train.json", "metrics.csv", "last.pt", "best.pt", "card.json"} <= files
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"] and list(rows[0]) == list(METRICS)
+    assert all(0 <= float(r["val_dice_last"]) <= 1 for r in rows)
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["command"] == "nfbench train test" and card["fold"] == 1 and card["seed"] == 3
+    assert card["validation"]["best_epoch"] in (1, 2) and card["weights"]["sha256"]
+    assert card["options"]["filters"] == SWF["filters"]
+    model = load_model("sw-fastedit", weights=result.best, **SWF)  # strict load of our own output
+    assert isinstance(torch.load(result.best, weights_only=True)["net"], dict)  # the original format
+    assert model.network.state_dict().keys() == torch.load(result.best, weights_only=True)["net"].keys()
+
+
+@pytest.mark.parametrize("model", ["sw-fastedit", "dins"])
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(fold_dataset, tmp_path, monkeypatch, model):
+    train(_config(fold_dataset, tmp_path / "straight", model, val_every=2), quiet=True)
+    saves = []
+    real_save = loop._atomic_save
+
+    def save_then_die(state, path):
+        real_save(state, path)
+        saves.append(state["epoch"])
+        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(loop, "_atomic_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(fold_dataset, tmp_path / "resumed", model, val_every=2), quiet=True)
+    monkeypatch.setattr(loop, "_atomic_save", real_save)
+    assert saves == [1]
+    half = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    assert half["optimizer"]["state"]  # Adam's moments are in the checkpoint
+    train(_config(fold_dataset, tmp_path / "resumed", model, val_every=2), resume=True, quiet=True)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["net"]:
+        assert torch.equal(a["net"][key], b["net"][key]), key
+    for i, s in a["optimizer"]["state"].items():
+        assert torch.equal(s["exp_avg"], b["optimizer"]["state"][i]["exp_avg"])
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    log = lambda run: drop(_rows(tmp_path / run / "metrics.csv"))  # noqa: E731
+    assert log("straight") == log("resumed")
+
+
+def test_refusals_name_the_problem(fold_dataset, tmp_path, copy_of):
+    out = tmp_path / "run"
+    train(_config(fold_dataset, out, epochs=1), quiet=True)
+    with pytest.raises(TrainError, match="already holds a training run"):
+        train(_config(fold_dataset, out, epochs=1), quiet=True)
+    with pytest.raises(TrainError, match=r"other settings \(seed\)"):
+        train(_config(fold_dataset, out, epochs=1, seed=4), resume=True, quiet=True)
+    with pytest.raises(TrainError, match="no training run to resume"):
+        train(_config(fold_dataset, tmp_path / "empty"), resume=True, quiet=True)
+    with pytest.raises(TrainError, match="fold_5/train_set.txt: no such fold file"):
+        train(_config(fold_dataset, tmp_path / "f5", fold=5), quiet=True)
+    with pytest.raises(TrainError, match="has no option 'filtres'"):
+        train(_config(fold_dataset, tmp_path / "typo", options={**SWF, "filtres": "1"}), quiet=True)
+    assert not (tmp_path / "typo" / "train.json").exists()
+    with pytest.raises(TrainError, match="cannot train 'sphere'"):
+        train(_config(fold_dataset, tmp_path / "sphere", model="sphere"), quiet=True)
+    with pytest.raises(TrainError, match="steps_per_epoch = 0"):
+        _config(fold_dataset, tmp_path / "zero", steps_per_epoch=0)
+    data = copy_of(fold_dataset)
+    val = data / "splits" / "fold_1" / "val_set.txt"
+    train_list = (data / "splits" / "fold_1" / "train_set.txt").read_text()
+    val.write_text(val.read_text() + train_list.splitlines()[0] + "\n")
+    with pytest.raises(TrainError, match="in both train and val"):
+        train(_config(data, tmp_path / "leak"), quiet=True)
+
+
+def test_validation_never_sees_training_cases(fold_dataset, tmp_path):
+    train(_config(fold_dataset, tmp_path / "run", epochs=1), quiet=True)
+    from nfbench.results.store import read_run_table
+
+    validated = set(read_run_table(tmp_path / "run" / "validation", "cases")["case"])
+    trained = set((fold_dataset / "splits" / "fold_1" / "train_set.txt").read_text().split())
+    assert validated and not validated & trained
+
+
+def test_cli_trains_dins_and_reports_the_best_epoch(fold_dataset, tmp_path):
+    options = [x for k, v in DINS.items() for x in ("-o", f"{k}={v}")]
+    result = CliRunner().invoke(app, ["train", "dins", "--data", str(fold_dataset), "--fold", "2", "--out",
+                                      str(tmp_path / "run"), "--epochs", "1", "--steps-per-epoch", "2",
+                                      "--val-lesions", "1", "--device", "cpu", "--quiet", *options])
+    assert result.exit_code == 0, result.output
+    assert "best epoch 1" in result.output
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["command"].startswith("nfbench ") and card["model"] == "dins"
+    load_model("dins", weights=tmp_path / "run" / "best.pt", **DINS)
+    bad = CliRunner().invoke(app, ["train", "dins", "--data", str(fold_dataset), "--fold", "1", "--out",
+                                   str(tmp_path / "run2"), "-o", "nokey"])
+    assert bad.exit_code == 1 and "KEY=VALUE" in bad.output

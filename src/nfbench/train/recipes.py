@@ -10,6 +10,7 @@ crop; one window per patch trains the same network at a fraction of the cost).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["RECIPES", "Recipe", "SWFastEditRecipe", "DINsRecipe", "recipe_for"]
 
 
-class Recipe:
+class Recipe(ABC):
     """The model-specific half of training; :func:`nfbench.train.loop.train` is the other half."""
 
     model: str
@@ -43,40 +44,46 @@ class Recipe:
 
     # -- what every recipe provides ----------------------------------------------------------------
     @property
+    @abstractmethod
     def patch_size(self) -> tuple[int, int, int]:
-        raise NotImplementedError
+        """The training patch (the model's window), in model-grid voxels."""
 
+    @abstractmethod
     def build_network(self) -> torch.nn.Module:
-        raise NotImplementedError
+        """The network, randomly initialised from torch's generator."""
 
+    @abstractmethod
     def load_init(self, network: torch.nn.Module, path: Path) -> None:
         """Load a checkpoint to start from (the original format or ours), strictly."""
-        raise NotImplementedError
 
+    @abstractmethod
     def prepare(self, image: Volume, label: Volume) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-        raise NotImplementedError
+        """A case on the model's grid, as its session preprocesses it: image, instance label, spacing."""
 
+    @abstractmethod
     def batch(self, patches: Sequence[Patch], network: torch.nn.Module, rng: np.random.Generator,
               device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Network inputs and target of a batch, clicks simulated (possibly with the network itself)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The original loss of the network's output against the target."""
 
+    @abstractmethod
     def optimizer(self, network: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-        raise NotImplementedError
+        """The original optimiser."""
 
+    @abstractmethod
     def scheduler(self, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
-        raise NotImplementedError
+        """The original learning-rate schedule."""
 
     def step_scheduler(self, scheduler: Any, val_loss: float) -> None:
         """Advance the schedule at the end of an epoch."""
         scheduler.step()
 
+    @abstractmethod
     def save_weights(self, network: torch.nn.Module, path: Path) -> None:
         """The network in the format the model loads (``--weights``)."""
-        raise NotImplementedError
 
 
 def _grid_arrays(image: Volume, label: Volume, codes: str, spacing: Sequence[float], normalise) -> tuple:

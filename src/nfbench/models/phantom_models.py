@@ -1,0 +1,86 @@
+"""`sw-fastedit-phantom` and `dins-phantom`: the two CNNs as trained by nfbench on its own phantom.
+
+They run out of the box: the weights ship in the package (``nfbench/models/weights``), each beside
+its model card (``<name>.card.json``: the ``nfbench train`` command, data, fold, seed, epochs,
+validation figures, the file's SHA-256). The card's options fix the network and its grid (a
+reduced width, the small phantom's 2.5 × 2.5 × 7.8 mm grid, a small window), so only options that
+leave the weights' meaning intact can be changed here.
+
+``keep_clicked`` is on by default: trained as the originals were, on every lesion of a patch, the
+networks mark every lesion-like structure of a scan, and in a lesion-wise scenario the answer is
+meant to be the clicked lesion only (without it the lesion Dice after one click fell from 0.99 to
+0.73 in the feasibility run of issue 9).
+
+These models know only the phantom: they were trained on one phantom version (``PHANTOM_VERSION``
+and difficulty in the card) and do not transfer to another one or to real scans; retrain with
+``nfbench train`` when the phantom changes.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+from nfbench.models.base import ModelError
+from nfbench.models.dins import DINsModel
+from nfbench.models.registry import missing_modules
+from nfbench.models.sw_fastedit import SWFastEditModel
+
+__all__ = ["DINsPhantomModel", "SWFastEditPhantomModel", "card", "weights_file"]
+
+
+def weights_file(name: str) -> Path:
+    """The packaged weights of a phantom model."""
+    return Path(str(files("nfbench.models") / "weights" / f"{name}.pt"))
+
+
+def card(name: str) -> dict:
+    """The model card of a phantom model (what trained it, with which figures)."""
+    path = weights_file(name).with_suffix(".card.json")
+    if not path.is_file():
+        raise ModelError(f"model {name!r}: its model card {str(path)!r} is missing from the installation")
+    return json.loads(path.read_text())
+
+
+def _missing(name: str, *modules: str) -> list[str]:
+    path = weights_file(name)
+    return missing_modules(*modules, extra="torch") + ([] if path.is_file() else [f"packaged weights {path} missing"])
+
+
+class SWFastEditPhantomModel(SWFastEditModel):
+    """SW-FastEdit trained on the realistic phantom by ``nfbench train`` (shipped weights, reduced width)."""
+
+    name = "sw-fastedit-phantom"
+    needs_weights = False
+    description = "SW-FastEdit trained by nfbench on its realistic phantom (shipped weights; phantom only)"
+
+    def __init__(self, *, overlap: float = 0.25, sw_batch_size: int = 4, keep_clicked: bool = True,
+                 threads: int = 0, device: str = "cpu") -> None:
+        options = card(self.name)["options"]
+        super().__init__(weights_file(self.name), filters=options["filters"], roi_size=options["roi_size"],
+                         spacing=options["spacing"], overlap=overlap, sw_batch_size=sw_batch_size,
+                         keep_clicked=keep_clicked, threads=threads, device=device)
+
+    @classmethod
+    def requirements(cls) -> list[str]:
+        return _missing(cls.name, "torch", "monai")
+
+
+class DINsPhantomModel(DINsModel):
+    """DINs trained on the realistic phantom by ``nfbench train`` (shipped weights, reduced width)."""
+
+    name = "dins-phantom"
+    needs_weights = False
+    description = "DINs trained by nfbench on its realistic phantom (shipped weights; phantom only)"
+
+    def __init__(self, *, overlap: float = 0.25, sw_batch_size: int = 4, keep_clicked: bool = True,
+                 threads: int = 0, device: str = "cpu") -> None:
+        options = card(self.name)["options"]
+        super().__init__(weights_file(self.name), device=device, base_filters=int(options["base_filters"]),
+                         max_filters=int(options["max_filters"]), roi=options["roi"], spacing=options["spacing"],
+                         overlap=overlap, sw_batch_size=sw_batch_size, keep_clicked=keep_clicked, threads=threads)
+
+    @classmethod
+    def requirements(cls) -> list[str]:
+        return _missing(cls.name, "torch")

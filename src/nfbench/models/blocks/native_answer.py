@@ -3,15 +3,16 @@
 A sliding-window model changes its answer, after a click, only where it re-blended windows
 (:attr:`~nfbench.models.blocks.sliding_window.WindowCache.blended`). :class:`NativeAnswer` keeps
 the answer on the model grid and its nearest-neighbour image on the native grid, and after each
-click maps back only the native voxels of the model boxes that may have changed
+click maps back only the native voxels over the model voxels that changed, found by comparing
+the model-grid answer inside the boxes that may have changed
 (:meth:`~nfbench.models.blocks.grids.GridMap.to_native_box`), so a click costs the size of its
-windows, not of the scan; the native answer and the box that changed are exactly those of mapping
+windows on the model grid and of its change on the native one, not of the scan; the native answer and the box that changed are exactly those of mapping
 the whole model grid back and comparing it with the previous answer.
 
 ``keep_clicked``: the answer is only the 26-connected components of the model's mask that hold a
 positive click of the session (empty without one). In lesion scenarios a model otherwise segments
 every lesion-like structure of the scan, and each of them counts against the lesion being clicked:
-a feasibility run of a phantom-trained model showed Dice after one click falling from 0.99 (kept)
+a feasibility run showed Dice after one click falling from 0.99 (kept)
 to 0.73 (whole mask). Components are those of the model grid, around the click's model voxel
 (:meth:`~nfbench.models.blocks.grids.GridMap.index_to_model`, the voxel whose value the clicked
 native voxel shows): the native answer, its nearest-neighbour image, has the same components
@@ -142,16 +143,20 @@ class NativeAnswer:
         ``raw(box)`` gives the model's mask inside a box of the model grid; ``seeds`` are the model
         voxels of the session's positive clicks (used with ``keep_clicked``).
         """
+        gone, regions = self._find_components(raw, seeds) if self.keep_clicked else ([], self._stale)
+        before = [self.model[box].copy() for box in regions]
         if self.keep_clicked:
-            regions = self._update_components(raw, seeds)
+            self._paint_components(gone)
         else:
-            regions = self._stale
             for box in regions:
                 self.model[box] = raw(box)
         self._stale = []
         changed = None
-        for box in regions:
-            native_box = self.grid.native_box_of(box)
+        for box, old in zip(regions, before):
+            differs = mask_bbox(old != self.model[box])  # on the model grid: the native voxels to redo lie over it
+            if differs is None:
+                continue
+            native_box = self.grid.native_box_of(_shift(differs, [s.start for s in box]))
             if any(s.stop <= s.start for s in native_box):
                 continue  # model voxels no native voxel samples
             new = self.grid.to_native_box(self.model, native_box)
@@ -163,8 +168,10 @@ class NativeAnswer:
             return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3)  # type: ignore[arg-type]
         return Prediction(self.native[changed].copy(), changed)
 
-    def _update_components(self, raw: Raw, seeds: Sequence[Index3]) -> list[BoxSlices]:
-        """The clicked components into :attr:`model`; returns the boxes of those that appeared or disappeared.
+    def _find_components(self, raw: Raw, seeds: Sequence[Index3]) -> tuple[list[tuple[BoxSlices, BoolMask]],
+                                                                            list[BoxSlices]]:
+        """Find the clicked components (kept for the next call); returns those that disappeared and
+        the boxes of those that appeared or disappeared.
 
         Where the mask changed but no kept component did, the answer stays as it was.
         """
@@ -175,12 +182,15 @@ class NativeAnswer:
         found = clicked_components(raw, self.grid.shape, seeds, untouched)
         gone = [c for c in self._components if not any(_same(c, f) for f in found)]
         new = [f for f in found if not any(_same(f, c) for c in self._components)]
+        self._components = found
+        return gone, [box for box, _ in gone + new]
+
+    def _paint_components(self, gone: list[tuple[BoxSlices, BoolMask]]) -> None:
+        """:attr:`model` = the components found last, after clearing the boxes of those that disappeared."""
         for box, _ in gone:
             self.model[box] = False
-        for box, mask in found:  # all of them: clearing a box that disappeared may cross one that stayed
+        for box, mask in self._components:  # all of them: a box that disappeared may cross one that stayed
             self.model[box] |= mask
-        self._components = found
-        return [box for box, _ in gone + new]
 
 
 def _same(a: tuple[BoxSlices, BoolMask], b: tuple[BoxSlices, BoolMask]) -> bool:

@@ -16,6 +16,7 @@ from nfbench.models import dins
 from nfbench.models.base import ModelError, check_prediction
 from nfbench.types import Click
 from tests.engine import run, tiny_case
+from tests.models.answers import check_against_full_remap, two_balls
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -110,7 +111,10 @@ def test_predicted_mask_is_the_thresholded_guide_mapped_back(tmp_path, monkeypat
     click = (17, 2, 12)
     session.add_click(Click(click, True))
     answer = check_prediction("dins", session.predict(), shape)
-    assert len(seen) > 4 and set(seen) == {((1, 4, 16, 16, 1), (1, 4, 16, 16, 2))}  # windows (B, A, S, R, C)
+    # windows (B, A, S, R, C), in batches of at most sw_batch_size (4 by default)
+    assert {(image[1:], guide[1:]) for image, guide in seen} == {((4, 16, 16, 1), (4, 16, 16, 2))}
+    assert all(image[0] == guide[0] <= 4 for image, guide in seen) and max(image[0] for image, _ in seen) == 4
+    assert sum(image[0] for image, _ in seen) == session.windows_run > 4
     i, j, k = np.indices(shape)
     # model voxel (k, i // 2, j); inside where exp(-d²/2) > 0.5, d in σ units
     d2 = ((k - click[2]) / 5) ** 2 + ((i // 2 - click[0] // 2) / 5) ** 2 + (j - click[1]) ** 2
@@ -206,3 +210,93 @@ def test_incremental_window_cache_equals_a_full_pass_and_reset_runs_nothing(tmp_
     session.add_click(Click((60, 12, 90), True))
     session.predict()
     assert session.windows_run - before == per_click[0]
+
+
+def _bright(image, guide):
+    """Channels-last logits (0, image - 1): lesion where the z-scored image is above 1."""
+    return torch.stack([torch.zeros_like(image[..., 0]), image[..., 0] - 1.0], dim=-1)
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["whole", "keep_clicked"])
+def test_keep_clicked_answers_only_the_clicked_component(tmp_path, monkeypatch, keep):
+    from nfbench.components import connected_components
+
+    path, _ = _weights(tmp_path)
+    model = dins.DINsModel(weights=path, base_filters=2, max_filters=4, roi=(32, 32, 4), keep_clicked=keep)
+    monkeypatch.setattr(model, "network", _bright)
+    image, balls = two_balls((64, 6, 80), (1.7, 7.8, 1.7))
+    session = model.start(image)
+    session.add_click(Click((40, 3, 20), False))  # a negative click alone: nothing is kept
+    session.predict()
+    assert session.previous.any() != keep
+    session.add_click(Click((12, 3, 12), True))
+    check_prediction("dins", session.predict(), image.shape)
+    labels, n = connected_components(balls)
+    assert n == 2
+    np.testing.assert_array_equal(session.previous, labels == labels[12, 3, 12] if keep else balls)
+    session.reset()
+    session.add_click(Click((30, 3, 40), True))  # on background: nothing is kept
+    session.predict()
+    assert session.previous.any() != keep
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["whole", "keep_clicked"])
+def test_partial_remap_equals_the_full_remap(tmp_path, monkeypatch, keep):
+    path, net = _weights(tmp_path, seed=6)
+    with torch.no_grad():  # random norm scales and shifts: a less uniform answer than a fresh network's
+        for name, p in net.named_parameters():
+            if ".norm" in name:
+                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if name.endswith("weight") else 0.0))
+    torch.save(net.state_dict(), path)
+    model = dins.DINsModel(weights=path, base_filters=2, max_filters=4, roi=(32, 32, 4), keep_clicked=keep)
+    network = model.network
+    # the lesion logit raised a little: a few % of the voxels, many components, not one spanning all
+    monkeypatch.setattr(model, "network", lambda image, guide: network(image, guide) + torch.tensor([0.0, 0.2]))
+    rng = np.random.default_rng(9)
+    # native RAS (0.85, 6.0, 2.2) mm: the model grid (1.7, 1.7, 7.8) is resampled along every axis
+    session = model.start(_volume(rng.normal(50.0, 10.0, (100, 20, 70)), (0.85, 6.0, 2.2)))
+    assert session.grid.shape == (91, 50, 15) and len(session.cache.boxes) > 20
+    logits = session.logits()
+    assert 0.01 < np.mean(logits[1] > logits[0]) < 0.2
+
+    def raw():
+        logits = session.logits()
+        return logits[1] > logits[0]
+
+    sizes = check_against_full_remap(session, raw, keep, rng)
+    assert sum(sizes) > 0
+
+
+def test_batches_of_windows_equal_single_windows(tmp_path):
+    path, _ = _weights(tmp_path, seed=6)
+    image = _volume(np.random.default_rng(7).normal(50.0, 10.0, (64, 12, 96)), (1.7, 7.8, 1.7))
+    answers = {}
+    for batch in (1, 3):
+        model = dins.DINsModel(weights=path, base_filters=2, max_filters=4, roi=(32, 32, 4), sw_batch_size=batch)
+        calls = []
+        forward = model.forward
+        model.forward = lambda windows, forward=forward, calls=calls: calls.append(len(windows)) or forward(windows)
+        session = model.start(image)
+        session.add_click(Click((30, 6, 50), True))
+        session.add_click(Click((5, 2, 90), False))
+        session.predict()
+        answers[batch] = session.logits().copy()
+        assert max(calls) == batch and sum(calls) == session.windows_run
+    assert np.abs(answers[1] - answers[3]).max() <= 1e-5
+
+
+def test_threads_keep_clicked_and_batch_come_as_cli_strings(tmp_path):
+    from nfbench.models.registry import load_spec, register_model, unregister_model
+    from nfbench.models.spec import ModelSpec
+
+    path, _ = _weights(tmp_path)
+    register_model("dins-test", dins.DINsModel)
+    try:
+        model = load_spec(ModelSpec("dins-test", path, {"base_filters": "2", "max_filters": "4", "keep_clicked": "yes",
+                                                        "threads": "2", "sw_batch_size": "2"}, "cpu"))
+        assert (model.keep_clicked, model.sw_batch_size, torch.get_num_threads()) == (True, 2, 2)
+        for option, value in (("threads", "-1"), ("sw_batch_size", "0")):
+            with pytest.raises(ModelError, match=option):
+                load_spec(ModelSpec("dins-test", path, {option: value}, "cpu"))
+    finally:
+        unregister_model("dins-test")

@@ -18,6 +18,7 @@ from nfbench.models.base import ModelError
 from nfbench.models.registry import load_spec, register_model, unregister_model
 from nfbench.models.spec import ModelSpec
 from tests.engine import run, tiny_case
+from tests.models.answers import two_balls
 
 ROI = (64, 32, 2)  # (S, R, A): ONNX window (A, S, R) = (2, 64, 32)
 
@@ -182,3 +183,61 @@ def test_importing_the_module_and_the_cli_does_not_import_torch_or_onnx():
     code = ("import sys, nfbench.models.dins_onnx, nfbench.cli; "
             "print([m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+class _BrightRuntime:
+    """Stands in for an ONNX Runtime session: logits (0, image - 1), batches of a fixed size when given."""
+
+    def __init__(self, batch=None):
+        self.batch, self.sizes = batch, []
+
+    def run(self, outputs, feeds):
+        image, guide = feeds["image"], feeds["guide"]
+        assert image.shape[:4] == guide.shape[:4] and (self.batch is None or len(image) == self.batch)
+        self.sizes.append(len(image))
+        return [np.concatenate([np.zeros_like(image), image - 1.0], axis=-1)]
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["whole", "keep_clicked"])
+def test_keep_clicked_answers_only_the_clicked_component(tmp_path, keep):
+    from nfbench.components import connected_components
+    from nfbench.types import Click
+
+    path = dins_onnx.export_onnx(_network(), tmp_path / "m.onnx", (32, 32, 4))
+    model = dins_onnx.DINsOnnxModel(weights=path, keep_clicked=keep)
+    model.session = _BrightRuntime()
+    image, balls = two_balls((64, 6, 80), (1.7, 7.8, 1.7))
+    session = model.start(image)
+    session.add_click(Click((12, 3, 12), True))
+    session.predict()
+    labels, _ = connected_components(balls)
+    np.testing.assert_array_equal(session.previous, labels == labels[12, 3, 12] if keep else balls)
+    assert max(model.session.sizes) == 4  # sw_batch_size windows in one run
+
+
+def test_batches_equal_single_windows_and_a_fixed_batch_is_filled(tmp_path):
+    path = dins_onnx.export_onnx(_network(seed=5), tmp_path / "m.onnx", ROI)
+    windows = np.random.default_rng(4).normal(size=(5, 3, *ROI)).astype(np.float32)
+    model = dins_onnx.DINsOnnxModel(weights=path, sw_batch_size=3)
+    assert model.file_batch is None
+    single = np.stack([model.logits(w) for w in windows])
+    assert np.abs(model.forward(windows) - single).max() <= 1e-5
+    model.file_batch, model.session = 2, _BrightRuntime(batch=2)  # a file whose batch axis is fixed to 2
+    out = model.forward(windows)
+    assert model.session.sizes == [2, 2, 2] and out.shape == (5, 2, *ROI)
+    np.testing.assert_array_equal(out[:, 1], windows[:, 0] - 1.0)
+
+
+def test_threads_go_to_onnx_runtime(tmp_path):
+    path = dins_onnx.export_onnx(_network(), tmp_path / "m.onnx", ROI)
+    register_model("dins-onnx-test", dins_onnx.DINsOnnxModel)
+    try:
+        model = load_spec(ModelSpec("dins-onnx-test", path, {"threads": "1", "keep_clicked": "true",
+                                                              "sw_batch_size": "2"}, "cpu"))
+    finally:
+        unregister_model("dins-onnx-test")
+    assert model.session.get_session_options().intra_op_num_threads == 1
+    assert (model.keep_clicked, model.sw_batch_size) == (True, 2)
+    assert dins_onnx.DINsOnnxModel(weights=path).session.get_session_options().intra_op_num_threads == 0
+    with pytest.raises(ValueError, match="threads"):
+        dins_onnx.DINsOnnxModel(weights=path, threads=-2)

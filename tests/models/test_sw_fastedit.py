@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from nfbench.components import connected_components
 from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.io.volume import Volume
 from nfbench.models.base import ModelError, check_prediction
@@ -16,6 +17,7 @@ from nfbench.models.spec import ModelSpec
 from nfbench.models.sw_fastedit import SWFastEditModel
 from nfbench.types import Click
 from tests.engine import run, tiny_case
+from tests.models.answers import check_against_full_remap, two_balls
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
@@ -236,3 +238,59 @@ def test_incremental_window_cache_equals_a_full_pass_and_reset_runs_nothing(tiny
         assert session.windows_run - before == per_click[0]
     finally:
         torch.set_num_threads(threads)
+
+
+def _bright(batch):
+    """Logits (0, image - 1): lesion where the z-scored image is above 1, the bright balls here."""
+    return np.stack([np.zeros_like(batch[:, 0]), batch[:, 0] - 1.0], axis=1)
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["whole", "keep_clicked"])
+def test_keep_clicked_answers_only_the_clicked_component(tiny_weights, monkeypatch, one_torch_thread, keep):
+    image, balls_mask = two_balls((64, 8, 64), (0.625, 7.8, 0.625))
+    model = SWFastEditModel(tiny_weights, filters=TINY, roi_size="64,32,16", keep_clicked=keep)
+    monkeypatch.setattr(model, "forward", _bright)
+    session = model.start(image)
+    session.add_click(Click((40, 4, 20), False))  # a negative click alone: nothing is kept
+    session.predict()
+    assert session.previous.any() != keep
+    session.add_click(Click((12, 4, 12), True))  # inside the first ball
+    session.predict()
+    labels, n = connected_components(balls_mask)
+    assert n == 2
+    first = labels == labels[12, 4, 12]
+    np.testing.assert_array_equal(session.previous, first if keep else balls_mask)
+    session.reset()
+    session.add_click(Click((30, 4, 30), True))  # a positive click on background keeps nothing
+    check_prediction("sw-fastedit", session.predict(), image.shape)
+    assert session.previous.any() != keep
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["whole", "keep_clicked"])
+def test_partial_remap_equals_the_full_remap(tiny_weights, monkeypatch, one_torch_thread, keep):
+    rng = np.random.default_rng(8)
+    # native (R, A, S) finer in-plane and coarser across than the model grid: resampled along every axis
+    image = _volume(rng.normal(100.0, 20.0, (120, 40, 100)), (0.5, 6.0, 0.8))
+    model = SWFastEditModel(tiny_weights, filters=TINY, roi_size="64,32,16", keep_clicked=keep)
+    network = model.forward
+    # the random network's lesion logit lowered: a few % of the voxels, many components, not one spanning all
+    monkeypatch.setattr(model, "forward", lambda batch: network(batch) + np.array([0.0, -1.2])[:, None, None, None])
+    session = model.start(image)
+    assert session.grid.shape == (96, 128, 31) and len(session.cache.boxes) == 30
+    sizes = check_against_full_remap(session, lambda: session.margin()[session.model_box] > 0, keep, rng)
+    assert sum(sizes) > 0, sizes
+
+
+def test_threads_and_keep_clicked_come_as_cli_strings(tiny_weights, one_torch_thread):
+    register_model("swf-test", SWFastEditModel)
+    try:
+        spec = ModelSpec("swf-test", weights=tiny_weights, options={"filters": TINY, "keep_clicked": "true",
+                                                                      "threads": "2"}, device="cpu")
+        model = load_spec(spec)
+        assert model.keep_clicked is True and torch.get_num_threads() == 2
+        with pytest.raises(ModelError, match="keep_clicked.*true or false"):
+            load_spec(ModelSpec("swf-test", weights=tiny_weights, options={"keep_clicked": "maybe"}))
+    finally:
+        unregister_model("swf-test")
+    with pytest.raises(ValueError, match="threads"):
+        SWFastEditModel(tiny_weights, filters=TINY, threads=-1)

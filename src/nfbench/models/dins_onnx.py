@@ -5,7 +5,8 @@ The original DINs weights exist as TensorFlow checkpoints and their ONNX exports
 dynamic; (A, S, R) = (10, 512, 160)) and logits (B, A, S, R, 2). :class:`DINsOnnxModel` runs any
 file with that signature on the CPU, with everything else of ``dins`` (its grid, normalisation,
 guides, sliding window and mapping back to the native grid): the window is the file's fixed
-(S, R, A) input size. :func:`export_onnx` writes our PyTorch network in that signature, and
+(S, R, A) input size, and ``sw_batch_size`` windows go through one run of batch B (a file whose
+batch axis is fixed to n gets batches of n, the last one padded with zeros). :func:`export_onnx` writes our PyTorch network in that signature, and
 :func:`onnx_state_dict` reads an ONNX file's weights back into it, so the published weights can be
 fine-tuned in PyTorch without TensorFlow.
 
@@ -157,7 +158,9 @@ class DINsOnnxModel(DINsModel):
     """DINs from an ONNX file (``--weights model.onnx``) on ONNX Runtime's CPU provider.
 
     Options as ``dins`` without the widths (they are in the file): ``roi`` (defaults to the file's
-    fixed input size, and must equal it), ``overlap``, ``spacing``.
+    fixed input size, and must equal it), ``overlap``, ``spacing``, ``sw_batch_size``,
+    ``keep_clicked``, and ``threads``: ONNX Runtime's intra-op threads (0 keeps its default, the
+    number of physical cores: both cores of a 2-core machine).
     """
 
     name = "dins-onnx"
@@ -169,13 +172,17 @@ class DINsOnnxModel(DINsModel):
         roi: Sequence[int] | str | None = None,
         overlap: float = 0.25,
         spacing: Sequence[float] | str = SPACING,
+        sw_batch_size: int = 4,
+        keep_clicked: bool = False,
+        threads: int = 0,
     ) -> None:
-        _check_options(self.name, weights, overlap)
+        _check_options(self.name, weights, overlap, sw_batch_size, threads)
         import onnxruntime as ort
 
         where = f"model {self.name!r}: ONNX file {str(weights)!r}"
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
+        options.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(str(weights), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT raises its own exception types for a foreign file
@@ -188,7 +195,11 @@ class DINsOnnxModel(DINsModel):
             if window and self.roi != window:
                 raise ModelError(f"{where} has a fixed window (S, R, A) = {window}, but roi {self.roi} was asked for")
         self.overlap, self.spacing = float(overlap), _triple(spacing, "spacing")
+        self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
         self.output = self.session.get_outputs()[0].name
+        batch = self.session.get_inputs()[0].shape[0]
+        self.file_batch = batch if isinstance(batch, int) and batch > 0 else None
+        """The file's fixed batch size, or None when its batch axis is dynamic."""
 
     def _window(self, where: str) -> tuple[int, int, int] | None:
         """The file's fixed window (S, R, A), or None when its spatial axes are dynamic; checks the signature."""
@@ -212,8 +223,15 @@ class DINsOnnxModel(DINsModel):
     def requirements(cls, weights: str | Path | None = None) -> list[str]:
         return missing_modules("onnxruntime", extra="torch") + missing_file(weights)
 
-    def logits(self, inputs: np.ndarray) -> np.ndarray:
-        """Logits (2, S, R, A) of a channel-first window (3, S, R, A): [image, positive, negative]."""
-        window = np.ascontiguousarray(inputs.transpose(3, 1, 2, 0)[None], dtype=np.float32)  # (1, A, S, R, 3)
-        (out,) = self.session.run([self.output], {"image": window[..., :1], "guide": window[..., 1:]})
-        return np.asarray(out[0], np.float32).transpose(3, 1, 2, 0)
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (B, 2, S, R, A) of channel-first windows (B, 3, S, R, A), in one run (or runs of the file's batch)."""
+        windows = np.ascontiguousarray(batch.transpose(0, 4, 2, 3, 1), dtype=np.float32)  # (B, A, S, R, 3)
+        size = self.file_batch or len(windows)
+        out = []
+        for first in range(0, len(windows), size):
+            part = windows[first:first + size]
+            fill = np.zeros((size - len(part), *part.shape[1:]), np.float32)
+            full = np.concatenate([part, fill]) if len(fill) else part
+            (logits,) = self.session.run([self.output], {"image": full[..., :1], "guide": full[..., 1:]})
+            out.append(np.asarray(logits[:len(part)], np.float32))
+        return np.concatenate(out).transpose(0, 4, 2, 3, 1)

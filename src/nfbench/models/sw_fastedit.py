@@ -23,6 +23,14 @@ Incremental sliding window: the session keeps every window's answer
 without clicks (the no-click answers, which ``reset`` returns to without running anything); after
 a click only the windows that its ball reaches are run again, and the blend is redone over them,
 so the answer equals a full sliding-window pass. ``session.windows_run`` counts the windows run.
+The answer comes back to the native grid only over the re-blended windows
+(:class:`~nfbench.models.blocks.native_answer.NativeAnswer`), exactly as a whole-grid remap.
+
+Options beyond the original: ``keep_clicked`` answers only the connected components of the mask
+that hold a positive click (see :mod:`~nfbench.models.blocks.native_answer`: in lesion scenarios
+a model otherwise segments every lesion-like structure of the scan); ``threads`` sets PyTorch's
+intra-op threads when the model is built (0 keeps PyTorch's default, the number of physical
+cores: both cores of a 2-core machine); ``sw_batch_size`` windows go through the network in one call.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from nfbench.models.base import ModelError, Prediction
 from nfbench.models.blocks.checkpoints import read_state_dict, state_dict_problems
 from nfbench.models.blocks.encodings import balls
 from nfbench.models.blocks.grids import GridMap
+from nfbench.models.blocks.native_answer import NativeAnswer
 from nfbench.models.blocks.sliding_window import WindowCache
 from nfbench.models.registry import missing_file, missing_modules
 from nfbench.types import BoolMask, BoxSlices, Click
@@ -98,6 +107,13 @@ class SWFastEditModel:
         The model grid's spacing in mm along (R, S, A); another value only for models trained on it.
     device : str
         ``cpu`` or ``cuda`` (``auto``: CUDA when available).
+    keep_clicked : bool
+        Answer only the 26-connected components of the mask (model grid) that hold a positive click
+        of the session, nothing before one: in lesion scenarios the model otherwise segments every
+        lesion-like structure of the scan (a feasibility run: Dice after one click 0.73 instead of 0.99).
+    threads : int
+        PyTorch's intra-op threads, set (for the whole process) when the model is built; 0 keeps
+        PyTorch's default, the number of physical cores (both cores of a 2-core machine).
     """
 
     name = NAME
@@ -115,6 +131,8 @@ class SWFastEditModel:
         sw_batch_size: int = 4,
         spacing: str = "0.625,0.625,7.8",
         device: str = "cpu",
+        keep_clicked: bool = False,
+        threads: int = 0,
     ) -> None:
         self.filters = _numbers(filters, "filters", 6, int)
         self.roi_size = _numbers(roi_size, "roi_size", 3, int)
@@ -129,10 +147,16 @@ class SWFastEditModel:
             raise ValueError(f"option 'overlap' must be in [0, 1), got {overlap}")
         if sw_batch_size < 1:
             raise ValueError(f"option 'sw_batch_size' must be at least 1, got {sw_batch_size}")
+        if threads < 0:
+            raise ValueError(f"option 'threads' must be 0 (PyTorch's default) or more, got {threads}")
         self.overlap = float(overlap)
         self.sw_batch_size = int(sw_batch_size)
         self.spacing = _numbers(spacing, "spacing", 3, float)
+        self.keep_clicked = bool(keep_clicked)
         import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
 
         from nfbench.models.spec import resolve_device
 
@@ -209,7 +233,6 @@ class _SWFastEditSession:
 
     def __init__(self, model: SWFastEditModel, image: Volume) -> None:
         self.model = model
-        self.native_shape = image.shape
         self.grid = GridMap.build(image.shape, image.spacing, codes=_CODES, spacing=model.spacing)
         divisible = [-(-n // _DIVISOR) * _DIVISOR for n in self.grid.shape]
         first = _symmetric_pad(self.grid.shape, divisible)
@@ -221,11 +244,12 @@ class _SWFastEditSession:
         padding = [(a + b, c + d) for (a, c), (b, d) in zip(first, second)]
         self.image = np.pad(_zscore_nonzero(self.grid.to_model(image.data, order=1)), padding)
         self.clicks: list[Click] = []
-        self.previous: BoolMask | None = None
         self.cache = WindowCache(self.image.shape, model.roi_size, overlap=model.overlap, sigma_scale=_SIGMA_SCALE)
+        self.answer = NativeAnswer(self.grid, image.shape, keep_clicked=model.keep_clicked)
         self._pending: list[Click] = []
-        self.margin()
+        self._no_click_box = mask_bbox(self.margin()[self.model_box] > 0)
         self._no_click = self.cache.snapshot()
+        self.answer.reset(self._no_click_box)
 
     @property
     def windows_run(self) -> int:
@@ -233,12 +257,17 @@ class _SWFastEditSession:
         return self.cache.windows_run
 
     # -- the session protocol ----------------------------------------------------------------------
+    @property
+    def previous(self) -> BoolMask:
+        """The last answer on the native grid (empty after a reset)."""
+        return self.answer.native
+
     def reset(self) -> None:
         """Forget the clicks; the no-click answers come back from the cache, nothing is run."""
         self.clicks = []
         self._pending = []
-        self.previous = None
         self.cache.restore(self._no_click)
+        self.answer.reset(self._no_click_box)
 
     def add_click(self, click: Click) -> None:
         self.clicks.append(click)
@@ -248,14 +277,14 @@ class _SWFastEditSession:
         raise ModelError(f"model {NAME!r} takes clicks only, not boxes")
 
     def predict(self) -> Prediction:
-        """The mask after the clicks so far, as the box where it differs from the previous answer."""
-        mask = self.grid.to_native(self.margin()[self.model_box] > 0)
-        before = np.zeros(self.native_shape, bool) if self.previous is None else self.previous
-        changed = mask_bbox(mask != before)
-        self.previous = mask
-        if changed is None:
-            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3)  # type: ignore[arg-type]
-        return Prediction(mask[changed], changed)
+        """The mask after the clicks so far, as the box where it differs from the previous answer.
+
+        Mapped back to the native grid only where windows were re-blended (or, with
+        ``keep_clicked``, where kept components changed); equal to mapping the whole grid back.
+        """
+        margin = self.margin()[self.model_box]
+        seeds = [self.grid.index_to_model(c.ijk) for c in self.clicks if c.positive]
+        return self.answer.update(lambda box: margin[box] > 0, seeds)
 
     # -- inputs and inference -----------------------------------------------------------------------
     @property
@@ -304,7 +333,9 @@ class _SWFastEditSession:
         """
         changed = [self.reach(click) for click in self._pending]
         self._pending = []
-        return self.cache.infer(self.inputs, self._difference, changed, batch_size=self.model.sw_batch_size)
+        margin = self.cache.infer(self.inputs, self._difference, changed, batch_size=self.model.sw_batch_size)
+        self.answer.changed(self.cache.blended, self.offset)
+        return margin
 
     def _difference(self, batch: np.ndarray) -> np.ndarray:
         logits = self.model.forward(batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nfbench.bbox import mask_bbox
 from nfbench.models.base import check_prediction
 from nfbench.models.blocks.grids import GridMap, Orientation, box_around, cut, paste, resample, window_around
 
@@ -111,3 +112,61 @@ def test_window_pads_past_the_border():
     np.testing.assert_array_equal(paste(patch, window), array[window.inside])
     big = cut(array[None], window_around((3, 2, 2), (10, 10, 10), array.shape))  # larger than the array, a channel axis
     assert big.shape == (1, 10, 10, 10) and big.sum() == array.sum()
+
+
+def test_nearest_neighbour_is_exact_at_ties():
+    # 2 voxels onto 23: output voxel 11's centre (11.5 / 23 · 2 = 1.0) is the border of input voxel 1
+    # exactly; scipy's affine_transform takes voxel 0 there by floating-point rounding
+    resampled = resample(np.array([0, 1], np.int32).reshape(2, 1, 1), (23, 1, 1), order=0)[:, 0, 0]
+    np.testing.assert_array_equal(resampled, (np.arange(23) >= 11).astype(np.int32))
+    assert resample(np.ones((3, 2, 2), bool), (7, 5, 1), order=0).dtype == bool
+
+
+# (native shape, native spacing, crop, codes, model spacing): up- and down-sampling, anisotropic, flipped
+_GRIDS = {
+    "RAS-coarser": ((23, 7, 30), (0.625, 7.8, 0.625), None, "RAS", (1.7, 7.8, 1.7)),
+    "RSA-finer": ((17, 5, 19), (1.0, 7.8, 1.3), None, "RSA", (0.625, 0.625, 3.0)),
+    "SRA-mixed": ((40, 6, 31), (0.85, 7.8, 1.7), (slice(3, 37), slice(1, 6), slice(0, 29)), "SRA", (1.7, 1.1, 7.8)),
+    "LPS-crop": ((29, 11, 13), (0.7, 2.5, 1.9), (slice(2, 27), slice(0, 9), slice(4, 13)), "LPS", (1.5, 1.1, 0.7)),
+    "PIR-identity": ((9, 8, 7), (1.0, 1.0, 1.0), None, "PIR", None),
+}
+
+
+@pytest.mark.parametrize("case", list(_GRIDS), ids=list(_GRIDS))
+def test_native_box_of_and_to_native_box_equal_the_full_map(case):
+    native_shape, native_spacing, crop, codes, spacing = _GRIDS[case]
+    grid = GridMap.build(native_shape, native_spacing, box=crop, codes=codes, spacing=spacing)
+    rng = np.random.default_rng(sum(map(ord, case)))
+    model = rng.integers(0, 1000, grid.shape).astype(np.int32)
+    full = grid.to_native(model)
+    assert full.shape == grid.crop_shape
+    # the full map, voxel by voxel: each native voxel holds the model voxel index_to_model names
+    offset = [s.start for s in grid.box]
+    for ijk in np.ndindex(grid.crop_shape):
+        assert full[ijk] == model[grid.index_to_model([v + o for v, o in zip(ijk, offset)])]
+    # which model voxel each native voxel took, along every model axis
+    taken = [np.zeros(grid.crop_shape, int) for _ in range(3)]
+    for ijk in np.ndindex(grid.crop_shape):
+        for axis, t in enumerate(grid.index_to_model([v + o for v, o in zip(ijk, offset)])):
+            taken[axis][ijk] = t
+    for _ in range(25):
+        lo = [int(rng.integers(0, n)) for n in grid.crop_shape]
+        native_box = tuple(slice(o + a, o + int(rng.integers(a, n + 1))) for o, a, n in zip(offset, lo, grid.crop_shape))
+        local = tuple(slice(b.start - o, b.stop - o) for b, o in zip(native_box, offset))
+        part = grid.to_native_box(model, native_box)
+        np.testing.assert_array_equal(part, full[local])
+        assert part.flags.c_contiguous
+
+        a = [int(rng.integers(0, m)) for m in grid.shape]
+        model_box = tuple(slice(s, int(rng.integers(s + 1, m + 1))) for s, m in zip(a, grid.shape))
+        inside = np.ones(grid.crop_shape, bool)
+        for axis, b in enumerate(model_box):
+            inside &= (taken[axis] >= b.start) & (taken[axis] < b.stop)
+        expected = mask_bbox(inside)
+        got = grid.native_box_of(model_box)
+        if expected is None:
+            assert any(s.stop == s.start for s in got)
+        else:
+            assert got == tuple(slice(e.start + o, e.stop + o) for e, o in zip(expected, offset))
+    with pytest.raises(ValueError, match="not inside the crop"):
+        grid.to_native_box(model, tuple(slice(0, n + 1) for n in native_shape))

@@ -116,6 +116,7 @@ def test_window_cache_re_runs_only_changed_windows_and_equals_a_full_pass():
         runs.append(cache.windows_run - before)
         assert np.abs(out - _full_pass(array, predict, patch, overlap)).max() <= 1e-5
     assert all(1 <= r <= 8 for r in runs) and runs[0] == 1  # a corner touches one window, the middle ≤ 2x2x2
+    previous = out.copy()
     boxes = [(slice(0, 2), slice(0, 2), slice(0, 2)), (slice(38, 40), slice(34, 36), slice(28, 30))]
     for box in boxes:  # two far-apart changes in one call
         array[(0, *box)] += 1.0
@@ -123,10 +124,19 @@ def test_window_cache_re_runs_only_changed_windows_and_equals_a_full_pass():
     out = cache.infer(lambda b: array[(slice(None), *b)], predict, boxes, batch_size=5)
     assert cache.windows_run - before == 2
     assert np.abs(out - _full_pass(array, predict, patch, overlap)).max() <= 1e-5
+    # the blended boxes: the two corner windows, and outside them the answer is the previous one exactly
+    assert cache.blended == [tuple(slice(s.start, s.start + p) for s, p in zip(cache.boxes[i], patch))
+                             for i in (0, n - 1)]
+    outside = np.ones(array.shape[1:], bool)
+    for box in cache.blended:
+        outside[box] = False
+    np.testing.assert_array_equal(out[:, outside], previous[:, outside])
+    assert not np.array_equal(out[(slice(None), *cache.blended[0])], previous[(slice(None), *cache.blended[0])])
     cache.restore(start)
+    assert cache.blended == [tuple(slice(0, s) for s in array.shape[1:])]
     before = cache.windows_run
     again = cache.infer(lambda b: pytest.fail("nothing to run"), predict)
-    assert cache.windows_run == before
+    assert cache.windows_run == before and cache.blended == []
     np.testing.assert_array_equal(again, start[1])
 
 

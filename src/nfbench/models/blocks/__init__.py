@@ -5,6 +5,8 @@
 - :mod:`~nfbench.models.blocks.encodings`: click encodings on crops (balls, Gaussians,
   exponential distance maps);
 - :mod:`~nfbench.models.blocks.sliding_window`: sliding-window inference with blending;
+- :mod:`~nfbench.models.blocks.native_answer`: the answer on the native grid, updated where the
+  windows changed, optionally only its clicked components;
 - :mod:`~nfbench.models.blocks.slices`: coronal slice stacks for 2D models;
 - :mod:`~nfbench.models.blocks.checkpoints`: strict checkpoint loading (needs torch).
 

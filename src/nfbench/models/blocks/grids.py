@@ -8,7 +8,12 @@ the numpy array of a SimpleITK image, indexed z, y, x) and at its own spacing.
 Resampling aligns the grids' extents and samples voxel centres: along one axis, native voxel
 ``x`` and model voxel ``t`` satisfy ``x + 0.5 = (t + 0.5) · n / m`` for ``n`` native and ``m``
 model voxels. A crop maps onto a whole model grid, flips commute with resampling, and equal
-sizes give the identity exactly.
+sizes give the identity exactly. Nearest neighbour (masks, the way back) picks input voxel
+``floor((x + 0.5) · n_in / n_out)``, computed in integers: exact at ties, where scipy's
+``affine_transform`` rounds by floating point (2 voxels to 23: the middle one takes voxel 0, not 1),
+so :meth:`GridMap.index_to_model`, :meth:`GridMap.to_native` and :meth:`GridMap.to_native_box`
+agree voxel for voxel, and a sub-box of the native grid maps back from the model grid alone
+(:meth:`GridMap.native_box_of`), as an incremental answer needs.
 """
 
 from __future__ import annotations
@@ -86,18 +91,23 @@ def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequ
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
 
 
+def _nearest(positions: np.ndarray, n_out: int, n_in: int) -> np.ndarray:
+    """The input voxel whose extent holds each output voxel's centre: ``floor((x + 0.5) · n_in / n_out)``, exactly."""
+    return (2 * positions + 1) * n_in // (2 * n_out)
+
+
 def resample(array: np.ndarray, shape: Sequence[int], *, order: int) -> np.ndarray:
     """``array`` on a grid of ``shape`` voxels with the same extent (linear: ``order=1``; masks: ``0``).
 
-    Bool arrays come back bool (nearest neighbour); equal shapes return a copy, exactly.
+    Nearest neighbour (``order=0``) keeps the dtype (bool stays bool); equal shapes return a copy, exactly.
     """
     shape = tuple(int(n) for n in shape)
     if len(shape) != array.ndim or any(n < 1 for n in shape):
         raise ValueError(f"cannot resample an array of shape {array.shape} to {shape}")
     if shape == array.shape:
         return array.copy()
-    if array.dtype == bool:
-        return resample(array.view(np.uint8), shape, order=0).astype(bool)
+    if order == 0:  # separable: one index per output voxel and axis
+        return array[np.ix_(*(_nearest(np.arange(m), m, n) for n, m in zip(array.shape, shape)))]
     scale = np.array([n / m for n, m in zip(array.shape, shape)])
     data = array if order == 0 else array.astype(np.float32, copy=False)
     return ndimage.affine_transform(
@@ -168,10 +178,54 @@ class GridMap:
 
     def to_native(self, model: np.ndarray, *, order: int = 0) -> np.ndarray:
         """A model-grid array back on the native crop (canonical axes, the crop's shape; nearest by default)."""
-        if tuple(model.shape) != self.shape:
-            raise ValueError(f"model array of shape {model.shape} differs from the model grid {self.shape}")
+        if order == 0:
+            return self.to_native_box(model, self.box)
+        self._check_model(model)
         oriented = self.orientation.permute(self.crop_shape)
         return np.ascontiguousarray(self.orientation.to_native(resample(model, oriented, order=order)))
+
+    def to_native_box(self, model: np.ndarray, native_box: BoxSlices) -> np.ndarray:
+        """``to_native(model)`` inside a box of the native grid (global indices, within the crop), computed there only.
+
+        Nearest neighbour: each native voxel takes the model voxel of :meth:`index_to_model`, so the
+        result equals the box's part of the full :meth:`to_native`, exactly. Returns a new
+        C-contiguous array of the box's shape.
+        """
+        self._check_model(model)
+        if len(native_box) != 3 or any(not c.start <= b.start <= b.stop <= c.stop for b, c in zip(native_box, self.box)):
+            raise ValueError(f"native box {native_box} is not inside the crop {self.box}")
+        canonical = np.argsort(self.orientation.axes)  # the model axis along each canonical axis
+        sizes = self.orientation.permute(self.crop_shape)
+        indices = []
+        for axis, b, c in zip(canonical, native_box, self.box):
+            local = np.arange(b.start - c.start, b.stop - c.start)
+            oriented = sizes[axis] - 1 - local if self.orientation.flips[axis] else local
+            indices.append(_nearest(oriented, sizes[axis], self.shape[axis]))
+        return model.transpose(canonical)[np.ix_(*indices)]
+
+    def native_box_of(self, model_box: BoxSlices) -> BoxSlices:
+        """The native voxels (global box, canonical axes) whose model voxel lies in ``model_box`` (model axes).
+
+        The box is clipped to the model grid; it may be empty where the model grid is finer than the
+        native one (a model voxel that no native voxel samples).
+        """
+        if len(model_box) != 3:
+            raise ValueError(f"model box {model_box} must have 3 axes")
+        sizes = self.orientation.permute(self.crop_shape)
+        out: list[slice] = [slice(0, 0)] * 3
+        for axis, (b, n, m) in enumerate(zip(model_box, sizes, self.shape)):
+            # the first oriented voxel x with floor((x + 0.5) m / n) >= t: x >= (2 n t - m) / (2 m)
+            lo, hi = (min(max(-((m - 2 * n * min(max(t, 0), m)) // (2 * m)), 0), n) for t in (b.start, b.stop))
+            if self.orientation.flips[axis]:
+                lo, hi = n - hi, n - lo
+            canonical = self.orientation.axes[axis]
+            start = self.box[canonical].start
+            out[canonical] = slice(start + lo, start + max(hi, lo))
+        return tuple(out)  # type: ignore[return-value]
+
+    def _check_model(self, model: np.ndarray) -> None:
+        if tuple(model.shape) != self.shape:
+            raise ValueError(f"model array of shape {model.shape} differs from the model grid {self.shape}")
 
     def prediction(self, mask: np.ndarray) -> Prediction:
         """A model-grid mask as the session's answer: the native crop, in its box."""

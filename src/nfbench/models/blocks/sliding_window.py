@@ -9,6 +9,8 @@ pass through to the predictor.
 :class:`WindowCache` keeps every window's answer so that, when only a small region of the input
 changes (an interactive model's click channels near a new click), only the windows that see the
 change are run again and the blend is redone over their extent, in the same order as a full pass.
+Its :attr:`~WindowCache.blended` boxes say where the last :meth:`~WindowCache.infer` may have
+changed the answer, so a caller can update what it derives from the answer there only.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class WindowCache:
         self.result: np.ndarray | None = None
         self.windows_run = 0
         """Windows evaluated so far (all calls of :meth:`infer`)."""
+        self.blended: list[Box] = []
+        """The boxes the last :meth:`infer` re-blended (one hull of re-run windows per change; empty when
+        it ran nothing): outside them its answer is the previous one. After :meth:`restore`, the whole grid."""
 
     def meeting(self, box: Box) -> np.ndarray:
         """Indices of the windows whose box intersects ``box`` (a box of the grid, may reach outside it)."""
@@ -132,13 +137,13 @@ class WindowCache:
             for i, answer in zip(batch, answers):
                 self.answers[i] = answer
             self.windows_run += len(batch)
-        for group in groups:  # one hull per change: two far-apart clicks do not re-blend all between them
-            self._blend(group)
+        # one hull per change: two far-apart clicks do not re-blend all between them
+        self.blended = [self._blend(group) for group in groups]
         assert self.result is not None
         return self.result
 
-    def _blend(self, rerun: list[int]) -> None:
-        """Redo the weighted average over the extent of the re-run windows, adding windows in index order."""
+    def _blend(self, rerun: list[int]) -> Box:
+        """Redo the weighted average over the extent of the re-run windows (returned), adding windows in index order."""
         starts = self._starts[rerun]
         hull = tuple(slice(int(a), int(b) + p) for a, b, p in zip(starts.min(0), starts.max(0), self.patch_size))
         first = self.answers[rerun[0]]
@@ -156,6 +161,7 @@ class WindowCache:
             out[(Ellipsis, *local)] += answer[(Ellipsis, *own)] * self.weights[own]
         out /= self.total[hull]
         self.result[(Ellipsis, *hull)] = out
+        return hull
 
     def snapshot(self) -> tuple[list[np.ndarray | None], np.ndarray | None]:
         """The current answers and blend, to :meth:`restore` later (the answers are shared, not copied)."""
@@ -166,6 +172,7 @@ class WindowCache:
         answers, result = state
         self.answers = list(answers)
         self.result = None if result is None else result.copy()
+        self.blended = [tuple(slice(0, n) for n in self.shape)]
 
 
 def sliding_window(

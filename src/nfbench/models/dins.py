@@ -73,6 +73,7 @@ from nfbench.models.base import ModelError, Prediction
 from nfbench.models.blocks.checkpoints import load_checkpoint
 from nfbench.models.blocks.encodings import gaussian
 from nfbench.models.blocks.grids import GridMap, box_around
+from nfbench.models.blocks.intensity import zscore_nonzero
 from nfbench.models.blocks.native_answer import NativeAnswer
 from nfbench.models.blocks.sliding_window import WindowCache
 from nfbench.models.registry import missing_file, missing_modules
@@ -81,7 +82,8 @@ from nfbench.types import Box, BoxSlices, Click
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["GUIDE_SIGMA", "ORIENTATION", "ROI", "SPACING", "DINsModel", "add_guide", "build_network", "guide_channels"]
+__all__ = ["GUIDE_SIGMA", "ORIENTATION", "ROI", "SPACING", "DINsModel", "add_guide", "build_network", "guide_channels",
+           "parse_roi", "parse_triple"]
 
 ORIENTATION = "SRA"
 #: Model grid spacing (mm) along (S, R, A).
@@ -182,7 +184,7 @@ def build_network(base_filters: int = 30, max_filters: int = 320, n_classes: int
     return _network_class()(base_filters, max_filters, n_classes)
 
 
-def _triple(value: Sequence[float] | str, option: str) -> tuple[float, float, float]:
+def parse_triple(value: Sequence[float] | str, option: str) -> tuple[float, float, float]:
     """Three numbers along (S, R, A), from a sequence or a string ``"S,R,A"`` (a CLI option)."""
     try:
         triple = tuple(float(v) for v in (value.split(",") if isinstance(value, str) else value))
@@ -193,9 +195,9 @@ def _triple(value: Sequence[float] | str, option: str) -> tuple[float, float, fl
     return triple  # type: ignore[return-value]
 
 
-def _roi(value: Sequence[int] | str) -> tuple[int, int, int]:
+def parse_roi(value: Sequence[int] | str) -> tuple[int, int, int]:
     """The window size in (S, R, A): S and R multiples of 16, A even (the network's down-sampling)."""
-    roi = _triple(value, "roi")
+    roi = parse_triple(value, "roi")
     if any(n != int(n) or int(n) % s for n, s in zip(roi, (16, 16, 2))):
         raise ValueError(f"dins option roi must be sizes S,R,A with S and R multiples of 16 and A even, got {value!r}")
     return tuple(int(n) for n in roi)  # type: ignore[return-value]
@@ -269,8 +271,8 @@ class DINsModel:
 
         if threads:
             torch.set_num_threads(int(threads))
-        self.roi, self.overlap, self.device = _roi(roi), float(overlap), torch.device(device)
-        self.spacing = _triple(spacing, "spacing")
+        self.roi, self.overlap, self.device = parse_roi(roi), float(overlap), torch.device(device)
+        self.spacing = parse_triple(spacing, "spacing")
         self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
         self.network = build_network(int(base_filters), int(max_filters))
         load_checkpoint(self.network, weights, model_name=self.name)  # type: ignore[arg-type]
@@ -298,17 +300,6 @@ class DINsModel:
         return out.permute(0, 4, 2, 3, 1).float().cpu().numpy()
 
 
-def _zscore_nonzero(image: np.ndarray) -> np.ndarray:
-    """z-score over the non-zero voxels (zeros stay 0), as MONAI ``NormalizeIntensity(nonzero=True)``."""
-    out = np.zeros(image.shape, np.float32)
-    nonzero = image != 0
-    if nonzero.any():
-        values = image[nonzero].astype(np.float64)
-        std = values.std()
-        out[nonzero] = (values - values.mean()) / (std if std > 0 else 1.0)
-    return out
-
-
 class _DINsSession:
     """One case: the model-grid image (cached), the clicks since the last reset, the last answer.
 
@@ -319,7 +310,7 @@ class _DINsSession:
     def __init__(self, model: DINsModel, image: Volume) -> None:
         self.model = model
         self.grid = GridMap.build(image.shape, image.spacing, codes=ORIENTATION, spacing=model.spacing)
-        self.image = _zscore_nonzero(self.grid.to_model(np.asarray(image.data, np.float32), order=1))
+        self.image = zscore_nonzero(self.grid.to_model(np.asarray(image.data, np.float32), order=1))
         before = [max(p - n, 0) // 2 for n, p in zip(self.grid.shape, model.roi)]
         self.region: BoxSlices = tuple(slice(b, b + n) for b, n in zip(before, self.grid.shape))  # type: ignore[assignment]
         """The model grid inside the padded one."""

@@ -34,7 +34,7 @@ import numpy as np
 
 from nfbench.models.base import ModelError
 from nfbench.models.blocks.checkpoints import state_dict_problems
-from nfbench.models.dins import ROI, SPACING, DINsModel, _check_options, _roi, _triple, build_network
+from nfbench.models.dins import ROI, SPACING, DINsModel, _check_options, parse_roi, parse_triple, build_network
 from nfbench.models.registry import missing_file, missing_modules
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def export_onnx(network: torch.nn.Module, path: str | Path, roi: Sequence[int] =
     import onnx
     import torch
 
-    s, r, a = _roi(roi)
+    s, r, a = parse_roi(roi)
     path = Path(path)
     image, guide = torch.zeros(1, a, s, r, 1), torch.zeros(1, a, s, r, 2)
     batch = {0: "batch"}
@@ -191,10 +191,10 @@ class DINsOnnxModel(DINsModel):
         if roi is None:
             self.roi = window or ROI
         else:
-            self.roi = _roi(roi)
+            self.roi = parse_roi(roi)
             if window and self.roi != window:
                 raise ModelError(f"{where} has a fixed window (S, R, A) = {window}, but roi {self.roi} was asked for")
-        self.overlap, self.spacing = float(overlap), _triple(spacing, "spacing")
+        self.overlap, self.spacing = float(overlap), parse_triple(spacing, "spacing")
         self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
         self.output = self.session.get_outputs()[0].name
         batch = self.session.get_inputs()[0].shape[0]
@@ -217,7 +217,7 @@ class DINsOnnxModel(DINsModel):
         a, s, r = sizes.pop()
         if not all(isinstance(n, int) for n in (a, s, r)):
             return None
-        return _roi((s, r, a))
+        return parse_roi((s, r, a))
 
     @classmethod
     def requirements(cls, weights: str | Path | None = None) -> list[str]:

@@ -47,6 +47,7 @@ from nfbench.models.base import ModelError, Prediction
 from nfbench.models.blocks.checkpoints import read_state_dict, state_dict_problems
 from nfbench.models.blocks.encodings import balls
 from nfbench.models.blocks.grids import GridMap
+from nfbench.models.blocks.intensity import zscore_nonzero
 from nfbench.models.blocks.native_answer import NativeAnswer
 from nfbench.models.blocks.sliding_window import WindowCache
 from nfbench.models.registry import missing_file, missing_modules
@@ -55,7 +56,8 @@ from nfbench.types import BoolMask, BoxSlices, Click
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ORIGINAL_FILTERS", "SWFastEditModel"]
+__all__ = ["BALL_RADIUS", "ORIENTATION", "ORIGINAL_FILTERS", "SWFastEditModel", "build_network", "load_weights",
+           "parse_numbers"]
 
 NAME = "sw-fastedit"
 #: MONAI DynUNet's default widths (``min(2 ** (5 + n), 320)``), which the original network used.
@@ -65,14 +67,14 @@ _STRIDES = [1, 2, 2, 2, 2, [2, 2, 1]]
 _UPSAMPLE = [2, 2, 2, 2, [2, 2, 1]]
 #: Each axis of a window must be a multiple of the network's total stride along it.
 _STRIDE_PRODUCT = (32, 32, 16)
-_CODES = "RSA"
-_BALL_RADIUS = 2.0
+ORIENTATION = "RSA"
+BALL_RADIUS = 2.0
 """Voxels (model grid): σ = 1 Gaussian of one click, min–max normalised, ``> 0.1`` = ``r² ≤ 4``, 33 voxels."""
 _DIVISOR = 32
 _SIGMA_SCALE = 0.125
 
 
-def _numbers(text: str | Sequence[float], option: str, count: int, kind: type) -> tuple:
+def parse_numbers(text: str | Sequence[float], option: str, count: int, kind: type) -> tuple:
     """``"a,b,c"`` (or a sequence) as ``count`` positive numbers of ``kind``, refused naming the option."""
     parts = text.split(",") if isinstance(text, str) else list(text)
     try:
@@ -134,9 +136,9 @@ class SWFastEditModel:
         keep_clicked: bool = False,
         threads: int = 0,
     ) -> None:
-        self.filters = _numbers(filters, "filters", 6, int)
-        self.roi_size = _numbers(roi_size, "roi_size", 3, int)
-        bad = [f"{n} ({a})" for n, a, m in zip(self.roi_size, _CODES, _STRIDE_PRODUCT) if n % m]
+        self.filters = parse_numbers(filters, "filters", 6, int)
+        self.roi_size = parse_numbers(roi_size, "roi_size", 3, int)
+        bad = [f"{n} ({a})" for n, a, m in zip(self.roi_size, ORIENTATION, _STRIDE_PRODUCT) if n % m]
         if bad:
             raise ValueError(f"option 'roi_size' must be multiples of {_STRIDE_PRODUCT} along (R, S, A) "
                              f"(the network's strides), got {', '.join(bad)}")
@@ -151,7 +153,7 @@ class SWFastEditModel:
             raise ValueError(f"option 'threads' must be 0 (PyTorch's default) or more, got {threads}")
         self.overlap = float(overlap)
         self.sw_batch_size = int(sw_batch_size)
-        self.spacing = _numbers(spacing, "spacing", 3, float)
+        self.spacing = parse_numbers(spacing, "spacing", 3, float)
         self.keep_clicked = bool(keep_clicked)
         import torch
 
@@ -161,8 +163,8 @@ class SWFastEditModel:
         from nfbench.models.spec import resolve_device
 
         self.device = torch.device(resolve_device(device))
-        self.network = _network(self.filters)
-        _load_weights(self.network, Path(weights))
+        self.network = build_network(self.filters)
+        load_weights(self.network, Path(weights))
         self.network.to(self.device).eval()
 
     @classmethod
@@ -182,7 +184,7 @@ class SWFastEditModel:
         return logits.float().cpu().numpy()
 
 
-def _network(filters: Sequence[int]) -> torch.nn.Module:
+def build_network(filters: Sequence[int]) -> torch.nn.Module:
     """The original DynUNet (seed_spec §3.1), with the given widths."""
     from monai.networks.nets import DynUNet
 
@@ -191,7 +193,7 @@ def _network(filters: Sequence[int]) -> torch.nn.Module:
                    res_block=True, deep_supervision=False)
 
 
-def _load_weights(network: torch.nn.Module, path: Path) -> None:
+def load_weights(network: torch.nn.Module, path: Path) -> None:
     """The state dict under ``net`` (the original format) or the whole file (a plain state dict), strictly."""
     try:
         state = read_state_dict(path, model_name=NAME, key="net")
@@ -205,17 +207,6 @@ def _load_weights(network: torch.nn.Module, path: Path) -> None:
         raise ModelError(f"model {NAME!r}: weight file {str(path)!r} does not fit the network "
                          f"(filters {network.filters}): {'; '.join(problems)}")
     network.load_state_dict(state, strict=True)
-
-
-def _zscore_nonzero(array: np.ndarray) -> np.ndarray:
-    """MONAI ``NormalizeIntensity(nonzero=True)``: z-score of the non-zero voxels (population std), zeros kept."""
-    out = array.astype(np.float32, copy=True)
-    inside = out != 0
-    if inside.any():
-        values = out[inside]
-        std = float(values.std())
-        out[inside] = (values - values.mean()) / (std if std > 0 else 1.0)
-    return out
 
 
 def _symmetric_pad(shape: Sequence[int], target: Sequence[int]) -> list[tuple[int, int]]:
@@ -233,7 +224,7 @@ class _SWFastEditSession:
 
     def __init__(self, model: SWFastEditModel, image: Volume) -> None:
         self.model = model
-        self.grid = GridMap.build(image.shape, image.spacing, codes=_CODES, spacing=model.spacing)
+        self.grid = GridMap.build(image.shape, image.spacing, codes=ORIENTATION, spacing=model.spacing)
         divisible = [-(-n // _DIVISOR) * _DIVISOR for n in self.grid.shape]
         first = _symmetric_pad(self.grid.shape, divisible)
         second = _symmetric_pad(divisible, [max(n, r) for n, r in zip(divisible, model.roi_size)])
@@ -242,7 +233,7 @@ class _SWFastEditSession:
         self.valid: BoxSlices = tuple(slice(b, b + n) for (b, _), n in zip(second, divisible))  # type: ignore[assignment]
         """The padded-to-32 grid inside the working grid: the original's network input."""
         padding = [(a + b, c + d) for (a, c), (b, d) in zip(first, second)]
-        self.image = np.pad(_zscore_nonzero(self.grid.to_model(image.data, order=1)), padding)
+        self.image = np.pad(zscore_nonzero(self.grid.to_model(image.data, order=1)), padding)
         self.clicks: list[Click] = []
         self.cache = WindowCache(self.image.shape, model.roi_size, overlap=model.overlap, sigma_scale=_SIGMA_SCALE)
         self.answer = NativeAnswer(self.grid, image.shape, keep_clicked=model.keep_clicked)
@@ -307,7 +298,7 @@ class _SWFastEditSession:
         if any(s.stop <= s.start for s in near):
             return out
         local = tuple(slice(n.start - b.start, n.stop - b.start) for n, b in zip(near, box))
-        reach = int(np.ceil(_BALL_RADIUS))
+        reach = int(np.ceil(BALL_RADIUS))
         for channel, sign in ((1, True), (2, False)):
             points = [
                 tuple(v - n.start for v, n in zip(index, near))
@@ -316,12 +307,12 @@ class _SWFastEditSession:
                 if all(n.start - reach <= v < n.stop + reach for v, n in zip(index, near))
             ]
             if points:
-                out[(channel, *local)] = balls(tuple(n.stop - n.start for n in near), points, _BALL_RADIUS)
+                out[(channel, *local)] = balls(tuple(n.stop - n.start for n in near), points, BALL_RADIUS)
         return out
 
     def reach(self, click: Click) -> BoxSlices:
         """The box of the working grid where a click's ball can change the input."""
-        r = int(np.ceil(_BALL_RADIUS))
+        r = int(np.ceil(BALL_RADIUS))
         return tuple(slice(v - r, v + r + 1) for v in self.working_index(click))  # type: ignore[return-value]
 
     def margin(self) -> np.ndarray:

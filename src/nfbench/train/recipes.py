@@ -22,6 +22,7 @@ from nfbench.interaction.policies import next_clicks
 from nfbench.io.volume import Volume
 from nfbench.models.blocks.encodings import balls
 from nfbench.models.blocks.grids import GridMap
+from nfbench.models.blocks.intensity import zscore_nonzero
 from nfbench.train.data import Patch
 
 if TYPE_CHECKING:
@@ -86,9 +87,10 @@ class Recipe(ABC):
         """The network in the format the model loads (``--weights``)."""
 
 
-def _grid_arrays(image: Volume, label: Volume, codes: str, spacing: Sequence[float], normalise) -> tuple:
+def _grid_arrays(image: Volume, label: Volume, codes: str, spacing: Sequence[float]) -> tuple:
+    """A case on a model grid exactly as the models' sessions preprocess it (linear image, nearest label)."""
     grid = GridMap.build(image.shape, image.spacing, codes=codes, spacing=spacing)
-    data = normalise(grid.to_model(np.asarray(image.data, np.float32), order=1))
+    data = zscore_nonzero(grid.to_model(np.asarray(image.data, np.float32), order=1))
     return data, grid.to_model(np.asarray(label.data), order=0), grid.spacing
 
 
@@ -109,11 +111,11 @@ class SWFastEditRecipe(Recipe):
     def __init__(self, options: Mapping[str, object], *, interactions: int = 10,
                  click_policy: str = "edt-power") -> None:
         super().__init__(options)
-        from nfbench.models.sw_fastedit import _numbers
+        from nfbench.models.sw_fastedit import parse_numbers
 
-        self.filters = _numbers(self.options["filters"], "filters", 6, int)
-        self.roi = _numbers(self.options["roi_size"], "roi_size", 3, int)
-        self.spacing = _numbers(self.options["spacing"], "spacing", 3, float)
+        self.filters = parse_numbers(self.options["filters"], "filters", 6, int)
+        self.roi = parse_numbers(self.options["roi_size"], "roi_size", 3, int)
+        self.spacing = parse_numbers(self.options["spacing"], "spacing", 3, float)
         self.interactions = int(interactions)
         self.click_policy = click_policy
 
@@ -122,24 +124,24 @@ class SWFastEditRecipe(Recipe):
         return self.roi  # type: ignore[return-value]
 
     def build_network(self) -> torch.nn.Module:
-        from nfbench.models.sw_fastedit import _network
+        from nfbench.models.sw_fastedit import build_network
 
-        return _network(self.filters)
+        return build_network(self.filters)
 
     def load_init(self, network: torch.nn.Module, path: Path) -> None:
-        from nfbench.models.sw_fastedit import _load_weights
+        from nfbench.models.sw_fastedit import load_weights
 
-        _load_weights(network, path)
+        load_weights(network, path)
 
     def prepare(self, image: Volume, label: Volume) -> tuple:
-        from nfbench.models.sw_fastedit import _CODES, _zscore_nonzero
+        from nfbench.models.sw_fastedit import ORIENTATION
 
-        return _grid_arrays(image, label, _CODES, self.spacing, _zscore_nonzero)
+        return _grid_arrays(image, label, ORIENTATION, self.spacing)
 
     def batch(self, patches, network, rng, device):
         import torch
 
-        from nfbench.models.sw_fastedit import _BALL_RADIUS
+        from nfbench.models.sw_fastedit import BALL_RADIUS
 
         truth = np.stack([p.truth for p in patches])
         inputs = np.zeros((len(patches), 3, *self.roi), np.float32)
@@ -155,7 +157,7 @@ class SWFastEditRecipe(Recipe):
                     points[i][click.positive].append(click.ijk)
                 for channel, sign in ((1, True), (2, False)):
                     if points[i][sign]:
-                        inputs[i, channel] = balls(self.roi, points[i][sign], _BALL_RADIUS)
+                        inputs[i, channel] = balls(self.roi, points[i][sign], BALL_RADIUS)
         target = torch.from_numpy(truth[:, None].astype(np.int64)).to(device)
         return (torch.from_numpy(inputs).to(device),), target
 
@@ -205,11 +207,11 @@ class DINsRecipe(Recipe):
 
     def __init__(self, options: Mapping[str, object], **_: object) -> None:
         super().__init__(options)
-        from nfbench.models.dins import _roi, _triple
+        from nfbench.models.dins import parse_roi, parse_triple
 
         self.base_filters, self.max_filters = int(self.options["base_filters"]), int(self.options["max_filters"])
-        self.roi = _roi(self.options["roi"])  # type: ignore[arg-type]
-        self.spacing = _triple(self.options["spacing"], "spacing")  # type: ignore[arg-type]
+        self.roi = parse_roi(self.options["roi"])  # type: ignore[arg-type]
+        self.spacing = parse_triple(self.options["spacing"], "spacing")  # type: ignore[arg-type]
 
     @property
     def patch_size(self) -> tuple[int, int, int]:
@@ -226,9 +228,9 @@ class DINsRecipe(Recipe):
         load_checkpoint(network, path, model_name=self.model)
 
     def prepare(self, image, label):
-        from nfbench.models.dins import ORIENTATION, _zscore_nonzero
+        from nfbench.models.dins import ORIENTATION
 
-        return _grid_arrays(image, label, ORIENTATION, self.spacing, _zscore_nonzero)
+        return _grid_arrays(image, label, ORIENTATION, self.spacing)
 
     def clicks(self, truth: np.ndarray, rng: np.random.Generator) -> list[tuple[tuple[int, int, int], bool]]:
         """The simulated clicks of one patch ``(S, R, A)``: ``(index, positive)``."""

@@ -211,3 +211,17 @@ def test_cli_trains_dins_and_reports_the_best_epoch(fold_dataset, tmp_path):
     bad = CliRunner().invoke(app, ["train", "dins", "--data", str(fold_dataset), "--fold", "1", "--out",
                                    str(tmp_path / "run2"), "-o", "nokey"])
     assert bad.exit_code == 1 and "KEY=VALUE" in bad.output
+
+
+@pytest.mark.parametrize("model", ["sw-fastedit", "dins"])
+def test_fine_tuning_starts_from_a_checkpoint(fold_dataset, tmp_path, model):
+    """``init`` takes the model's own weight file and our ``last.pt``; the first step starts from those weights."""
+    first = train(_config(fold_dataset, tmp_path / "a", model, epochs=1), quiet=True)
+    recipe = recipe_for(model, first.card["options"])
+    for init in (first.best, tmp_path / "a" / "last.pt"):
+        network = recipe.build_network()
+        recipe.load_init(network, init)
+        saved = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["net"]
+        assert all(torch.equal(network.state_dict()[k], saved[k]) for k in saved)  # one epoch: best is last
+    tuned = train(_config(fold_dataset, tmp_path / "b", model, epochs=1, init=tmp_path / "a" / "last.pt"), quiet=True)
+    assert tuned.card["init"]["sha256"] and tuned.card["init"]["path"].endswith("last.pt")

@@ -223,9 +223,17 @@ class DINsRecipe(Recipe):
         return build_network(self.base_filters, self.max_filters)
 
     def load_init(self, network, path):
+        """A plain state dict (what ``dins`` loads) or a file holding one under ``net`` (our ``last.pt``)."""
+        from nfbench.models.base import ModelError
         from nfbench.models.blocks.checkpoints import load_checkpoint
 
-        load_checkpoint(network, path, model_name=self.model)
+        try:
+            load_checkpoint(network, path, model_name=self.model)
+        except ModelError as plain:
+            try:
+                load_checkpoint(network, path, model_name=self.model, key="net")
+            except ModelError:
+                raise plain from None
 
     def prepare(self, image, label):
         from nfbench.models.dins import ORIENTATION

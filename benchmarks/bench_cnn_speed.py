@@ -25,6 +25,9 @@ window on a 2-core CPU); ``dins`` at the original grid and window (1.7, 1.7, 7.8
 overlap 0.25) with ``base_filters=8, max_filters=64``; ``sw-fastedit-phantom`` and ``dins-phantom``
 with their shipped weights when they are registered (skipped otherwise).
 
+On the 2-core development machine alone, the defaults take ≈ 10 min: ``dins`` ≈ 2 min,
+``sw-fastedit`` ≈ 8 min (its start and each full pass ≈ 2.5 min).
+
 Prints a Markdown block to paste into ``benchmarks/RESULTS.md``.
 """
 

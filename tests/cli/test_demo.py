@@ -24,3 +24,22 @@ def test_demo_runs_end_to_end_and_reuses_its_phantom(tmp_path):
 def test_demo_refuses_an_unknown_model(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--model", "spere", "--quiet"])
     assert result.exit_code == 1 and "Did you mean 'sphere'" in result.output
+
+
+def test_demo_leaves_out_the_slow_dins_phantom_unless_asked(tmp_path, monkeypatch):
+    import nfbench.runner.demo as demo
+
+    asked = []
+
+    def fake_run_demo(out, *, models, **_):
+        asked.append(models)
+        raise SystemExit(0)  # stop before the summary: only the choice of models is under test
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    monkeypatch.setattr("nfbench.models.registry.load_model", lambda name: None)
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "dins-phantom" not in asked[0] and "sw-fastedit-phantom" in asked[0] and "sphere" in asked[0]
+    assert "leaving out dins-phantom" in result.output
+    CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--model", "dins-phantom", "--quiet"])
+    assert asked[1] == ["dins-phantom"]

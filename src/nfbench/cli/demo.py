@@ -16,7 +16,7 @@ __all__ = ["demo_command"]
 @app.command("demo")
 def demo_command(
     out: Annotated[Path | None, typer.Option(help="Folder for the demo's data, run and report [~/.cache/nfbench/demo].")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to compare [every available weight-free model].")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to compare [every available weight-free model but the slow dins-phantom].")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated user.")] = 0,
     difficulty: Annotated[
         _Difficulty, typer.Option("--difficulty", help="Phantom difficulty (see `nfbench data phantom`).")
@@ -33,10 +33,14 @@ def demo_command(
     from nfbench.models.registry import available_models, load_model
     from nfbench.results.aggregate import load_runs, summary_table
     from nfbench.results.report import write_report
-    from nfbench.runner.demo import default_demo_dir, run_demo
+    from nfbench.runner.demo import LEFT_OUT, default_demo_dir, run_demo
 
     out = out or default_demo_dir()
     names = model or [m.name for m in available_models() if m.available and not m.needs_weights]
+    if not model:
+        for name in sorted(set(names) & set(LEFT_OUT)):
+            stderr.print(f"leaving out {name} ({LEFT_OUT[name]}); add it with --model {name}", highlight=False)
+        names = [n for n in names if n not in LEFT_OUT]
     if not names:
         fail("no model is available; see `nfbench models`")
     try:

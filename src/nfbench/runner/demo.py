@@ -12,10 +12,12 @@ from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.phantom import PHANTOM_VERSION, write_phantom_dataset
 from nfbench.runner.evaluate import EvaluationPlan, EvaluationSummary, evaluate
 
-__all__ = ["DemoResult", "run_demo", "default_demo_dir", "DEMO_SCENARIOS", "DEMO_TEST_SETS"]
+__all__ = ["DemoResult", "run_demo", "default_demo_dir", "DEMO_SCENARIOS", "DEMO_TEST_SETS", "LEFT_OUT"]
 
 DEMO_SCENARIOS = ("lesion-corrective", "global-corrective")
 DEMO_TEST_SETS = ("imagesTs_1", "imagesTs_2")
+LEFT_OUT = {"dins-phantom": "about 1 s per click on a CPU: the demo would take over 10 minutes"}
+"""Weight-free models the demo leaves out unless asked for with ``--model``, and why."""
 _RECIPE = "demo-recipe.json"  # written last: a phantom interrupted half-way is made again
 _PHANTOM = dict(cases=2, test_cases=3, size="small", burden="mixed", seed=2025)
 

@@ -206,7 +206,9 @@ def test_cli_trains_dins_and_reports_the_best_epoch(fold_dataset, tmp_path):
     assert result.exit_code == 0, result.output
     assert "best epoch 1" in result.output
     card = json.loads((tmp_path / "run" / "card.json").read_text())
-    assert card["command"].startswith("nfbench ") and card["model"] == "dins"
+    assert card["model"] == "dins"
+    assert card["command"].startswith(f"nfbench train dins --data {fold_dataset} --fold 2 ")
+    assert "--epochs 1 --steps-per-epoch 2" in card["command"] and "--model-option base_filters=4" in card["command"]
     load_model("dins", weights=tmp_path / "run" / "best.pt", **DINS)
     bad = CliRunner().invoke(app, ["train", "dins", "--data", str(fold_dataset), "--fold", "1", "--out",
                                    str(tmp_path / "run2"), "-o", "nokey"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ __all__ = ["train_command"]
 
 @app.command("train")
 def train_command(
+    context: typer.Context,
     model: Annotated[str, typer.Argument(help="Model to train: sw-fastedit or dins.")],
     data: Annotated[Path, typer.Option(help="Dataset folder with imagesTr/labelsTr and splits/ (`nfbench data split`).", exists=True, file_okay=False)],
     fold: Annotated[int, typer.Option(help="Fold K: trains on splits/fold_K/train_set.txt, chooses the best epoch on val_set.txt.")],
@@ -55,10 +55,28 @@ def train_command(
                              interactions=interactions, click_policy=clicks, lesion_rate=lesion_rate,
                              val_every=val_every, val_lesions=val_lesions, val_interactions=val_interactions,
                              device=device, amp=amp, threads=threads)
-        result = train(config, resume=resume, quiet=quiet, command=shlex.join(["nfbench", *sys.argv[1:]]))
+        result = train(config, resume=resume, quiet=quiet, command=_command_line(context))
     except (TrainError, ValueError) as err:
         fail(str(err))
     figures = result.card["validation"]
     stdout.print(f"best epoch {figures['best_epoch']}: validation lesion Dice {figures['dice_lesion_last']:.3f} after "
                  f"{figures['interactions']} clicks; weights {result.best} (card: {result.out / 'card.json'})",
                  highlight=False)
+
+
+def _command_line(context: typer.Context) -> str:
+    """The command as given, rebuilt from the parsed options (``sys.argv`` is not the command under a test runner)."""
+    words = ["nfbench", context.info_name or "train"]
+    for parameter in context.command.params:
+        value = context.params.get(parameter.name)
+        if parameter.param_type_name == "argument":
+            words.append(str(value))
+            continue
+        if value is None or value == parameter.default or (value == [] and not parameter.default):
+            continue
+        flag = parameter.opts[0]
+        if getattr(parameter, "is_flag", False):
+            words.append(flag if value else parameter.secondary_opts[0])
+        else:
+            words += [w for v in (value if isinstance(value, (list, tuple)) else [value]) for w in (flag, str(v))]
+    return shlex.join(words)

@@ -68,9 +68,9 @@ def random_weights(name: str, options: dict[str, str], path: Path, seed: int) ->
 
     torch.manual_seed(seed)
     if name == "sw-fastedit":
-        from nfbench.models.sw_fastedit import _network
+        from nfbench.models.sw_fastedit import build_network
 
-        torch.save({"net": _network([int(f) for f in options["filters"].split(",")]).state_dict()}, path)
+        torch.save({"net": build_network([int(f) for f in options["filters"].split(",")]).state_dict()}, path)
     else:
         from nfbench.models.dins import build_network
 

@@ -78,12 +78,7 @@ def check_against_full_remap(session, raw: Callable[[], np.ndarray], keep: bool,
         answer = session.predict()
         seeds = [session.grid.index_to_model(c.ijk) for c in session.clicks if c.positive]
         full = session.grid.to_native(kept_components(raw(), seeds, keep))
-        changed = mask_bbox(full != before)
-        if changed is None:
-            assert all(s.stop == s.start for s in answer.box)
-        else:
-            assert answer.box == changed
-            np.testing.assert_array_equal(answer.mask, full[changed])
+        assert_diff_answer(answer, full, before)
         np.testing.assert_array_equal(session.previous, full)
         sizes.append(int(np.count_nonzero(full != before)))
         before = full
@@ -99,3 +94,13 @@ def two_balls(shape: tuple[int, int, int], spacing: tuple[float, float, float]) 
         data[(i - ci) ** 2 + ((j - shape[1] // 2) * 4) ** 2 + (k - ck) ** 2 <= 36] = 10.0
     affine = np.diag([*spacing, 1.0])
     return Volume(data, affine, affine.copy(), nib.Nifti1Header()), data > 5
+
+
+def assert_diff_answer(answer, full: np.ndarray, before: np.ndarray) -> None:
+    """``answer`` is the box where ``full`` differs from ``before``, holding ``full`` there (empty: no change)."""
+    changed = mask_bbox(full != before)
+    if changed is None:
+        assert all(s.stop == s.start for s in answer.box)
+    else:
+        assert answer.box == changed
+        np.testing.assert_array_equal(answer.mask, full[changed])

@@ -105,6 +105,39 @@ def test_dins_clicks_follow_the_original_rules(fold_dataset):
     assert seen_negative
 
 
+class _Everything(torch.nn.Module):
+    """A DINs stand-in that marks every voxel: every simulated correction is a negative click."""
+
+    def forward(self, image, guide):
+        ones = torch.ones_like(image[..., 0])
+        return torch.stack([torch.zeros_like(ones), ones], dim=-1)
+
+
+def test_dins_corrective_rounds_are_off_by_default_and_add_clicks_on_the_error(fold_dataset):
+    from nfbench.models.dins import guide_channels
+
+    _, sampler = _sampler(fold_dataset, "dins", DINS)
+    patches = [sampler.draw(np.random.default_rng(s)) for s in range(6)]
+    original = recipe_for("dins", DINS)
+    assert original.interactions == 0
+    rng = np.random.default_rng(2)
+    (_, guide), _ = original.batch(patches, _Everything(), rng, torch.device("cpu"))
+    replay = np.random.default_rng(2)
+    expected = np.stack([guide_channels(original.roi, original.clicks(p.truth, replay)) for p in patches])
+    assert np.array_equal(guide.numpy(), expected.transpose(0, 4, 2, 3, 1))  # the original's clicks only
+    assert rng.random() == replay.random()  # and nothing else drawn
+
+    corrective = recipe_for("dins", DINS, interactions=2)
+    (_, guide), target = corrective.batch(patches, _Everything(), np.random.default_rng(2), torch.device("cpu"))
+    added = guide.numpy()[..., 1] > expected.transpose(0, 4, 2, 3, 1)[..., 1]  # new negative guide voxels
+    assert np.array_equal(guide.numpy()[..., 0], expected.transpose(0, 4, 2, 3, 1)[..., 0])  # no new positives
+    changed = [i for i in range(6) if added[i].any()]
+    assert 0 < len(changed) < 6  # U{0..2} rounds: some samples get none
+    for i in changed:
+        peak = np.unravel_index(np.argmax(np.where(added[i], guide.numpy()[i, ..., 1], 0)), added[i].shape)
+        assert target.numpy()[i][peak] == 0  # each new negative click sits on a false-positive voxel
+
+
 def test_sampler_weights_lesions_and_is_seeded(fold_dataset):
     _, sampler = _sampler(fold_dataset, "sw-fastedit", SWF)
     a = [sampler.centre(np.random.default_rng(9)) for _ in range(3)]

@@ -68,8 +68,8 @@ class TrainConfig:
     init: Path | None = None
     options: Mapping[str, object] = field(default_factory=dict)
     """The model's options (``-o``): those fixing the network and grid train it; all go to validation."""
-    interactions: int = 10
-    """SW-FastEdit: most rounds of simulated corrective clicks per sample (the original's 10)."""
+    interactions: int | None = None
+    """Most rounds of simulated corrective clicks per sample; ``None``: the recipe's (SW-FastEdit 10, DINs 0)."""
     click_policy: str = "edt-power"
     lesion_rate: float = 0.6
     val_every: int = 1
@@ -87,7 +87,7 @@ class TrainConfig:
                  "batch_size": self.batch_size, "val_every": self.val_every, "val_lesions": self.val_lesions,
                  "val_interactions": self.val_interactions, "val_patches": self.val_patches}
         bad = [f"{k} = {v}" for k, v in whole.items() if int(v) != v or v < 1]
-        if self.interactions < 0 or self.threads < 0:
+        if (self.interactions or 0) < 0 or self.threads < 0:
             bad.append(f"interactions = {self.interactions}, threads = {self.threads} (must be >= 0)")
         if self.lr is not None and not self.lr > 0:
             bad.append(f"lr = {self.lr}")

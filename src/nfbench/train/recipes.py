@@ -11,7 +11,7 @@ crop; one window per patch trains the same network at a fraction of the cost).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from nfbench.models.blocks.encodings import balls
 from nfbench.models.blocks.grids import GridMap
 from nfbench.models.blocks.intensity import zscore_nonzero
 from nfbench.train.data import Patch
+from nfbench.types import Click
 
 if TYPE_CHECKING:
     import torch
@@ -94,6 +95,23 @@ def _grid_arrays(image: Volume, label: Volume, codes: str, spacing: Sequence[flo
     return data, grid.to_model(np.asarray(label.data), order=0), grid.spacing
 
 
+def corrective_rounds(predict: Callable[[], np.ndarray], encode: Callable[[int, list[Click]], None],
+                      truth: np.ndarray, rounds: np.ndarray, *, spacing: Sequence[float], policy: str,
+                      rng: np.random.Generator) -> None:
+    """``rounds[i]`` rounds of no-gradient prediction and corrective clicks on sample ``i``'s error.
+
+    ``predict`` gives the batch's masks (B, S, R, A) for the current inputs; ``encode(i, clicks)``
+    adds sample ``i``'s new clicks to its inputs.
+    """
+    import torch
+
+    for k in range(int(rounds.max(initial=0))):
+        with torch.no_grad():
+            pred = predict()
+        for i in np.flatnonzero(rounds > k):
+            encode(int(i), next_clicks(pred[i], truth[i], spacing=spacing, rng=rng, policy=policy))
+
+
 class SWFastEditRecipe(Recipe):
     """SW-FastEdit (seed_spec §5.2): DiceCE (squared, background left out), Adam 1e-4, cosine per epoch.
 
@@ -108,7 +126,7 @@ class SWFastEditRecipe(Recipe):
     lr = 1e-4
     flip_rate = 0.1
 
-    def __init__(self, options: Mapping[str, object], *, interactions: int = 10,
+    def __init__(self, options: Mapping[str, object], *, interactions: int | None = None,
                  click_policy: str = "edt-power") -> None:
         super().__init__(options)
         from nfbench.models.sw_fastedit import parse_numbers
@@ -116,7 +134,7 @@ class SWFastEditRecipe(Recipe):
         self.filters = parse_numbers(self.options["filters"], "filters", 6, int)
         self.roi = parse_numbers(self.options["roi_size"], "roi_size", 3, int)
         self.spacing = parse_numbers(self.options["spacing"], "spacing", 3, float)
-        self.interactions = int(interactions)
+        self.interactions = 10 if interactions is None else int(interactions)
         self.click_policy = click_policy
 
     @property
@@ -146,18 +164,21 @@ class SWFastEditRecipe(Recipe):
         truth = np.stack([p.truth for p in patches])
         inputs = np.zeros((len(patches), 3, *self.roi), np.float32)
         inputs[:, 0] = np.stack([p.image for p in patches])
-        rounds = rng.integers(0, self.interactions + 1, size=len(patches))
         points: list[dict[bool, list]] = [{True: [], False: []} for _ in patches]
-        for k in range(int(rounds.max(initial=0))):
-            with torch.no_grad():
-                logits = network(torch.from_numpy(inputs).to(device)).float()
-            pred = (logits[:, 1] > logits[:, 0]).cpu().numpy()
-            for i in np.flatnonzero(rounds > k):
-                for click in next_clicks(pred[i], truth[i], spacing=self.spacing, rng=rng, policy=self.click_policy):
-                    points[i][click.positive].append(click.ijk)
-                for channel, sign in ((1, True), (2, False)):
-                    if points[i][sign]:
-                        inputs[i, channel] = balls(self.roi, points[i][sign], BALL_RADIUS)
+
+        def predict() -> np.ndarray:
+            logits = network(torch.from_numpy(inputs).to(device)).float()
+            return (logits[:, 1] > logits[:, 0]).cpu().numpy()
+
+        def encode(i: int, clicks: list) -> None:
+            for click in clicks:
+                points[i][click.positive].append(click.ijk)
+            for channel, sign in ((1, True), (2, False)):
+                if points[i][sign]:
+                    inputs[i, channel] = balls(self.roi, points[i][sign], BALL_RADIUS)
+
+        corrective_rounds(predict, encode, truth, rng.integers(0, self.interactions + 1, size=len(patches)),
+                          spacing=self.spacing, policy=self.click_policy, rng=rng)
         target = torch.from_numpy(truth[:, None].astype(np.int64)).to(device)
         return (torch.from_numpy(inputs).to(device),), target
 
@@ -190,7 +211,8 @@ class DINsRecipe(Recipe):
     when erosion leaves nothing), ``U{0..10}`` negative clicks in the band of 40 in-plane voxels
     around them (random with p = 0.5, else farthest-point), every click at least 10 in-plane
     voxels from the others of its slice; Gaussian guides with σ = (5, 5, 1). Flips per axis with
-    p = 0.5. The original's L2 penalty of 3e-5 on the convolution kernels is Adam weight decay
+    p = 0.5. Beyond the original, ``interactions`` > 0 adds ``U{0..interactions}`` rounds of
+    corrective clicks on top of them, as SW-FastEdit trains (off by default). The original's L2 penalty of 3e-5 on the convolution kernels is Adam weight decay
     6e-5 on them (the gradient of ``λ‖w‖²`` is ``2λw``). ``ReduceLROnPlateau`` on the validation
     loss: factor 0.2, patience 30 epochs, min_delta 1e-4, min_lr 1e-6.
     """
@@ -205,9 +227,13 @@ class DINsRecipe(Recipe):
     band = 40.0
     min_gap = 10.0
 
-    def __init__(self, options: Mapping[str, object], **_: object) -> None:
+    def __init__(self, options: Mapping[str, object], *, interactions: int | None = None,
+                 click_policy: str = "edt-power") -> None:
         super().__init__(options)
         from nfbench.models.dins import parse_roi, parse_triple
+
+        self.interactions = 0 if interactions is None else int(interactions)
+        self.click_policy = click_policy
 
         self.base_filters, self.max_filters = int(self.options["base_filters"]), int(self.options["max_filters"])
         self.roi = parse_roi(self.options["roi"])  # type: ignore[arg-type]
@@ -294,15 +320,30 @@ class DINsRecipe(Recipe):
     def batch(self, patches, network, rng, device):
         import torch
 
-        from nfbench.models.dins import guide_channels
+        from nfbench.models.dins import add_guide, guide_channels
 
         images = np.stack([p.image for p in patches])[:, None]  # (B, 1, S, R, A)
         guides = np.stack([guide_channels(self.roi, self.clicks(p.truth, rng)) for p in patches])
-        to_last = (0, 4, 2, 3, 1)  # (B, C, S, R, A) → (B, A, S, R, C)
-        image = torch.from_numpy(np.ascontiguousarray(images.transpose(to_last))).to(device)
-        guide = torch.from_numpy(np.ascontiguousarray(guides.transpose(to_last))).to(device)
-        truth = np.stack([p.truth for p in patches]).transpose(0, 3, 1, 2)  # (B, A, S, R)
-        return (image, guide), torch.from_numpy(np.ascontiguousarray(truth).astype(np.int64)).to(device)
+        truth = np.stack([p.truth for p in patches])
+
+        def to_last(array: np.ndarray) -> torch.Tensor:  # (B, C, S, R, A) → (B, A, S, R, C)
+            return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 4, 2, 3, 1))).to(device)
+
+        image = to_last(images)
+
+        def predict() -> np.ndarray:
+            logits = network(image, to_last(guides)).float()  # (B, A, S, R, 2)
+            return (logits[..., 1] > logits[..., 0]).permute(0, 2, 3, 1).cpu().numpy()
+
+        def encode(i: int, clicks: list) -> None:
+            for click in clicks:
+                add_guide(guides[i], click.ijk, click.positive)
+
+        if self.interactions:  # drawn only when asked: the original recipe's random stream stays as it was
+            corrective_rounds(predict, encode, truth, rng.integers(0, self.interactions + 1, size=len(patches)),
+                              spacing=self.spacing, policy=self.click_policy, rng=rng)
+        target = np.ascontiguousarray(truth.transpose(0, 3, 1, 2)).astype(np.int64)  # (B, A, S, R)
+        return (image, to_last(guides)), torch.from_numpy(target).to(device)
 
     def loss(self, logits, target):
         from torch.nn import functional as F

@@ -202,7 +202,7 @@ def test_incremental_window_cache_equals_a_full_pass_and_reset_runs_nothing(tmp_
         session.predict()
         per_click.append(session.windows_run - before)
     assert np.abs(session.logits() - full_pass()).max() <= 1e-5
-    assert all(0 < n < total // 2 for n in per_click)  # a click's 6σ box is 61 x 61 x 13 voxels
+    assert all(0 < n < total // 2 for n in per_click)  # a click's 4σ box is 41 x 41 x 9 voxels
     before = session.windows_run
     session.reset()
     np.testing.assert_array_equal(session.logits(), no_click)

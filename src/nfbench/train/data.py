@@ -132,6 +132,8 @@ class Clip:
     case: str
     indices: tuple[int, ...]
     """The frames' indices in the case (descending when the clip runs backwards)."""
+    spacing: tuple[float, float, float]
+    """mm between frames, rows and columns."""
 
 
 class ClipSampler(PatchSampler):
@@ -165,4 +167,5 @@ class ClipSampler(PatchSampler):
         frames, truth = case.image[list(indices)], case.label[list(indices)] == lesion
         if rng.random() < self.flip_rate:
             frames, truth, column = frames[:, :, ::-1], truth[:, :, ::-1], frames.shape[2] - 1 - column
-        return Clip(np.ascontiguousarray(frames), np.ascontiguousarray(truth), (row, column), case.name, indices)
+        return Clip(np.ascontiguousarray(frames), np.ascontiguousarray(truth), (row, column), case.name, indices,
+                    case.spacing)

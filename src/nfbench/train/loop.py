@@ -295,6 +295,7 @@ class _SampleValidator:
     def __init__(self, config: TrainConfig, recipe: Recipe, device, samples: list) -> None:
         self.recipe, self.device, self.samples = recipe, device, samples
         self.seed, self.frames = config.seed, config.frames
+        self.amp = config.amp and device.type == "cuda"
 
     def check(self, network) -> None:
         """Nothing to check: no model is loaded."""
@@ -302,7 +303,7 @@ class _SampleValidator:
     def dice(self, network) -> dict[str, float]:
         network.eval()
         return self.recipe.sample_dice(network, self.samples, np.random.default_rng([self.seed, _VAL_SEED, 2]),
-                                       self.device)
+                                       self.device, amp=self.amp)
 
     def describe(self) -> dict[str, Any]:
         return {"scenario": "clips", "samples": len(self.samples), "frames": self.frames,

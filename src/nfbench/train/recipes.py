@@ -79,7 +79,7 @@ class Recipe(ABC):
         """The loss of a batch of samples, clicks simulated (possibly with the network itself)."""
 
     def sample_dice(self, network: torch.nn.Module, samples: Sequence[Any], rng: np.random.Generator,
-                    device: torch.device) -> dict[str, float]:
+                    device: torch.device, *, amp: bool = False) -> dict[str, float]:
         """Mean Dice ``first`` (after the first click) and ``last`` (after the corrections) on samples."""
         raise NotImplementedError(f"{self.model} is validated with nfbench evaluate")
 
@@ -418,6 +418,10 @@ class DINsRecipe(PatchRecipe):
 
 RECIPES: dict[str, type[Recipe]] = {"sw-fastedit": SWFastEditRecipe, "dins": DINsRecipe}
 """Trainable models by name."""
+
+from nfbench.train.sam2_recipe import SAM2Recipe  # noqa: E402 - it builds on Recipe above
+
+RECIPES["sam2"] = SAM2Recipe
 
 
 def recipe_for(model: str, options: Mapping[str, object], **settings: object) -> Recipe:

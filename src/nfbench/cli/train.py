@@ -50,7 +50,9 @@ def train_command(
     from nfbench.models.registry import missing_modules
     from nfbench.models.spec import parse_option
 
-    missing = missing_modules("torch", "monai", extra="torch") + (missing_modules("sam2", "hydra") if model == "sam2" else [])
+    missing = missing_modules("torch", "monai", extra="torch")
+    if model == "sam2":
+        missing += missing_modules("sam2", "hydra", "iopath", extra="sam2")
     if missing:
         fail(f"training needs {'; '.join(missing)}")
     from nfbench.train import TrainConfig, TrainError, train

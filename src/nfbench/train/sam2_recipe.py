@@ -190,8 +190,9 @@ class SAM2Recipe(Recipe):
                     scale *= self.layer_decay ** (layers - trunk.get_layer_id(name))
             decay = 0.0 if name.endswith("bias") or name in norms else self.weight_decay
             groups.setdefault((scale, decay), []).append(parameter)
+        ordered = sorted(groups.items(), key=lambda item: (-item[0][0], -item[0][1]))  # first: lr, the logged one
         return torch.optim.AdamW([{"params": params, "lr": lr * scale, "weight_decay": decay}
-                                  for (scale, decay), params in groups.items()], lr=lr)
+                                  for (scale, decay), params in ordered], lr=lr)
 
     def scheduler(self, optimizer, epochs):
         import torch

@@ -6,6 +6,7 @@ where noted. A recipe's options are the model's own options that fix the network
 with ``--model NAME -o O``; the patch a recipe trains on is the model's sliding-window size (the
 original SW-FastEdit cropped 224 × 224 × 64 and ran its 128 × 128 × 64 sliding window inside the
 crop; one window per patch trains the same network at a fraction of the cost).
+SAM2 (§5.3), trained on clips of 2D frames, has its recipe in :mod:`nfbench.train.sam2_recipe`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ A case is loaded once, mapped to the model's grid (orientation, spacing, normali
 the model's session does at evaluation) and kept in memory with its lesions' voxels, so a step
 costs a crop, not a file read. Patches are centred on a lesion voxel with probability
 ``lesion_rate`` (the lesion drawn in proportion to voxels^0.25 or to √voxels, alternately, so
-tiny and large lesions are both learned), otherwise on a random voxel of the body.
+tiny and large lesions are both learned), otherwise on a random voxel of the body. For 2D video
+models a case is a stack of frames and :class:`ClipSampler` cuts clips of consecutive frames that
+start on a lesion.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from nfbench.io.volume import Volume, load_volume
 from nfbench.lesions import instance_map
 from nfbench.models.blocks.grids import cut, window_around
 
-__all__ = ["GridCase", "Patch", "PatchSampler", "load_grid_case"]
+__all__ = ["Clip", "ClipSampler", "GridCase", "Patch", "PatchSampler", "load_grid_case"]
 
 Prepare = Callable[[Volume, Volume], tuple[np.ndarray, np.ndarray, tuple[float, float, float]]]
 """``(image, label)`` → model-grid image (float32), instance label and the grid's spacing (mm)."""
@@ -117,3 +119,53 @@ class PatchSampler:
         if flips:
             image, truth = np.flip(image, flips), np.flip(truth, flips)
         return Patch(np.ascontiguousarray(image), np.ascontiguousarray(truth), case.name, centre)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Consecutive frames ``(T, rows, columns)`` of one case, one lesion's masks on them, the first click."""
+
+    frames: np.ndarray
+    truth: np.ndarray
+    click: tuple[int, int]
+    """``(row, column)`` of the first click, a voxel of the lesion on the clip's first frame."""
+    case: str
+    indices: tuple[int, ...]
+    """The frames' indices in the case (descending when the clip runs backwards)."""
+    spacing: tuple[float, float, float]
+    """mm between frames, rows and columns."""
+
+
+class ClipSampler(PatchSampler):
+    """Clips of ``frames`` consecutive frames from cases whose arrays are frame stacks ``(n, rows, columns)``.
+
+    A lesion voxel is drawn as :meth:`PatchSampler.centre` draws patch centres on lesions (the
+    lesion in proportion to voxels^0.25 or √voxels, alternately; then a voxel uniformly): it is the
+    first click, and its frame the clip's first frame, so the click is uniform over the lesion on
+    that frame (SAM2's training, ``get_next_point(method="uniform")``). The clip runs forwards or
+    backwards (drawn, or the way that fits; shorter when neither does), as evaluation propagates
+    both ways from a prompt; flipped left–right with probability ``flip_rate``.
+    """
+
+    def __init__(self, cases: Sequence[GridCase], frames: int, *, flip_rate: float = 0.0) -> None:
+        if not any(c.lesions for c in cases):
+            raise ValueError("no lesion in the cases to start a clip on")
+        super().__init__(cases, (int(frames), 1, 1), lesion_rate=1.0, flip_rate=flip_rate)
+        self.frames = int(frames)
+
+    def draw(self, rng: np.random.Generator) -> Clip:  # type: ignore[override]
+        index, voxel = self.centre(rng)
+        case = self.cases[index]
+        first, row, column = (int(v) for v in np.unravel_index(voxel, case.image.shape))
+        n = case.image.shape[0]
+        room = {1: n - first, -1: first + 1}  # frames available forwards and backwards
+        step = 1 if rng.random() < 0.5 else -1
+        if room[step] < self.frames and room[-step] > room[step]:
+            step = -step
+        indices = tuple(first + step * k for k in range(min(self.frames, room[step])))
+        lesion = case.label.ravel()[voxel]
+        frames, truth = case.image[list(indices)], case.label[list(indices)] == lesion
+        if rng.random() < self.flip_rate:
+            frames, truth, column = frames[:, :, ::-1], truth[:, :, ::-1], frames.shape[2] - 1 - column
+        return Clip(np.ascontiguousarray(frames), np.ascontiguousarray(truth), (row, column), case.name, indices,
+                    case.spacing)

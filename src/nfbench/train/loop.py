@@ -3,7 +3,9 @@
 The fold's validation cases are never trained on (the original trained on them, seed_spec §5.1).
 The best checkpoint is chosen by nfbench's own evaluation of the fold's validation cases:
 ``lesion-corrective`` with ``val_lesions`` lesions per case and ``val_interactions`` clicks, the
-lesion Dice after the last click, exactly as ``nfbench evaluate`` would score the checkpoint.
+lesion Dice after the last click, exactly as ``nfbench evaluate`` would score the checkpoint. A
+recipe that is not ``evaluated`` (``sam2``) is scored instead by its own Dice on ``val_patches``
+fixed samples of the validation cases (:meth:`~nfbench.train.recipes.Recipe.sample_dice`).
 
 Everything random goes through one generator seeded by ``seed`` (patches, flips, clicks) and
 ``torch.manual_seed(seed)`` (the initial weights). ``last.pt`` holds the whole state at the end of
@@ -25,7 +27,7 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import nfbench
 from nfbench.io.dataset import discover_dataset
 from nfbench.io.splits import read_fold
-from nfbench.train.data import GridCase, PatchSampler, load_grid_case
+from nfbench.train.data import GridCase, load_grid_case
 from nfbench.train.recipes import Recipe, recipe_for
 
 __all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "METRICS"]
@@ -72,6 +74,8 @@ class TrainConfig:
     """Most rounds of simulated corrective clicks per sample; ``None``: the recipe's (SW-FastEdit 10, DINs 0)."""
     click_policy: str = "edt-power"
     lesion_rate: float = 0.6
+    frames: int = 8
+    """Consecutive frames per training clip of a 2D video model (``sam2``); unused by the 3D recipes."""
     val_every: int = 1
     val_lesions: int = 10
     val_interactions: int = 3
@@ -84,8 +88,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         whole = {"fold": self.fold, "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
-                 "batch_size": self.batch_size, "val_every": self.val_every, "val_lesions": self.val_lesions,
-                 "val_interactions": self.val_interactions, "val_patches": self.val_patches}
+                 "batch_size": self.batch_size, "frames": self.frames, "val_every": self.val_every,
+                 "val_lesions": self.val_lesions, "val_interactions": self.val_interactions,
+                 "val_patches": self.val_patches}
         bad = [f"{k} = {v}" for k, v in whole.items() if int(v) != v or v < 1]
         if (self.interactions or 0) < 0 or self.threads < 0:
             bad.append(f"interactions = {self.interactions}, threads = {self.threads} (must be >= 0)")
@@ -161,7 +166,9 @@ def _check_out(config: TrainConfig, resume: bool) -> dict | None:
     if not saved_config.is_file() or not (out / _STATE).is_file():
         raise TrainError(f"{out}: no training run to resume (no {_CONFIG} and {_STATE})")
     saved = json.loads(saved_config.read_text())
-    changed = sorted(k for k in set(saved) | set(record) if k != "command" and saved.get(k) != record.get(k))
+    defaults = {f.name: f.default for f in fields(TrainConfig)}  # a setting added since the run started had its default
+    changed = sorted(k for k in set(saved) | set(record)
+                     if k != "command" and saved.get(k, defaults.get(k)) != record.get(k))
     if changed:
         raise TrainError(f"{saved_config}: the run was started with other settings ({', '.join(changed)}); "
                          "resume with the same command")
@@ -178,7 +185,7 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
 
     try:
         recipe = recipe_for(config.model, config.options, interactions=config.interactions,
-                            click_policy=config.click_policy)
+                            click_policy=config.click_policy, frames=config.frames)
     except ValueError as err:
         raise TrainError(str(err)) from err
     state = _check_out(config, resume)
@@ -197,13 +204,17 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
     optimizer = recipe.optimizer(network, config.lr or recipe.lr)
     scheduler = recipe.scheduler(optimizer, config.epochs)
     amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and recipe.amp_dtype == "float16")  # bfloat16 needs none
     rng = np.random.default_rng(config.seed)
-    sampler = PatchSampler(train_cases, recipe.patch_size, lesion_rate=config.lesion_rate, flip_rate=recipe.flip_rate)
-    val_sampler = PatchSampler(val_cases, recipe.patch_size, lesion_rate=config.lesion_rate)
+    try:
+        sampler = recipe.sampler(train_cases, lesion_rate=config.lesion_rate, training=True)
+        val_sampler = recipe.sampler(val_cases, lesion_rate=config.lesion_rate, training=False)
+    except ValueError as err:
+        raise TrainError(f"{config.data}, fold {config.fold}: {err}") from err
     val_rng = np.random.default_rng([config.seed, _VAL_SEED])
     val_patches = [val_sampler.draw(val_rng) for _ in range(config.val_patches)]
-    validator = _Validator(config, recipe, device, val_names)
+    validator = (_Validator(config, recipe, device, val_names) if recipe.evaluated
+                 else _SampleValidator(config, recipe, device, val_patches))
     epoch, best = 0, {"epoch": 0, "dice": -1.0}
     if state is None:
         validator.check(network)  # an option the model refuses fails now, not after the first epoch
@@ -229,11 +240,12 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
             losses = []
             for _ in range(config.steps_per_epoch):
                 patches = [sampler.draw(rng) for _ in range(config.batch_size)]
-                inputs, target = recipe.batch(patches, network, rng, device)
-                with torch.autocast(device.type, enabled=amp):
-                    loss = recipe.loss(network(*inputs), target)
+                loss = recipe.sample_loss(patches, network, rng, device, amp=amp)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if recipe.clip_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), recipe.clip_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 losses.append(float(loss.detach()))
@@ -256,7 +268,7 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                           "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                           "draws": sampler._draws, "epoch": epoch, "best": best, "seconds": seconds}, out / _STATE)
-    card = _card(config, recipe, network, best, out, time.perf_counter() - started, command)
+    card = _card(config, recipe, network, best, out, time.perf_counter() - started, command, validator.describe())
     (out / _CARD).write_text(json.dumps(card, indent=2) + "\n")
     return TrainResult(out, out / _BEST, card)
 
@@ -266,17 +278,36 @@ def _fmt(value: float | None) -> str:
 
 
 def _patch_loss(recipe: Recipe, network, patches, seed: int, device) -> float:
-    """Mean loss on the fixed validation patches, clicks drawn from the same seed every epoch."""
+    """Mean loss on the fixed validation samples, clicks drawn from the same seed every epoch."""
     import torch
 
     rng = np.random.default_rng([seed, _VAL_SEED, 1])
     network.eval()
     with torch.no_grad():
-        losses = []
-        for first in range(0, len(patches), 2):
-            inputs, target = recipe.batch(patches[first:first + 2], network, rng, device)
-            losses.append(float(recipe.loss(network(*inputs), target)))
+        losses = [float(recipe.sample_loss(patches[first:first + 2], network, rng, device, amp=False))
+                  for first in range(0, len(patches), 2)]
     return float(np.mean(losses))
+
+
+class _SampleValidator:
+    """Scores weights by the recipe's own Dice on the fixed validation samples (no evaluation model needed)."""
+
+    def __init__(self, config: TrainConfig, recipe: Recipe, device, samples: list) -> None:
+        self.recipe, self.device, self.samples = recipe, device, samples
+        self.seed, self.frames = config.seed, config.frames
+        self.amp = config.amp and device.type == "cuda"
+
+    def check(self, network) -> None:
+        """Nothing to check: no model is loaded."""
+
+    def dice(self, network) -> dict[str, float]:
+        network.eval()
+        return self.recipe.sample_dice(network, self.samples, np.random.default_rng([self.seed, _VAL_SEED, 2]),
+                                       self.device, amp=self.amp)
+
+    def describe(self) -> dict[str, Any]:
+        return {"scenario": "clips", "samples": len(self.samples), "frames": self.frames,
+                "interactions": 1 + self.recipe.interactions}  # type: ignore[attr-defined]
 
 
 class _Validator:
@@ -294,7 +325,7 @@ class _Validator:
                                          interactions=config.val_interactions)
         self.plan = EvaluationPlan(data=Path(config.data), test_sets=("imagesTr",), models=(self.spec,),
                                    scenarios=(scenario,), seed=config.seed, fold=config.fold, cases=cases)
-        self.last = config.val_interactions
+        self.last, self.lesions = config.val_interactions, config.val_lesions
 
     def _model(self, network):
         from nfbench.models.base import ModelError
@@ -323,9 +354,12 @@ class _Validator:
         return {key: float(per_case_at(table, "dice_lesion", k)["dice_lesion"].mean())
                 for key, k in (("first", 1), ("last", self.last))}
 
+    def describe(self) -> dict[str, Any]:
+        return {"scenario": "lesion-corrective", "lesions_per_case": self.lesions, "interactions": self.last}
+
 
 def _card(config: TrainConfig, recipe: Recipe, network, best: dict, out: Path, seconds: float,
-          command: str | None) -> dict[str, Any]:
+          command: str | None, validation: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from nfbench.models.spec import file_identity
@@ -341,8 +375,7 @@ def _card(config: TrainConfig, recipe: Recipe, network, best: dict, out: Path, s
                  **{k: meta[k] for k in ("name", "phantom_version", "seed", "size", "burden", "difficulty") if k in meta}},
         "fold": config.fold, "seed": config.seed, "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch,
         "batch_size": config.batch_size, "lr": config.lr or recipe.lr, "init": config.record()["init"],
-        "validation": {"scenario": "lesion-corrective", "lesions_per_case": config.val_lesions,
-                       "interactions": config.val_interactions, "best_epoch": best["epoch"],
+        "validation": {**validation, "best_epoch": best["epoch"],
                        "dice_lesion_first": best.get("dice_1"), "dice_lesion_last": best["dice"]},
         "parameters": int(sum(p.numel() for p in network.parameters())),
         "training_seconds": round(seconds, 1),

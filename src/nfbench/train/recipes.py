@@ -6,6 +6,7 @@ where noted. A recipe's options are the model's own options that fix the network
 with ``--model NAME -o O``; the patch a recipe trains on is the model's sliding-window size (the
 original SW-FastEdit cropped 224 × 224 × 64 and ran its 128 × 128 × 64 sliding window inside the
 crop; one window per patch trains the same network at a fraction of the cost).
+SAM2 (§5.3), trained on clips of 2D frames, has its recipe in :mod:`nfbench.train.sam2_recipe`.
 """
 
 from __future__ import annotations
@@ -23,33 +24,40 @@ from nfbench.io.volume import Volume
 from nfbench.models.blocks.encodings import balls
 from nfbench.models.blocks.grids import GridMap
 from nfbench.models.blocks.intensity import zscore_nonzero
-from nfbench.train.data import Patch
+from nfbench.train.data import GridCase, Patch, PatchSampler
 from nfbench.types import Click
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["RECIPES", "Recipe", "SWFastEditRecipe", "DINsRecipe", "recipe_for"]
+__all__ = ["RECIPES", "Recipe", "PatchRecipe", "SWFastEditRecipe", "DINsRecipe", "recipe_for"]
 
 
 class Recipe(ABC):
-    """The model-specific half of training; :func:`nfbench.train.loop.train` is the other half."""
+    """The model-specific half of training; :func:`nfbench.train.loop.train` is the other half.
+
+    A recipe draws its training samples (:meth:`sampler`) and turns a batch of them into a loss
+    (:meth:`sample_loss`); :class:`PatchRecipe` does both for the 3D CNNs trained on patches.
+    """
 
     model: str
     defaults: Mapping[str, object]
     lr: float
     flip_rate: float
+    amp_dtype: str = "float16"
+    """The autocast type on CUDA; only ``float16`` needs the gradient scaler."""
+    clip_norm: float | None = None
+    """Gradient clipping (L2 norm over all parameters), none by default."""
+    evaluated: bool = True
+    """Validation by ``nfbench evaluate`` of the model; otherwise by :meth:`sample_dice`."""
+    settings: tuple[str, ...] = ("interactions", "click_policy")
+    """The training settings (:class:`~nfbench.train.TrainConfig` fields) the constructor takes."""
 
     def __init__(self, options: Mapping[str, object]) -> None:
         """Keep the options that fix the network and its grid; the model checks the others when it loads."""
         self.options = {**self.defaults, **{k: v for k, v in options.items() if k in self.defaults}}
 
     # -- what every recipe provides ----------------------------------------------------------------
-    @property
-    @abstractmethod
-    def patch_size(self) -> tuple[int, int, int]:
-        """The training patch (the model's window), in model-grid voxels."""
-
     @abstractmethod
     def build_network(self) -> torch.nn.Module:
         """The network, randomly initialised from torch's generator."""
@@ -63,13 +71,18 @@ class Recipe(ABC):
         """A case on the model's grid, as its session preprocesses it: image, instance label, spacing."""
 
     @abstractmethod
-    def batch(self, patches: Sequence[Patch], network: torch.nn.Module, rng: np.random.Generator,
-              device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """Network inputs and target of a batch, clicks simulated (possibly with the network itself)."""
+    def sampler(self, cases: Sequence[GridCase], *, lesion_rate: float, training: bool) -> PatchSampler:
+        """What draws the samples (patches, clips) from the cases, with ``draw(rng)``; augmented when ``training``."""
 
     @abstractmethod
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The original loss of the network's output against the target."""
+    def sample_loss(self, samples: Sequence[Any], network: torch.nn.Module, rng: np.random.Generator,
+                    device: torch.device, *, amp: bool) -> torch.Tensor:
+        """The loss of a batch of samples, clicks simulated (possibly with the network itself)."""
+
+    def sample_dice(self, network: torch.nn.Module, samples: Sequence[Any], rng: np.random.Generator,
+                    device: torch.device, *, amp: bool = False) -> dict[str, float]:
+        """Mean Dice ``first`` (after the first click) and ``last`` (after the corrections) on samples."""
+        raise NotImplementedError(f"{self.model} is validated with nfbench evaluate")
 
     @abstractmethod
     def optimizer(self, network: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -86,6 +99,35 @@ class Recipe(ABC):
     @abstractmethod
     def save_weights(self, network: torch.nn.Module, path: Path) -> None:
         """The network in the format the model loads (``--weights``)."""
+
+
+class PatchRecipe(Recipe):
+    """A 3D network trained on patches of its sliding window: inputs and target per batch, then its loss."""
+
+    @property
+    @abstractmethod
+    def patch_size(self) -> tuple[int, int, int]:
+        """The training patch (the model's window), in model-grid voxels."""
+
+    @abstractmethod
+    def batch(self, patches: Sequence[Patch], network: torch.nn.Module, rng: np.random.Generator,
+              device: torch.device) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Network inputs and target of a batch, clicks simulated (possibly with the network itself)."""
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The original loss of the network's output against the target."""
+
+    def sampler(self, cases, *, lesion_rate, training):
+        return PatchSampler(cases, self.patch_size, lesion_rate=lesion_rate,
+                            flip_rate=self.flip_rate if training else 0.0)
+
+    def sample_loss(self, samples, network, rng, device, *, amp):
+        import torch
+
+        inputs, target = self.batch(samples, network, rng, device)
+        with torch.autocast(device.type, dtype=getattr(torch, self.amp_dtype), enabled=amp):
+            return self.loss(network(*inputs), target)
 
 
 def _grid_arrays(image: Volume, label: Volume, codes: str, spacing: Sequence[float]) -> tuple:
@@ -112,7 +154,7 @@ def corrective_rounds(predict: Callable[[], np.ndarray], encode: Callable[[int, 
             encode(int(i), next_clicks(pred[i], truth[i], spacing=spacing, rng=rng, policy=policy))
 
 
-class SWFastEditRecipe(Recipe):
+class SWFastEditRecipe(PatchRecipe):
     """SW-FastEdit (seed_spec §5.2): DiceCE (squared, background left out), Adam 1e-4, cosine per epoch.
 
     Clicks as the original's training loop: each sample gets ``U{0..interactions}`` rounds of
@@ -203,7 +245,7 @@ class SWFastEditRecipe(Recipe):
         torch.save({"net": network.state_dict()}, path)
 
 
-class DINsRecipe(Recipe):
+class DINsRecipe(PatchRecipe):
     """DINs (seed_spec §5.1): class-weighted cross-entropy (1, 3), Adam 3e-4, plateau schedule.
 
     Clicks are drawn once per sample, not iteratively, as the original: ``U{1..10}`` positive
@@ -378,9 +420,14 @@ class DINsRecipe(Recipe):
 RECIPES: dict[str, type[Recipe]] = {"sw-fastedit": SWFastEditRecipe, "dins": DINsRecipe}
 """Trainable models by name."""
 
+from nfbench.train.sam2_recipe import SAM2Recipe  # noqa: E402 - it builds on Recipe above
+
+RECIPES["sam2"] = SAM2Recipe
+
 
 def recipe_for(model: str, options: Mapping[str, object], **settings: object) -> Recipe:
     """The recipe of a trainable model, its options checked."""
     if model not in RECIPES:
         raise ValueError(f"nfbench cannot train {model!r}; trainable models: {', '.join(RECIPES)}")
-    return RECIPES[model](options, **settings)
+    recipe = RECIPES[model]
+    return recipe(options, **{k: v for k, v in settings.items() if k in recipe.settings})

@@ -80,14 +80,18 @@ def train_command(
 
 
 def _command_line(context: typer.Context) -> str:
-    """The command as given, rebuilt from the parsed options (``sys.argv`` is not the command under a test runner)."""
+    """The command as given, rebuilt from the parsed options (``sys.argv`` is not the command under a test runner).
+
+    Options left at their defaults are left out, except the seed, which a reader must always see.
+    """
     words = ["nfbench", context.info_name or "train"]
     for parameter in context.command.params:
         value = context.params.get(parameter.name)
         if parameter.param_type_name == "argument":
             words.append(str(value))
             continue
-        if value is None or value == parameter.default or (value == [] and not parameter.default):
+        at_default = value == parameter.default and parameter.name != "seed"
+        if value is None or at_default or (value == [] and not parameter.default):
             continue
         flag = parameter.opts[0]
         if getattr(parameter, "is_flag", False):

@@ -26,20 +26,38 @@ def test_demo_refuses_an_unknown_model(tmp_path):
     assert result.exit_code == 1 and "Did you mean 'sphere'" in result.output
 
 
-def test_demo_leaves_out_the_slow_dins_phantom_unless_asked(tmp_path, monkeypatch):
+def test_demo_runs_the_slow_models_on_one_case_unless_asked(tmp_path, monkeypatch):
     import nfbench.runner.demo as demo
 
     asked = []
 
-    def fake_run_demo(out, *, models, **_):
-        asked.append(models)
+    def fake_run_demo(out, *, models, slow, **_):
+        asked.append((models, slow))
         raise SystemExit(0)  # stop before the summary: only the choice of models is under test
 
     monkeypatch.setattr(demo, "run_demo", fake_run_demo)
     monkeypatch.setattr("nfbench.models.registry.load_model", lambda name: None)
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "dins-phantom" not in asked[0] and "sw-fastedit-phantom" in asked[0] and "sphere" in asked[0]
-    assert "leaving out dins-phantom" in result.output
+    models, slow = asked[0]
+    assert "dins-phantom" in slow and "dins-phantom" not in models
+    assert "sw-fastedit-phantom" in models and "sphere" in models
+    assert "dins-phantom runs on one case only" in result.output
     CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--model", "dins-phantom", "--quiet"])
-    assert asked[1] == ["dins-phantom"]
+    assert asked[1] == (["dins-phantom"], ())
+
+
+def test_the_short_run_puts_the_slow_model_beside_the_others_on_one_case(tmp_path):
+    from nfbench.models.registry import load_model
+    from nfbench.results.aggregate import load_runs, summary_table
+    from nfbench.runner.demo import SHORT_TEST_SET, run_demo
+
+    loaded = {name: load_model(name) for name in ("sphere", "region-grow")}
+    result = run_demo(tmp_path, models=["sphere"], loaded=loaded, slow=("region-grow",), quiet=True)
+    full, short = summary_table(load_runs([result.run])), summary_table(load_runs([result.short_run]))
+    assert set(full["model"]) == {"sphere"} and len(full) == 4  # 2 scenarios x 2 test sets
+    assert set(short["model"]) == {"sphere", "region-grow"}
+    assert set(short["scenario"]) == {"lesion-corrective"} and set(short["test_set"]) == {SHORT_TEST_SET}
+    assert (short["cases"] == 1).all()
+    on_case = full[(full["scenario"] == "lesion-corrective") & (full["test_set"] == SHORT_TEST_SET)]
+    assert on_case["cases"].item() == 3  # the full run keeps every case

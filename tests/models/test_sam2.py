@@ -182,6 +182,32 @@ def test_a_mask_of_frame_k_lands_on_slice_k_in_the_right_orientation(orientation
 
 
 @pytest.mark.parametrize("orientation", ["nfbench", "original"])
+def test_the_network_sees_the_frame_as_the_clicks_do(orientation):
+    """A ramp along I-S: nfbench frames darken downwards (superior on top); the original's to the left
+    (columns from inferior); both ImageNet-normalised from 0-255 frames of the percentile window."""
+    from nfbench.models.blocks.frames import IMAGENET_MEAN, IMAGENET_STD
+
+    shape = (20, 4, 36)
+    data = np.broadcast_to(np.arange(1, 37, dtype=np.float32), shape).copy()
+    affine = np.diag([1.0, 5.0, 1.0, 1.0])
+    torch.manual_seed(0)
+    session = SAM2Model(init="random", orientation=orientation, **TINY).start(
+        Volume(data, affine, affine.copy(), nib.Nifti1Header()))
+    images = session._images(2)
+    assert images.shape == (1, 3, SIZE, SIZE)
+    grey = (images[0, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]).numpy() * 255  # back to 0-255
+    profile = grey.mean(axis=1) if orientation == "nfbench" else grey.mean(axis=0)  # along rows / columns
+    steps = np.diff(profile[4:-4])
+    if orientation == "nfbench":
+        assert (steps < 0).all()  # superior (bright) at the top
+    else:
+        assert (steps > 0).all()  # inferior (dark) on the left
+    assert profile.min() < 20 and profile.max() > 235  # the 0.5-99.5 percentile window, nearly 0-255
+    across = grey.mean(axis=0) if orientation == "nfbench" else grey.mean(axis=1)
+    assert np.ptp(across[4:-4]) < 3  # no change along the other axis (JPEG included)
+
+
+@pytest.mark.parametrize("orientation", ["nfbench", "original"])
 def test_a_box_is_its_corner_pixels_on_its_frame(orientation, monkeypatch):
     shape, frame = (20, 5, 36), 2
     torch.manual_seed(0)

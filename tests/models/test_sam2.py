@@ -127,8 +127,8 @@ def _volume(shape, spacing, rng=0) -> Volume:
 class _KnownTracker:
     """Stands in for ``track_step``: answers ``logits`` on frame ``target``, nothing elsewhere, and records calls."""
 
-    def __init__(self, target: int, logits):
-        self.target, self.logits, self.calls = target, logits, []
+    def __init__(self, target: int, logits, present=()):
+        self.target, self.logits, self.present, self.calls = target, logits, set(present), []
 
     def __call__(self, *, frame_idx, is_init_cond_frame, point_inputs, output_dict, track_in_reverse, **_):
         self.calls.append({"frame": frame_idx, "init": is_init_cond_frame, "reverse": track_in_reverse,
@@ -137,8 +137,9 @@ class _KnownTracker:
                            "memory": sorted(output_dict["non_cond_frame_outputs"]),
                            "cond": sorted(output_dict["cond_frame_outputs"])})
         logits = self.logits if frame_idx == self.target else torch.full_like(self.logits, -10.0)
+        score = torch.full((1, 1), 1.0 if frame_idx in self.present else -1.0)
         return {"maskmem_features": None, "maskmem_pos_enc": None, "pred_masks": logits, "obj_ptr": None,
-                "object_score_logits": None}
+                "object_score_logits": score}
 
 
 @pytest.mark.parametrize("orientation", ["nfbench", "original"])
@@ -267,6 +268,24 @@ def test_every_frame_is_tracked_from_its_nearest_prompt_and_reset_starts_over(mo
     assert tracker.calls[0]["frame"] == 5 and tracker.calls[0]["init"] and tracker.calls[0]["cond"] == []
     assert [c["frame"] for c in tracker.calls[1:]] == [4, 3, 2, 1, 0, 6, 7, 8, 9]
     assert session.encoded == 10  # every frame encoded once for the whole session
+
+
+def test_stop_absent_ends_a_run_after_frames_without_the_object(monkeypatch):
+    torch.manual_seed(0)
+    model = SAM2Model(init="random", stop_absent=2, **TINY)
+    tracker = _KnownTracker(-1, torch.full((1, 1, SIZE // 4, SIZE // 4), -10.0), present={3, 4, 5})
+    monkeypatch.setattr(model.network, "track_step", tracker)
+    session = model.start(_volume((12, 10, 14), (1.0, 4.0, 1.0)))
+    session.add_click(Click((3, 4, 4), True))
+    session.predict()
+    assert [c["frame"] for c in tracker.calls] == [4, 3, 2, 1, 5, 6, 7]  # two absent frames end each run
+    assert sorted(session.tracked) == [1, 2, 3, 4, 5, 6, 7]
+    tracker.calls.clear()
+    session.add_click(Click((3, 9, 4), True))  # a frame never tracked: a new conditioning frame
+    session.predict()
+    assert (tracker.calls[0]["frame"], tracker.calls[0]["init"]) == (9, True)
+    with pytest.raises(ValueError, match="stop_absent"):
+        SAM2Model(init="random", stop_absent=-1, **TINY)
 
 
 # -- the real tiny network ---------------------------------------------------------------------------

@@ -129,6 +129,11 @@ class SAM2Model:
         as SAM2's video predictor (every visited frame is re-encoded at every interaction).
     fill_hole_area : int
         Fill background holes of up to this many low-resolution pixels (SAM2's evaluation: 8; 0: off).
+    stop_absent : int
+        End a propagation run after this many consecutive frames on which SAM2's object score says
+        the object is absent (their masks are empty); the frames beyond stay empty, untracked.
+        0 (default) tracks every frame, as SAM2 and the original. A lesion's slices are one run of
+        frames, so in lesion scenarios this saves most of the tracking (memory attention) cost.
     device : str
         ``cpu`` or ``cuda`` (``auto``: CUDA when available).
     """
@@ -148,6 +153,7 @@ class SAM2Model:
         init: str = "weights",
         cache_features: bool = True,
         fill_hole_area: int = 8,
+        stop_absent: int = 0,
         device: str = "cpu",
     ) -> None:
         if orientation not in ORIENTATIONS:
@@ -158,6 +164,8 @@ class SAM2Model:
             raise ValueError(f"option 'image_size' must be a multiple of 32 and >= 64, got {image_size!r}")
         if fill_hole_area < 0:
             raise ValueError(f"option 'fill_hole_area' must be 0 (off) or more, got {fill_hole_area}")
+        if stop_absent < 0:
+            raise ValueError(f"option 'stop_absent' must be 0 (track every frame) or more, got {stop_absent}")
         checkpoint = folder_config = None
         if init == "random":
             if weights is not None:
@@ -176,6 +184,7 @@ class SAM2Model:
         self.orientation = orientation
         self.cache_features = bool(cache_features)
         self.fill_hole_area = int(fill_hole_area)
+        self.stop_absent = int(stop_absent)
         self.device = torch.device(resolve_device(device))
         self.network = build_network(self.config, self.image_size, overrides=POSTPROCESSING)
         if checkpoint is not None:
@@ -362,7 +371,8 @@ class _SAM2Session:
         self.tracked[frame] = (out, False)
 
     def _propagate(self) -> None:
-        """Track every frame without prompts from its nearest prompted frame (ties: the earlier one)."""
+        """Track every frame without prompts from its nearest prompted frame (ties: the earlier one),
+        a run ending early after ``stop_absent`` frames without the object."""
         prompted = sorted(self.cond)
         tracked = {t: (self.cond[t], False) for t in prompted}
         for n, start in enumerate(prompted):
@@ -371,9 +381,14 @@ class _SAM2Session:
             for reverse, order in ((True, range(start - 1, first - 1, -1)), (False, range(start + 1, last + 1))):
                 run: dict[int, dict] = {}
                 memory = {"cond_frame_outputs": self.cond, "non_cond_frame_outputs": run}
+                absent, patience = 0, self.model.stop_absent
                 for frame in order:
                     run[frame] = self._step(frame, memory, reverse=reverse)
                     tracked[frame] = (run[frame], reverse)
+                    if patience:
+                        absent = absent + 1 if float(run[frame]["object_score_logits"].max()) <= 0 else 0
+                        if absent == patience:
+                            break
         self.tracked = tracked
 
     # -- the answer --------------------------------------------------------------------------------

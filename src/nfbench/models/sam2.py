@@ -424,6 +424,8 @@ class _SAM2Session:
         self._box = box
         if whole is None:
             return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3)  # type: ignore[arg-type]
+        if whole == box:
+            return Prediction(mask, box)  # type: ignore[arg-type]
         out = np.zeros(tuple(s.stop - s.start for s in whole), bool)
         if box is not None:
             out[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, whole))] = mask

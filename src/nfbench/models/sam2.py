@@ -37,7 +37,12 @@ Speed: the image encoder runs once per frame and case: its features are kept for
 (``cache_features``, 1024²: about 17 MB per frame in float32, the positional encodings shared) and
 reused across prompts, propagations, lesions and scenarios; the original re-encoded every visited
 frame at every interaction (SAM2's predictor keeps the latest frame only, which
-``cache_features=false`` reproduces). ``session.encoded`` counts the encoder's runs.
+``cache_features=false`` reproduces). ``session.encoded`` counts the encoder's runs. On a CPU the
+memory attention of the tracking step, not the encoder, dominates from 512² up (it grows with the
+square of the pixels: per frame, tiny SAM 2.1 on one core, encoder 0.20 s and tracking 0.09 s at
+256², ≈ 0.5 s and ≈ 1.4 s at 512²), so the cache gains 4× per interaction at 256² and little at
+1024² (``benchmarks/RESULTS.md``); ``stop_absent`` cuts the tracking instead. ``predict`` answers
+the box of the voxels its mask holds, joined with the previous answer's.
 
 Weights (``weights``): a file holding ``{"model": state_dict}`` (SAM2's released checkpoints and
 ``nfbench train sam2``'s), a plain state dict or a training state's ``net``; or the original's

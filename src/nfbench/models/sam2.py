@@ -40,8 +40,8 @@ frame at every interaction (SAM2's predictor keeps the latest frame only, which
 ``cache_features=false`` reproduces). ``session.encoded`` counts the encoder's runs. On a CPU the
 memory attention of the tracking step, not the encoder, dominates from 512² up (it grows with the
 square of the pixels: per frame, tiny SAM 2.1 on one core, encoder 0.20 s and tracking 0.09 s at
-256², ≈ 0.5 s and ≈ 1.4 s at 512²), so the cache gains 4× per interaction at 256² and little at
-1024² (``benchmarks/RESULTS.md``); ``stop_absent`` cuts the tracking instead. ``predict`` answers
+256², ≈ 0.6–0.9 s and ≈ 0.7 s at 512², ≈ 3.2 s and ≈ 6.4 s at 1024²), so the cache gains 4× per
+interaction at 256², 2× at 512² and 1.6× at 1024² (``benchmarks/RESULTS.md``); ``stop_absent`` cuts the tracking instead. ``predict`` answers
 the box of the voxels its mask holds, joined with the previous answer's.
 
 Weights (``weights``): a file holding ``{"model": state_dict}`` (SAM2's released checkpoints and

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nfbench.interaction.policies import next_clicks
+from nfbench.models.blocks.sam2_frames import encode_frames, point_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -51,13 +52,6 @@ class FrameSteps:
     """``(1, 1, S, S)`` logits of the mask kept for the frame."""
 
 
-def _points(coords: Sequence[tuple[float, float]], labels: Sequence[bool], device) -> dict[str, torch.Tensor]:
-    import torch
-
-    return {"point_coords": torch.tensor([list(coords)], dtype=torch.float32, device=device),
-            "point_labels": torch.tensor([[int(b) for b in labels]], dtype=torch.int32, device=device)}
-
-
 def track_clip(model, images: torch.Tensor, truth: np.ndarray, click: tuple[float, float], *, corrections: int,
                corrected: Collection[int], policy: str, spacing: Sequence[float], rng: np.random.Generator,
                gt_rate: float = 0.0) -> list[FrameSteps]:
@@ -69,17 +63,15 @@ def track_clip(model, images: torch.Tensor, truth: np.ndarray, click: tuple[floa
     model pixel ``(frame, row, column)`` for the click policy.
     """
     frames = images.shape[0]
-    backbone = model.forward_image(images)
-    _, features, positions, sizes = model._prepare_backbone_features(backbone)
+    features = encode_frames(model, images)
     memory: dict[str, dict] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     results = []
     for t in range(frames):
-        here = [x[:, t:t + 1] for x in features]
-        here_pos = [x[:, t:t + 1] for x in positions]
-        coords, labels = ([click], [True]) if t == 0 else ([], [])
-        points = _points(coords, labels, images.device) if coords else None
-        out, sam, high_res, pixels = model._track_step(t, t == 0, here, here_pos, sizes, points, None, memory,
-                                                       frames, False, None)
+        here = features.frame(t)
+        coords, labels = ([click], [1]) if t == 0 else ([], [])
+        points = point_inputs(coords, labels, images.device) if coords else None
+        out, sam, high_res, pixels = model._track_step(t, t == 0, here.feats, here.positions, here.sizes, points, None,
+                                                       memory, frames, False, None)
         _, multi, ious, low, high, pointer, score = sam
         steps = FrameSteps([multi], [ious], [score])
         for _ in range(corrections if t in corrected else 0):
@@ -89,8 +81,8 @@ def track_clip(model, images: torch.Tensor, truth: np.ndarray, click: tuple[floa
             if not new:
                 break
             coords.append((float(new[0].ijk[2]), float(new[0].ijk[1])))
-            labels.append(new[0].positive)
-            points = _points(coords, labels, images.device)
+            labels.append(int(new[0].positive))
+            points = point_inputs(coords, labels, images.device)
             _, multi, ious, low, high, pointer, score = model._forward_sam_heads(
                 backbone_features=pixels, point_inputs=points, mask_inputs=low, high_res_features=high_res,
                 multimask_output=model._use_multimask(t == 0, points))
@@ -98,7 +90,7 @@ def track_clip(model, images: torch.Tensor, truth: np.ndarray, click: tuple[floa
             steps.ious.append(ious)
             steps.scores.append(score)
         out.update(pred_masks=low, pred_masks_high_res=high, obj_ptr=pointer)
-        model._encode_memory_in_output(here, sizes, points, True, high, score, out)
+        model._encode_memory_in_output(here.feats, here.sizes, points, True, high, score, out)
         kind = "cond_frame_outputs" if t == 0 or (t in corrected and corrections) else "non_cond_frame_outputs"
         memory[kind][t] = out
         steps.final = high

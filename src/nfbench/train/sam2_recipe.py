@@ -31,39 +31,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
-from nfbench.models.blocks.frames import IMAGENET_MEAN, IMAGENET_STD, FrameStack
+from nfbench.models.blocks.frames import FrameStack
+from nfbench.models.blocks.sam2_frames import CONFIG, build_network, load_weights, model_images, model_point
 from nfbench.train.data import Clip, ClipSampler
 from nfbench.train.recipes import Recipe
 from nfbench.train.sam2_clips import clip_dice, clip_loss, track_clip
 
-__all__ = ["SAM2Recipe", "build_sam2_network", "model_point"]
+__all__ = ["CONFIG", "SAM2Recipe", "build_sam2_network", "model_point"]
 
-CONFIG = "configs/sam2.1/sam2.1_hiera_b+.yaml"
-"""The original's configuration (SAM 2.1 Hiera base+)."""
-
-
-def build_sam2_network(config: str, image_size: int, *, ckpt_path: Path | None = None, device: str = "cpu"):
-    """SAM2 from one of the ``sam2`` package's configurations at ``image_size``, in training mode."""
-    from hydra.errors import MissingConfigException
-    from sam2.build_sam import build_sam2
-
-    try:
-        return build_sam2(config, ckpt_path=None if ckpt_path is None else str(ckpt_path), device=device,
-                          mode="train", hydra_overrides_extra=[f"++model.image_size={image_size}"],
-                          apply_postprocessing=False)
-    except MissingConfigException as err:
-        raise ValueError(f"model 'sam2': no configuration {config!r} in the sam2 package (e.g. {CONFIG!r}, "
-                         "configs/sam2.1/sam2.1_hiera_t.yaml)") from err
-
-
-def model_point(row: int, column: int, frame_shape: tuple[int, int], image_size: int) -> tuple[float, float]:
-    """SAM2's ``(x, y)`` of a frame pixel in the square model frame: the pixel's centre, in model pixels."""
-    rows, columns = frame_shape
-    return (column + 0.5) * image_size / columns - 0.5, (row + 0.5) * image_size / rows - 0.5
+def build_sam2_network(config: str, image_size: int, *, device: str = "cpu"):
+    """SAM2 from one of the ``sam2`` package's configurations (or a yaml file) at ``image_size``, in training mode."""
+    return build_network(config, image_size, training=True, device=device)
 
 
 class SAM2Recipe(Recipe):
@@ -103,17 +84,7 @@ class SAM2Recipe(Recipe):
 
     def load_init(self, network, path):
         """SAM2's released format (``{"model": ...}``, also our ``best.pt``), a plain state dict, or our ``last.pt``."""
-        from nfbench.models.base import ModelError
-        from nfbench.models.blocks.checkpoints import load_checkpoint
-
-        errors = []
-        for key in ("model", None, "net"):
-            try:
-                return load_checkpoint(network, path, model_name=self.model, key=key)
-            except ModelError as err:
-                errors.append(err)
-        fits = [e for e in errors if "does not fit" in str(e)]
-        raise (fits or errors)[0]
+        load_weights(network, path)
 
     def prepare(self, image, label):
         stack = FrameStack.of(image.shape, image.spacing)
@@ -132,11 +103,7 @@ class SAM2Recipe(Recipe):
         from torch.nn import functional as F
 
         size = (self.image_size, self.image_size)
-        frames = torch.from_numpy(clip.frames).to(device=device, dtype=torch.float32)[:, None] / 255.0
-        frames = F.interpolate(frames, size=size, mode="bilinear", align_corners=False, antialias=True)
-        mean = torch.tensor(IMAGENET_MEAN, device=device)[None, :, None, None]
-        std = torch.tensor(IMAGENET_STD, device=device)[None, :, None, None]
-        images = (frames.expand(-1, 3, -1, -1) - mean) / std
+        images = model_images(clip.frames, self.image_size, device)
         truth = F.interpolate(torch.from_numpy(clip.truth)[:, None].float(), size=size, mode="nearest")[:, 0] > 0
         click = model_point(*clip.click, clip.frames.shape[1:], self.image_size)
         return images, truth.to(device), click

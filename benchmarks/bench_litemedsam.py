@@ -12,6 +12,10 @@ Run: ``OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/bench_liteme
    per interaction. The cache starts empty (cold) and is shared by the scenarios, as in a run.
 3. The first scenario again in the same session (every tile it needs already cached: warm): latency
    per interaction and tiles encoded (0 when the answers are the same).
+4. With ``--real-mri STEP``: the MNI152 T1 template of nilearn at STEP mm and its deep CSF spaces as
+   targets (``tests/models/real_mri.py``), dark (T1) and bright (inverted), ``lesion-corrective``
+   with a box on each target's largest coronal slice and 3 interactions, the shipped weights against
+   ``init=random``: mean lesion Dice after each interaction.
 
 Prints a Markdown block to paste into ``benchmarks/RESULTS.md``.
 """
@@ -21,7 +25,9 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -56,12 +62,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scenario", nargs="+", default=["lesion-corrective", "global-corrective"])
+    parser.add_argument("--real-mri", type=int, default=0, metavar="STEP", help="also the MNI152 check at STEP mm")
+    parser.add_argument("--precision", default="float32")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    model = LiteMedSAMModel()
+    model = LiteMedSAMModel(precision=args.precision)
     load_s = time.perf_counter() - start
     image, label = make_case(size="small", burden=args.burden, rng=args.seed).volumes(image_dtype=np.float32)
     instances = instance_map(label.data)
@@ -96,7 +104,7 @@ def main() -> None:
                  [r.latency_ms for r in result.interactions if not r.carried_forward]))
 
     print(f"### LiteMedSAM speed ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s))\n")
+          f"{args.threads} thread(s), encoder {args.precision})\n")
     print(f"Small phantom, burden {args.burden}, seed {args.seed}: {image.shape} voxels, {len(lesions)} lesions; "
           f"model load {load_s:.1f} s, session start (frames) {start_s * 1000:.0f} ms.\n")
     print(f"- image encoder: {encode_s:.2f} s per 256 × 256 tile (median of {args.repeats})")
@@ -106,6 +114,28 @@ def main() -> None:
     for label_, wall, tiles, latencies in rows:
         print(f"| {label_} | {wall:.1f} | {tiles} | {len(latencies)} | {np.mean(latencies):.0f} | "
               f"{np.median(latencies):.0f} |")
+    if args.real_mri:
+        _real_mri(args.real_mri, args.precision)
+
+
+def _real_mri(step: int, precision: str) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.models
+    from tests.models.real_mri import mni_case
+
+    scenario = scenario_from_options("lesion-corrective", boxes=True, interactions=3, stop_dice=None)
+    print(f"\nMNI152 T1 (nilearn) at {step} mm, deep CSF spaces, lesion-corrective, box + 2 clicks\n")
+    print("| targets | weights | lesions | Dice @1 (box) | @2 | @3 | tiles encoded | wall (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for inverted, polarity in ((False, "dark (T1)"), (True, "bright (inverted)")):
+        image, instances, lesions = mni_case(step, inverted=inverted)
+        for init in ("pretrained", "random"):
+            model = LiteMedSAMModel(init=init, precision=precision)
+            session, tick = model.start(image), time.perf_counter()
+            result = simulate_case(model, session, image, instances, lesions, scenario, _keys(scenario),
+                                   rng=np.random.default_rng(0))
+            dice = [np.mean([r.dice_lesion for r in result.interactions if r.interaction == t]) for t in (1, 2, 3)]
+            print(f"| {polarity} | {init} | {len(lesions)} | {dice[0]:.3f} | {dice[1]:.3f} | {dice[2]:.3f} | "
+                  f"{session.tiles_encoded} | {time.perf_counter() - tick:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ the case and freed by ``close()``. ``session.tiles_encoded`` counts the encoder 
   encoding serve them all. Either way the component is re-propagated from that frame;
 - a negative click re-anchors every component whose mask holds the clicked pixel: the frame's
   prompt box with its points and the negative point; where the decoder still keeps the pixel
-  (LiteMedSAM was distilled on boxes and weighs points lightly), the box side nearest to it moves
-  past it. Re-propagated from that frame.
+  (LiteMedSAM was distilled on boxes and weighs points lightly), the largest disc around it inside
+  the mask is cut out (a click deep inside a wrong mask removes much of it, one near its edge a
+  little). Re-propagated from that frame. A positive click's new mask on its frame is joined with the
+  old one (it only adds).
 
 A re-anchored component is re-propagated only downstream of the new prompt: through frames
 propagated from the same anchor or from anchors behind it, never into frames propagated from an
@@ -78,6 +80,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import ndimage
 
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
@@ -212,10 +215,12 @@ class TileGrid:
 # -- prompts and embeddings ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FramePrompt:
-    """A box (half-open frame rectangle) and points ``(row, col, positive)`` on one frame."""
+    """A box (half-open frame rectangle), points ``(row, col, positive)`` and holes on one frame."""
 
     box: Rect
     points: tuple[tuple[int, int, bool], ...] = ()
+    holes: tuple[tuple[int, int, float], ...] = ()
+    """Discs ``(row, col, radius_mm)`` left out of the answer (negative clicks the decoder kept)."""
 
     def extent(self) -> Rect:
         rows = [self.box[0], self.box[2]] + [r for r, _, _ in self.points] + [r + 1 for r, _, _ in self.points]
@@ -505,7 +510,18 @@ class LiteMedSAMSession:
             self._anchor(component, frame, *self._click_start(frame, row, col))
             return
         around = self._square(row, col, self.model.click_box_mm)
-        self._anchor(component, frame, FramePrompt(_join(base.box, around), base.points + (point,)))
+        prompt = FramePrompt(_join(base.box, around), base.points + (point,), base.holes)
+        self._anchor(component, frame, prompt, self._merge(frame, component.frames.get(frame), self.segment(frame, prompt)))
+
+    def _merge(self, frame: int, old: _FrameMask | None, new: _FrameMask | None) -> _FrameMask | None:
+        """``old`` ∪ ``new`` (a positive click only adds to the frame's mask), with ``new``'s prompt."""
+        if old is None or new is None:
+            return old if new is None else new
+        rect = _join(old.rect, new.rect)
+        mask = np.zeros((rect[2] - rect[0], rect[3] - rect[1]), bool)
+        for part in (old, new):
+            mask[part.rect[0] - rect[0]:part.rect[2] - rect[0], part.rect[1] - rect[1]:part.rect[3] - rect[1]] |= part.mask
+        return self._frame_mask(frame, new.prompt, rect, mask, new.score)
 
     def _click_start(self, frame: int, row: int, col: int) -> tuple[FramePrompt, _FrameMask | None]:
         """A new component's prompt and mask from a positive click: of the squares of ``click_box_mm`` × 1,
@@ -550,18 +566,19 @@ class LiteMedSAMSession:
 
     # -- segmentation and propagation -------------------------------------------------------------
     def segment(self, frame: int, prompt: FramePrompt, exclude: tuple[int, int] | None = None) -> _FrameMask | None:
-        """One frame's mask for a prompt (None when empty); with ``exclude``, a pixel the answer must
-        leave out: the box side nearest to it moves past it while the decoder keeps it."""
+        """One frame's mask for a prompt (None when empty); with ``exclude``, a pixel the answer must leave
+        out: while the decoder keeps it, the largest disc around it inside the mask becomes a hole."""
         tile = self.grid.choose(prompt.extent())
         embedding = self._embedding(frame, tile)
-        while True:
-            result = self._decode(frame, tile, embedding, prompt)
-            if exclude is None or result is None or not _inside(result.rect, *exclude) or \
-                    not result.mask[exclude[0] - result.rect[0], exclude[1] - result.rect[1]]:
-                return result
-            prompt = _shrink(prompt, *exclude)
-            if prompt is None:
-                return None
+        result = self._decode(frame, tile, embedding, prompt)
+        if exclude is None or result is None or not _inside(result.rect, *exclude):
+            return result
+        row, col = exclude[0] - result.rect[0], exclude[1] - result.rect[1]
+        if not result.mask[row, col]:
+            return result
+        depth = ndimage.distance_transform_edt(np.pad(result.mask, 1), sampling=self.pixel_mm)[row + 1, col + 1]
+        return self._decode(frame, tile, embedding, replace(prompt, holes=prompt.holes + (
+            (exclude[0], exclude[1], float(depth)),)))
 
     def _embedding(self, frame: int, tile: Tile) -> object:
         return self.cache.get((frame, tile), lambda: self.model.encode(self._tile_pixels(frame, tile)))
@@ -574,11 +591,18 @@ class LiteMedSAMSession:
         rows = (np.arange(r0, r1) + 0.5 - tile.row0) * INPUT_SIZE / tile.rows - 0.5
         cols = (np.arange(c0, c1) + 0.5 - tile.col0) * INPUT_SIZE / tile.cols - 0.5
         mask = _bilinear(logits, rows, cols) > 0
+        for row, col, radius in prompt.holes:
+            distance = (((np.arange(r0, r1) - row) * self.pixel_mm[0]) ** 2)[:, None] + \
+                (((np.arange(c0, c1) - col) * self.pixel_mm[1]) ** 2)[None, :]
+            mask &= distance > radius**2
         inner = mask_bbox(mask)
         if inner is None:
             return None
         rect = (r0 + inner[0].start, c0 + inner[1].start, r0 + inner[0].stop, c0 + inner[1].stop)
-        mask = mask[inner]
+        return self._frame_mask(frame, prompt, rect, mask[inner], score)
+
+    def _frame_mask(self, frame: int, prompt: FramePrompt, rect: Rect, mask: np.ndarray, score: float) -> _FrameMask:
+        """A mask with its intensity statistics (for the propagation's stop rules)."""
         g0, h0, g1, h1 = self._grow(rect)
         around = self.frames[frame, g0:g1, h0:h1].astype(np.float32)
         inside = np.zeros(around.shape, bool)
@@ -689,18 +713,6 @@ def _union(a: list[int] | None, b: list[int] | None) -> list[int] | None:
     if a is None or b is None:
         return b if a is None else a
     return [min(x, y) for x, y in zip(a[:3], b[:3])] + [max(x, y) for x, y in zip(a[3:], b[3:])]
-
-
-def _shrink(prompt: FramePrompt, row: int, col: int) -> FramePrompt | None:
-    """The prompt with the box side nearest to (row, col) moved just past it (None: nothing left)."""
-    r0, c0, r1, c1 = prompt.box
-    sides = {"top": row - r0, "left": col - c0, "bottom": r1 - 1 - row, "right": c1 - 1 - col}
-    side = min(sides, key=lambda s: (sides[s], s))
-    box = {"top": (row + 1, c0, r1, c1), "left": (r0, col + 1, r1, c1),
-           "bottom": (r0, c0, row, c1), "right": (r0, c0, r1, col)}[side]
-    if box[0] >= box[2] or box[1] >= box[3]:
-        return None
-    return replace(prompt, box=box)
 
 
 def _bilinear(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -49,9 +49,11 @@ the case and freed by ``close()``. ``session.tiles_encoded`` counts the encoder 
   neighbour's grown mask box instead (the propagation stopped too early). A positive click elsewhere
   starts a new component (the clicks-only start, ``--no-boxes``): squares of ``click_box_mm`` × 1, 2,
   4, 8, 16 around the click, each with the click as a point, and of the masks that hold the click the
-  one with the highest IoU the decoder predicts is taken (on the first clicks of 10 phantom lesions
-  of 15–120 ml, 2D Dice 0.64 against 0.70 for the best square in hindsight); one tile and one
-  encoding serve them all. Either way the component is re-propagated from that frame;
+  one with the highest product of the IoU the decoder predicts (SAM's own way of resolving an
+  ambiguous prompt) and the mask's contrast with its surroundings is taken: a square larger than the
+  structure gets a mask of mixed tissue with almost no contrast (on a thin phantom lesion, 937
+  pixels at contrast −19 of 255 with the best predicted IoU, against 30 pixels at contrast 82 and
+  Dice 0.82); one tile and one encoding serve them all. Either way the component is re-propagated from that frame;
 - a negative click re-anchors every component whose mask holds the clicked pixel: the frame's
   prompt box with its points and the negative point; where the decoder still keeps the pixel
   (LiteMedSAM was distilled on boxes and weighs points lightly), the largest disc around it inside
@@ -526,8 +528,8 @@ class LiteMedSAMSession:
     def _click_start(self, frame: int, row: int, col: int) -> tuple[FramePrompt, _FrameMask | None]:
         """A new component's prompt and mask from a positive click: of the squares of ``click_box_mm`` × 1,
         2, 4, 8, 16 around it with the click as a point, the one whose mask holds the click with the
-        highest IoU the decoder predicts (SAM's own way of resolving an ambiguous prompt). One tile
-        serves them all."""
+        highest product of the IoU the decoder predicts and the mask's contrast with its surroundings.
+        One tile serves them all."""
         prompts = [FramePrompt(self._square(row, col, self.model.click_box_mm * 2**k), ((row, col, True),))
                    for k in range(_CLICK_SIZES)]
         tile = self.grid.choose(prompts[-1].extent())
@@ -535,7 +537,7 @@ class LiteMedSAMSession:
         found = [(prompt, self._decode(frame, tile, embedding, prompt)) for prompt in prompts]
         holding = [(p, r) for p, r in found if r is not None and _inside(r.rect, row, col)
                    and r.mask[row - r.rect[0], col - r.rect[1]]]
-        return max(holding, key=lambda pr: pr[1].score) if holding else found[-1]
+        return max(holding, key=lambda pr: pr[1].score * abs(pr[1].contrast)) if holding else found[-1]
 
     def _near(self, frame: int, row: int, col: int) -> tuple[_Component | None, FramePrompt | None]:
         """The component a positive click extends and the prompt to extend: one with a mask on the frame

@@ -16,7 +16,10 @@ __all__ = ["DemoResult", "run_demo", "default_demo_dir", "DEMO_SCENARIOS", "DEMO
 
 DEMO_SCENARIOS = ("lesion-corrective", "global-corrective")
 DEMO_TEST_SETS = ("imagesTs_1", "imagesTs_2")
-LEFT_OUT = {"dins-phantom": "about 1 s per click on a CPU: the demo would take over 10 minutes"}
+LEFT_OUT = {
+    "dins-phantom": "about 1 s per click on a CPU: the demo would take over 10 minutes",
+    "litemedsam": "about 2 min per small case on one CPU core (its image encoder): the demo would take over 10 minutes",
+}
 """Weight-free models the demo leaves out unless asked for with ``--model``, and why."""
 _RECIPE = "demo-recipe.json"  # written last: a phantom interrupted half-way is made again
 _PHANTOM = dict(cases=2, test_cases=3, size="small", burden="mixed", seed=2025)

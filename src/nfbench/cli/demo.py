@@ -21,6 +21,7 @@ def demo_command(
     difficulty: Annotated[
         _Difficulty, typer.Option("--difficulty", help="Phantom difficulty (see `nfbench data phantom`).")
     ] = _Difficulty.realistic,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Cases evaluated at once, in worker processes (the tables do not depend on it).")] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Benchmark the available models on the built-in phantom and write a report.
@@ -48,7 +49,7 @@ def demo_command(
     except (ModelError, ValueError) as err:
         fail(str(err))
     result = run_demo(out, models=names, loaded=loaded, slow=tuple(slow), quiet=quiet, seed=seed,
-                      difficulty=difficulty.value)
+                      difficulty=difficulty.value, jobs=jobs)
     stdout.print("[bold]lesion Dice after 1 and 3 interactions, scan Dice at stop, mean over cases[/]")
     _print_summary(result.run)
     report = write_report([result.run], out / "report", quiet=quiet)

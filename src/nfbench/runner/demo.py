@@ -13,7 +13,7 @@ from nfbench.io.dataset import discover_dataset
 from nfbench.phantom import PHANTOM_VERSION, write_phantom_dataset
 from nfbench.runner.evaluate import EvaluationPlan, EvaluationSummary, evaluate
 
-__all__ = ["DemoResult", "run_demo", "default_demo_dir", "DEMO_SCENARIOS", "DEMO_TEST_SETS", "SLOW", "SHORT_TEST_SET"]
+__all__ = ["DemoResult", "run_demo", "default_demo_dir", "DEMO_SCENARIOS", "DEMO_TEST_SETS", "SLOW", "SHORT_TEST_SET", "SHORT_LESIONS"]
 
 DEMO_SCENARIOS = ("lesion-corrective", "global-corrective")
 DEMO_TEST_SETS = ("imagesTs_1", "imagesTs_2")
@@ -22,9 +22,12 @@ SLOW = {
     "litemedsam": "its image encoder takes about 1 s per coronal tile on a CPU",
 }
 """Weight-free models too slow for the whole demo on a CPU, and why: by default they run in a short
-second run, on the first case of ``SHORT_TEST_SET`` in ``lesion-corrective``, beside every other
+second run, on the ``SHORT_LESIONS`` largest lesions of the first case of ``SHORT_TEST_SET`` in
+``lesion-corrective``, beside every other
 model on that same case (so the short table compares like with like)."""
 SHORT_TEST_SET = "imagesTs_2"
+SHORT_LESIONS = 2
+"""The short run prompts the largest lesions of its case only."""
 _RECIPE = "demo-recipe.json"  # written last: a phantom interrupted half-way is made again
 _PHANTOM = dict(cases=2, test_cases=3, size="small", burden="mixed", seed=2025)
 
@@ -56,7 +59,7 @@ def _phantom_is_current(data: Path, difficulty: str) -> bool:
 
 def run_demo(
     out: Path, *, models: list[str], loaded: dict, slow: tuple[str, ...] = (), quiet: bool = False, seed: int = 0,
-    difficulty: str = "realistic",
+    difficulty: str = "realistic", jobs: int = 1,
 ) -> DemoResult:
     """Make (or reuse) the demo phantom of ``difficulty`` under ``out/data`` and evaluate ``models`` into
     ``out/run``; ``slow`` models join them on one case in ``lesion-corrective`` only, in ``out/run-short``."""
@@ -68,15 +71,16 @@ def run_demo(
     scenarios = tuple(scenario_from_options(name) for name in DEMO_SCENARIOS)
     plan = EvaluationPlan(data=data, test_sets=DEMO_TEST_SETS, models=tuple(models), scenarios=scenarios, seed=seed)
     run = _fresh(out / "run")
-    summary = evaluate(plan, run, models=loaded, quiet=quiet)
+    summary = evaluate(plan, run, models=loaded, quiet=quiet, jobs=jobs)
     if not slow:
         shutil.rmtree(out / "run-short", ignore_errors=True)
         return DemoResult(data, run, summary)
     case = discover_dataset(data).subset(SHORT_TEST_SET)[0].name
-    short = EvaluationPlan(data=data, test_sets=(SHORT_TEST_SET,), models=(*slow, *models), scenarios=scenarios[:1],
+    scenario = scenario_from_options(DEMO_SCENARIOS[0], lesions=SHORT_LESIONS)
+    short = EvaluationPlan(data=data, test_sets=(SHORT_TEST_SET,), models=(*slow, *models), scenarios=(scenario,),
                            seed=seed, cases=(case,))
     short_run = _fresh(out / "run-short")
-    return DemoResult(data, run, summary, short_run, evaluate(short, short_run, models=loaded, quiet=quiet))
+    return DemoResult(data, run, summary, short_run, evaluate(short, short_run, models=loaded, quiet=quiet, jobs=jobs))
 
 
 def _fresh(run: Path) -> Path:

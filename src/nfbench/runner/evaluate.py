@@ -177,7 +177,15 @@ def _pool(jobs: int, plan: EvaluationPlan, models: ModelCache) -> ProcessPoolExe
     if cuda or "fork" not in multiprocessing.get_all_start_methods():
         return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     _WORKER_MODELS = models
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread)
+
+
+def _one_thread() -> None:
+    """A forked worker's torch runs on one thread: the driver's OpenMP thread pool does not survive
+    a fork, and a convolution in the child would wait on it forever (``--jobs`` gives the cores)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def evaluate(

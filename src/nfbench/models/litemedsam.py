@@ -87,7 +87,7 @@ from scipy import ndimage
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.base import ModelError, Prediction
-from nfbench.models.blocks.checkpoints import read_state_dict, state_dict_problems
+from nfbench.models.blocks.checkpoints import load_checkpoint
 from nfbench.models.blocks.frames import FrameStack
 from nfbench.models.registry import missing_file, missing_modules
 from nfbench.types import Box, Click
@@ -138,18 +138,7 @@ def build_network() -> torch.nn.Module:
 
 def load_weights(network: torch.nn.Module, path: Path) -> None:
     """A plain state dict, or one under ``model`` (the package's training checkpoints), loaded strictly."""
-    try:
-        state = read_state_dict(path, model_name=NAME)
-    except ModelError as plain:
-        try:
-            state = read_state_dict(path, model_name=NAME, key="model")
-        except ModelError:
-            raise plain from None
-    problems = state_dict_problems(state, network.state_dict())
-    if problems:
-        raise ModelError(f"model {NAME!r}: weight file {str(path)!r} is not a LiteMedSAM state dict: "
-                         f"{'; '.join(problems)}")
-    network.load_state_dict(state, strict=True)
+    load_checkpoint(network, path, model_name=NAME, or_key="model", network="LiteMedSAM")
 
 
 # -- geometry: tiles of a frame ------------------------------------------------------------------------

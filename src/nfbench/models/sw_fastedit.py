@@ -44,7 +44,7 @@ import numpy as np
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.base import ModelError, Prediction
-from nfbench.models.blocks.checkpoints import read_state_dict, state_dict_problems
+from nfbench.models.blocks.checkpoints import load_checkpoint
 from nfbench.models.blocks.encodings import balls
 from nfbench.models.blocks.grids import GridMap
 from nfbench.models.blocks.intensity import zscore_nonzero
@@ -195,18 +195,8 @@ def build_network(filters: Sequence[int]) -> torch.nn.Module:
 
 def load_weights(network: torch.nn.Module, path: Path) -> None:
     """The state dict under ``net`` (the original format) or the whole file (a plain state dict), strictly."""
-    try:
-        state = read_state_dict(path, model_name=NAME, key="net")
-    except ModelError as original:
-        try:
-            state = read_state_dict(path, model_name=NAME)
-        except ModelError:
-            raise original from None
-    problems = state_dict_problems(state, network.state_dict())
-    if problems:
-        raise ModelError(f"model {NAME!r}: weight file {str(path)!r} does not fit the network "
-                         f"(filters {network.filters}): {'; '.join(problems)}")
-    network.load_state_dict(state, strict=True)
+    load_checkpoint(network, path, model_name=NAME, key="net", or_key=None,
+                    network=f"the network (filters {network.filters})")
 
 
 def _symmetric_pad(shape: Sequence[int], target: Sequence[int]) -> list[tuple[int, int]]:

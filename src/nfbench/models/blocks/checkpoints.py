@@ -107,9 +107,15 @@ def load_checkpoint(
     *,
     model_name: str,
     key: str | Sequence[str] | None = None,
+    or_key: str | None | bool = False,
     strip_prefix: str | None = None,
+    network: str = "the network",
 ) -> None:
     """Load a checkpoint into ``module`` strictly (see :func:`read_state_dict` for ``key`` and ``strip_prefix``).
+
+    ``or_key`` is where else the state dict may be when the file cannot be read at ``key`` (``None``:
+    the whole file; ``False``: nowhere else): a model that takes two formats tries both, and the error
+    named is the first format's. ``network`` names the architecture in the error (with its widths).
 
     Raises
     ------
@@ -117,9 +123,17 @@ def load_checkpoint(
         The file is missing, unreadable or unsafe, or its keys or shapes differ from the network's:
         the message names the model and the file and lists every difference.
     """
-    state = read_state_dict(path, model_name=model_name, key=key, strip_prefix=strip_prefix)
+    try:
+        state = read_state_dict(path, model_name=model_name, key=key, strip_prefix=strip_prefix)
+    except ModelError as first:
+        if or_key is False:
+            raise
+        try:
+            state = read_state_dict(path, model_name=model_name, key=or_key, strip_prefix=strip_prefix)  # type: ignore[arg-type]
+        except ModelError:
+            raise first from None
     problems = state_dict_problems(state, module.state_dict())
     if problems:
         where = f"model {model_name!r}: weight file {str(path)!r}"
-        raise ModelError(f"{where} does not fit the network: {'; '.join(problems)}")
+        raise ModelError(f"{where} does not fit {network}: {'; '.join(problems)}")
     module.load_state_dict(state, strict=True)

@@ -267,11 +267,12 @@ def overlay_rgb(preview: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
 
 @_styled
 def save_figure(fig: Figure, folder: Path, name: str, *, dpi: int = 110) -> dict[str, Path]:
-    """Write ``name.png`` and ``name.svg``; returns both paths."""
+    """Write ``name.png`` and ``name.svg``; returns both paths. The bounds grow to hold a title or
+    legend wider than the panels (one narrow panel: a run of one test set and scenario)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {ext: folder / f"{name}.{ext}" for ext in ("png", "svg")}
-    fig.savefig(paths["png"], dpi=dpi)
+    fig.savefig(paths["png"], dpi=dpi, bbox_inches="tight")
     fig.set_layout_engine("none")  # keep the layout just computed: the SVG needs no second pass
-    fig.savefig(paths["svg"])
+    fig.savefig(paths["svg"], bbox_inches="tight")
     plt.close(fig)
     return paths

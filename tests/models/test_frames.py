@@ -9,7 +9,7 @@ from PIL import Image
 from nfbench.io.dataset import discover_dataset
 from nfbench.io.slices import slice_case
 from nfbench.io.volume import load_volume
-from nfbench.models.blocks.frames import FrameStack
+from nfbench.models.blocks.frames import FrameAnswer, FrameStack
 from nfbench.phantom import write_phantom_dataset
 
 
@@ -54,3 +54,33 @@ def test_a_mask_of_the_wrong_shape_is_refused():
     stack = FrameStack((6, 5, 9), 1)
     with pytest.raises(ValueError, match="do not fit"):
         stack.to_volume(np.zeros((5, 6, 9), bool))
+
+
+def test_frame_answer_is_the_masks_box_and_clears_what_the_object_left():
+    stack = FrameStack.of((9, 6, 11), (1.0, 7.8, 1.0))
+    rng = np.random.default_rng(0)
+    answer = FrameAnswer(stack)
+
+    def applied(volume, prediction):
+        volume[prediction.box] = prediction.mask
+        return volume
+
+    masks = {n: rng.random(stack.frame_shape) > 0.7 for n in (1, 2, 4)}
+    masks[3] = np.zeros(stack.frame_shape, bool)
+    full = np.zeros((stack.n_frames, *stack.frame_shape), bool)
+    for n, mask in masks.items():
+        full[n] = mask
+    first = answer(masks)
+    assert first.box[stack.axis] == slice(1, 5)
+    assert np.array_equal(applied(np.zeros(stack.shape, bool), first), stack.to_volume(full))
+    smaller = {2: np.zeros(stack.frame_shape, bool)}
+    smaller[2][2, 3] = True
+    second = answer(smaller)
+    assert second.box == first.box  # grown to the previous answer, which it clears
+    expected = np.zeros_like(full)
+    expected[2] = smaller[2]
+    assert np.array_equal(applied(applied(np.zeros(stack.shape, bool), first), second), stack.to_volume(expected))
+    third = answer({})  # the object is gone: its last box is cleared
+    assert third.mask.shape == tuple(s.stop - s.start for s in third.box) and not third.mask.any()
+    assert third.box[stack.axis] == slice(2, 3)
+    assert answer({}).box == (slice(0, 0),) * 3  # nothing answered, nothing changes

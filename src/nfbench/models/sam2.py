@@ -61,10 +61,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from nfbench.bbox import union_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.base import ModelError, Prediction
-from nfbench.models.blocks.frames import IMAGENET_MEAN, IMAGENET_STD, FrameStack
+from nfbench.models.blocks.frames import IMAGENET_MEAN, IMAGENET_STD, FrameAnswer, FrameStack
 from nfbench.models.blocks.sam2_frames import (
     CONFIG,
     POSTPROCESSING,
@@ -77,7 +76,7 @@ from nfbench.models.blocks.sam2_frames import (
     point_inputs,
 )
 from nfbench.models.registry import missing_file, missing_modules
-from nfbench.types import Box, BoxSlices, Click
+from nfbench.types import Box, Click
 
 if TYPE_CHECKING:
     import torch
@@ -262,6 +261,7 @@ class _SAM2Session:
         original = model.orientation == "original"
         stack = FrameStack.of(image.shape, image.spacing, axis=_ORIGINAL_AXIS if original else None)
         self.view = _View(stack, transposed=original)
+        self._answerer = FrameAnswer(stack)
         data = np.asarray(image.data, np.float32)
         if original:
             self._rgb = _original_frames(self.view, data, model.image_size)
@@ -286,7 +286,7 @@ class _SAM2Session:
         self.tracked: dict[int, tuple[dict, bool]] = {}
         """Every frame's latest output and whether it was tracked in reverse."""
         self._dirty: set[int] = set()
-        self._box: BoxSlices | None = None
+        self._answerer.reset()
 
     def add_click(self, click: Click) -> None:
         frame, row, column = self.view.pixel(click.ijk)
@@ -411,31 +411,7 @@ class _SAM2Session:
         return masks
 
     def _answer(self) -> Prediction:
-        stack = self.view.stack
-        masks = self._frame_masks()
-        box = mask = None
-        if masks:
-            frames = sorted(masks)
-            planes = np.zeros((frames[-1] - frames[0] + 1, *stack.frame_shape), bool)
-            for frame in frames:
-                planes[frame - frames[0]] = masks[frame]
-            rows, columns = np.flatnonzero(planes.any(axis=(0, 2))), np.flatnonzero(planes.any(axis=(0, 1)))
-            crop = planes[:, rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
-            lo = stack.voxel(frames[0], rows[-1], columns[-1])
-            hi = stack.voxel(frames[-1], rows[0], columns[0])
-            box = tuple(slice(a, b + 1) for a, b in zip(lo, hi))
-            mask = FrameStack(tuple(s.stop - s.start for s in box), stack.axis).to_volume(crop)  # type: ignore[arg-type]
-        whole = union_bbox(box, self._box)
-        self._box = box
-        if whole is None:
-            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3)  # type: ignore[arg-type]
-        if whole == box:
-            return Prediction(mask, box)  # type: ignore[arg-type]
-        out = np.zeros(tuple(s.stop - s.start for s in whole), bool)
-        if box is not None:
-            out[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, whole))] = mask
-        return Prediction(out, whole)  # type: ignore[arg-type]
-
+        return self._answerer(self._frame_masks())
 
 def _fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     """SAM2's ``fill_holes_in_mask_scores``: 8-connected background regions of at most ``max_area``

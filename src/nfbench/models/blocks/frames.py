@@ -11,15 +11,17 @@ model goes through :class:`FrameStack`, so the layout is pinned in one place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from nfbench.bbox import union_bbox
 from nfbench.io.slices import PERCENTILES, display_plane, intensity_window, slice_axis, to_uint8
-from nfbench.types import BoolMask
+from nfbench.models.base import Prediction
+from nfbench.types import BoolMask, BoxSlices
 
-__all__ = ["FrameStack", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["FrameAnswer", "FrameStack", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,3 +94,43 @@ class FrameStack:
         _, r0, c0 = self.pixel(ijk_max)
         _, r1, c1 = self.pixel(ijk_min)
         return c0, r0, c1, r1
+
+
+class FrameAnswer:
+    """An object's per-frame masks as the engine's :class:`Prediction`: the box that holds them, grown
+    to the box answered before so that voxels the object left are cleared, never the whole volume."""
+
+    def __init__(self, stack: FrameStack) -> None:
+        self.stack = stack
+        self.reset()
+
+    def reset(self) -> None:
+        """A new object: nothing answered yet."""
+        self._box: BoxSlices | None = None
+
+    def __call__(self, masks: Mapping[int, np.ndarray]) -> Prediction:
+        """The answer for ``masks`` (frame -> bool ``(rows, columns)``; frames left out are empty)."""
+        stack = self.stack
+        masks = {frame: mask for frame, mask in masks.items() if mask.any()}
+        box = mask = None
+        if masks:
+            frames = sorted(masks)
+            planes = np.zeros((frames[-1] - frames[0] + 1, *stack.frame_shape), bool)
+            for frame in frames:
+                planes[frame - frames[0]] = masks[frame]
+            rows, columns = np.flatnonzero(planes.any(axis=(0, 2))), np.flatnonzero(planes.any(axis=(0, 1)))
+            crop = planes[:, rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
+            lo = stack.voxel(frames[0], rows[-1], columns[-1])
+            hi = stack.voxel(frames[-1], rows[0], columns[0])
+            box = tuple(slice(a, b + 1) for a, b in zip(lo, hi))
+            mask = FrameStack(tuple(s.stop - s.start for s in box), stack.axis).to_volume(crop)  # type: ignore[arg-type]
+        whole = union_bbox(box, self._box)
+        self._box = box
+        if whole is None:
+            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3)  # type: ignore[arg-type]
+        if whole == box:
+            return Prediction(mask, box)  # type: ignore[arg-type]
+        out = np.zeros(tuple(s.stop - s.start for s in whole), bool)
+        if box is not None:
+            out[tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, whole))] = mask
+        return Prediction(out, whole)  # type: ignore[arg-type]

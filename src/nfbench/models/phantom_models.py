@@ -1,4 +1,4 @@
-"""`sw-fastedit-phantom` and `dins-phantom`: the two CNNs as trained by nfbench on its own phantom.
+"""`sw-fastedit-phantom`, `dins-phantom`, `simpleclick-stcn-phantom`: models trained by nfbench on its phantom.
 
 They run out of the box: the weights ship in the package (``nfbench/models/weights``), each beside
 its model card (``<name>.card.json``: the ``nfbench train`` command, data, fold, seed, epochs,
@@ -25,9 +25,10 @@ from pathlib import Path
 from nfbench.models.base import ModelError
 from nfbench.models.dins import DINsModel
 from nfbench.models.registry import missing_modules
+from nfbench.models.simpleclick_stcn import SimpleClickSTCNModel
 from nfbench.models.sw_fastedit import SWFastEditModel
 
-__all__ = ["DINsPhantomModel", "SWFastEditPhantomModel", "card", "weights_file"]
+__all__ = ["DINsPhantomModel", "SWFastEditPhantomModel", "SimpleClickSTCNPhantomModel", "card", "weights_file"]
 
 
 def weights_file(name: str) -> Path:
@@ -84,3 +85,24 @@ class DINsPhantomModel(DINsModel):
     @classmethod
     def requirements(cls) -> list[str]:
         return _missing(cls.name, "torch")
+
+
+class SimpleClickSTCNPhantomModel(SimpleClickSTCNModel):
+    """SimpleClick and STCN, each trained on the realistic phantom's coronal slices by ``nfbench train``
+    (two shipped weight files, ``simpleclick-phantom`` and ``stcn-phantom``, reduced width)."""
+
+    name = "simpleclick-stcn-phantom"
+    needs_weights = False
+    description = "SimpleClick + STCN trained by nfbench on its realistic phantom (shipped weights; phantom only)"
+    parts = ("simpleclick-phantom", "stcn-phantom")
+
+    def __init__(self, *, threshold: float = 0.5, top_k: int = 20, threads: int = 0, device: str = "cpu") -> None:
+        options = {f"{part.split('-')[0]}_{key}": str(value)
+                   for part in self.parts for key, value in card(part)["options"].items()}
+        self._load(*(weights_file(part) for part in self.parts), threshold=threshold, top_k=top_k, threads=threads,
+                   device=device, options=options)
+
+    @classmethod
+    def requirements(cls) -> list[str]:
+        return missing_modules("torch", "torchvision", extra="torch") + [
+            f"packaged weights {weights_file(part)} missing" for part in cls.parts if not weights_file(part).is_file()]

@@ -1,0 +1,163 @@
+"""`simpleclick-stcn`: SimpleClick on every clicked coronal slice, STCN carrying the masks to the others.
+
+The original benchmark's fourth model (seed_spec §3.4), which it never ran: its evaluation branch
+is commented out. Here a case is the stack of coronal frames of ``nfbench data slice``
+(:class:`~nfbench.models.blocks.frames.FrameStack`), the view both networks are trained on, and an
+interaction is:
+
+1. every frame that got a click since the last answer is segmented by SimpleClick
+   (:class:`~nfbench.models.simpleclick.SliceClicker`) from all the clicks on that frame, in order,
+   with the current answer on that frame as its previous mask (SimpleClick's iterative protocol);
+2. STCN (:class:`~nfbench.models.stcn.Propagator`) propagates the masks of all clicked frames
+   forward and backward through the stack, each frame from its nearest clicked frame, and stops in
+   a direction where the mask vanishes.
+
+Where it differs from the original's commented-out design, on purpose: the networks are loaded once
+per model, not on every call; STCN runs on whole frames, not in 480 × 480 × 32 sliding windows
+started from each window's largest slice; propagation starts from every clicked frame; the image's
+intensities are the 0.5–99.5 percentiles of its non-zero voxels (all voxels in the original).
+
+Costs: SimpleClick's image preprocessing and patch embedding are cached per frame, STCN's key
+features once per frame and case; an interaction runs SimpleClick's backbone once per newly clicked
+frame and STCN's value encoder and decoder once per frame the object spans.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import numpy as np
+
+from nfbench.io.volume import Volume
+from nfbench.models.base import ModelError, Prediction
+from nfbench.models.blocks.frames import FrameAnswer, FrameStack
+from nfbench.models.registry import missing_file, missing_modules
+from nfbench.types import Box, Click
+
+__all__ = ["SimpleClickSTCNModel", "WEIGHT_FILES"]
+
+NAME = "simpleclick-stcn"
+WEIGHT_FILES = ("checkpoint_simpleclick.pth", "checkpoint_stcn.pth")
+"""The two checkpoints in the original's weight folder ``SimpleClick/fold_K/`` (seed_spec §2.1)."""
+
+
+class SimpleClickSTCNModel:
+    """SimpleClick on the clicked coronal slices, STCN to the others; see the module docstring.
+
+    Parameters
+    ----------
+    weights : Path
+        The original's folder (``checkpoint_simpleclick.pth`` and ``checkpoint_stcn.pth``: published
+        SimpleClick and STCN checkpoints, or ``nfbench train simpleclick|stcn`` outputs renamed).
+    threshold : float
+        SimpleClick's and STCN's mask threshold on the probability (0.5 as the original).
+    top_k : int
+        STCN's memory read keeps the ``top_k`` most similar memory positions (20 as the original).
+    threads : int
+        Torch CPU threads (0: torch's default).
+    device : str
+        ``cpu`` or ``cuda`` (``auto``: CUDA when available).
+
+    The networks' shape options (``simpleclick_*``, ``stcn_*``) must match the checkpoints; the
+    defaults are the published configurations.
+    """
+
+    name = NAME
+    capabilities = frozenset({"click"})
+    needs_weights = True
+    description = "SimpleClick on each clicked coronal slice, STCN propagating to the others (the original's 4th model)"
+
+    def __init__(self, weights: Path | None = None, *, threshold: float = 0.5, top_k: int = 20, threads: int = 0,
+                 device: str = "cpu", **network_options: str) -> None:
+        if weights is None:
+            raise ValueError(f"model {NAME!r} needs weights=DIR, a folder with {' and '.join(WEIGHT_FILES)}")
+        folder = Path(weights)
+        if not folder.is_dir():
+            raise ModelError(f"model {NAME!r}: weights {str(folder)!r} is not a folder with {' and '.join(WEIGHT_FILES)}")
+        self._load(folder / WEIGHT_FILES[0], folder / WEIGHT_FILES[1], threshold=threshold, top_k=top_k,
+                   threads=threads, device=device, options=network_options)
+
+    def _load(self, simpleclick_file: Path, stcn_file: Path, *, threshold: float, top_k: int, threads: int,
+              device: str, options: dict[str, str]) -> None:
+        import torch
+
+        from nfbench.models.simpleclick import load_simpleclick
+        from nfbench.models.spec import resolve_device
+        from nfbench.models.stcn import load_stcn
+
+        if not 0 < threshold < 1:
+            raise ValueError(f"option 'threshold' must be in (0, 1), got {threshold}")
+        if top_k < 1:
+            raise ValueError(f"option 'top_k' must be at least 1, got {top_k}")
+        unknown = sorted(k for k in options if not k.startswith(("simpleclick_", "stcn_")))
+        if unknown:
+            raise ValueError(f"model {NAME!r} has no option {unknown[0]!r}")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = resolve_device(device)
+        self.threshold, self.top_k = float(threshold), int(top_k)
+        self.simpleclick = load_simpleclick(simpleclick_file, _prefixed(options, "simpleclick_"), device=self.device)
+        self.stcn = load_stcn(stcn_file, _prefixed(options, "stcn_"), device=self.device)
+
+    @classmethod
+    def requirements(cls, weights: Path | None = None) -> list[str]:
+        missing = missing_modules("torch", "torchvision", extra="torch")
+        if weights is None:
+            return missing + missing_file(None)
+        return missing + [m for name in WEIGHT_FILES for m in missing_file(Path(weights) / name, what="checkpoint")]
+
+    def start(self, image: Volume, *, seed: int = 0) -> _Session:
+        """Cut the case into frames; ``seed`` is unused (inference is deterministic)."""
+        return _Session(self, image)
+
+
+def _prefixed(options: dict[str, str], prefix: str) -> dict[str, str]:
+    return {key[len(prefix):]: value for key, value in options.items() if key.startswith(prefix)}
+
+
+class _Session:
+    """One case: its frames, SimpleClick's per-frame cache, STCN's keys, the object's clicks and masks."""
+
+    def __init__(self, model: SimpleClickSTCNModel, image: Volume) -> None:
+        from nfbench.models.simpleclick import SliceClicker
+        from nfbench.models.stcn import Propagator
+
+        self.model = model
+        self.stack = FrameStack.of(image.shape, image.spacing)
+        self.frames = self.stack.frames(np.asarray(image.data, np.float32))
+        self.clicker = SliceClicker(model.simpleclick, device=model.device, threshold=model.threshold)
+        self.propagator = Propagator(model.stcn, self.frames, device=model.device, top_k=model.top_k,
+                                     threshold=model.threshold)
+        self._answer = FrameAnswer(self.stack)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the object (the frames' cached features stay)."""
+        self.clicks: dict[int, list[tuple[int, int, bool]]] = {}
+        self.clicked: dict[int, np.ndarray] = {}
+        """SimpleClick's mask of every clicked frame."""
+        self.masks: dict[int, np.ndarray] = {}
+        """The current answer, frame by frame."""
+        self._dirty: set[int] = set()
+        self._answer.reset()
+
+    def add_click(self, click: Click) -> None:
+        frame, row, column = self.stack.pixel(click.ijk)
+        self.clicks.setdefault(frame, []).append((row, column, bool(click.positive)))
+        self._dirty.add(frame)
+
+    def add_box(self, box: Box) -> None:
+        raise ModelError(f"model {NAME!r} takes clicks only")
+
+    def predict(self) -> Prediction:
+        if not self._dirty:
+            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3)  # type: ignore[arg-type]
+        for frame in sorted(self._dirty):
+            self.clicked[frame] = self.clicker.predict(self.frames[frame], self.clicks[frame], self.masks.get(frame),
+                                                       key=frame)
+        self._dirty.clear()
+        self.masks = self.propagator.propagate(self.clicked, stop_empty=True)
+        return self._answer(self.masks)
+
+    def close(self) -> None:
+        """Free the case's cached features."""
+        self.clicker = self.propagator = None  # type: ignore[assignment]

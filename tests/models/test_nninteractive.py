@@ -162,6 +162,8 @@ def test_a_refusal_of_the_package_and_a_stale_session_are_model_errors():
         session.predict()
     with pytest.raises(ValueError, match="option 'axis_order' takes one of ijk"):
         NNInteractiveModel.from_session(fake, axis_order="xyz")
+    with pytest.raises(ValueError, match="option 'threads' must be 0"):
+        NNInteractiveModel(threads=-1)
 
 
 def test_the_engine_resets_per_lesion_and_gives_each_lesion_its_coronal_box():
@@ -298,6 +300,7 @@ def test_the_real_package_answers_its_window_around_each_prompt(tiny_folder, one
     assert NNInteractiveModel.requirements(weights=tiny_folder.parent) == []
     model = NNInteractiveModel(weights=tiny_folder.parent, autozoom=False, threads=1, axis_order=axis_order)
     assert model.folder == tiny_folder and model.license == "!!MISSING!!"  # no LICENSE file in the folder
+    assert model.package_session.device.type == "cpu" and not model.package_session.do_autozoom
     shape = (100, 12, 30)
     data = np.random.default_rng(1).normal(100, 20, shape)
     session = model.start(_volume(data, (1.0, 7.8, 1.0)))

@@ -224,7 +224,7 @@ def test_the_folder_is_found_in_a_download_root_and_through_the_variable(tmp_pat
     nested = _model_folder(tmp_path / "home" / "models" / "nnInteractive_v1.0")
     monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / "home"))
     assert find_model_folder(None) == (nested, [])
-    assert NNInteractiveModel.requirements(weights=model) == []
+    assert folder_problems(model) == []
     _model_folder(tmp_path / "root" / "nnInteractive_v2.0")
     folder, problems = find_model_folder(tmp_path / "root")
     assert folder is None and "several nnInteractive models (nnInteractive_v1.0, nnInteractive_v2.0)" in problems[0]

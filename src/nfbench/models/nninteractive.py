@@ -194,12 +194,10 @@ class NNInteractiveModel:
         if threads < 0:
             raise ValueError(f"option 'threads' must be 0 (keep the current number) or more, got {threads}")
         permutation = _permutation(axis_order)
-        missing = missing_modules("torch", "nnunetv2", "nnInteractive", extra=NAME)
-        if missing:
-            raise ModelError(f"model {NAME!r} is not available: {'; '.join(missing)}")
-        folder, problems = find_model_folder(weights)
-        if folder is None:
-            raise ModelError(f"model {NAME!r}: {'; '.join(problems)}")
+        problems = self.requirements(weights)
+        if problems:
+            raise ModelError(f"model {NAME!r} is not available: {'; '.join(problems)}")
+        folder = find_model_folder(weights)[0]
         import torch
         from nnInteractive.inference.inference_session import nnInteractiveInferenceSession
 

@@ -10,9 +10,9 @@ given as ``weights`` (``--weights DIR``) or, without it, by the environment vari
 ``nnInteractive_*`` model folder directly or under ``models/`` (the layout of the package's own
 downloader and of the Hugging Face repository ``MIC-DKFZ/nnInteractive``).
 
-**Image, axes and spacing.** The image goes in as it was read, as float32 of shape ``(1, x, y, z)``:
-nnInteractive normalises it itself (z-score over the non-zero region) and its readme forbids any
-windowing or normalisation before. It works in voxel space: the package ignores the spacing (its
+**Image, axes and spacing.** The image goes in with its intensities as read, of shape ``(1, x, y, z)``
+(the package converts it to float32, on a copy): nnInteractive normalises it itself (z-score over the
+non-zero region) and its readme forbids any windowing or normalisation before. It works in voxel space: the package ignores the spacing (its
 ``set_image`` takes ``image_properties`` "for API compatibility, currently unused"), so nothing is
 resampled and the thick coronal slices of whole-body MRI stay as they are. ``axis_order`` says which
 canonical axes become the package's ``x, y, z``: ``ijk`` (default) hands over the canonical RAS grid

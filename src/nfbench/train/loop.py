@@ -199,7 +199,12 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
     torch.manual_seed(config.seed)
     network = recipe.build_network()
     if config.init is not None:
-        recipe.load_init(network, Path(config.init))
+        from nfbench.models.base import ModelError
+
+        try:
+            recipe.load_init(network, Path(config.init))
+        except ModelError as err:  # a checkpoint that does not fit: the CLI's clean refusal
+            raise TrainError(str(err)) from err
     network.to(device)
     optimizer = recipe.optimizer(network, config.lr or recipe.lr)
     scheduler = recipe.scheduler(optimizer, config.epochs)

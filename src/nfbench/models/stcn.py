@@ -22,8 +22,9 @@ comes back to the frame size bilinearly and is thresholded at ``threshold``.
 Speed: the key encoder's output (key, ``key_comp`` features, skip features) of a frame is computed
 once per Propagator, when first needed, and reused by every later call (``cache=False`` recomputes
 it, for tests and benchmarks); so is the value of an annotated frame whose mask did not change.
-Memory: the cache holds about ``(2·f16 + 2·f8 + 4·f4) / 256`` floats per frame pixel, 17 MB for a
-725 × 200 frame with the original widths, 1 MB with the reduced ones.
+Memory: the cache holds ``f4 / 16 + f8 / 64 + (f16 + key_dim + comp_dim) / 256`` floats per network
+pixel, 19 MB per 736 × 208 frame (a small phantom's) with the original widths, 2.4 MB with the reduced
+ones; a full-size phantom's 2900 × 800 frames take 15 times more, hence ``max_side``.
 """
 
 from __future__ import annotations
@@ -158,13 +159,16 @@ class Propagator:
         self._keys: dict[int, tuple[torch.Tensor, ...]] = {}
         self._values: dict[int, tuple[bytes, torch.Tensor]] = {}
 
+    def _image(self, t: int) -> torch.Tensor:
+        """Frame ``t`` as network input (cheap: recomputed rather than cached)."""
+        return self.geometry.to_network(self.frames[t:t + 1], self.device, image=True)
+
     def _key(self, t: int) -> tuple[torch.Tensor, ...]:
-        """Frame ``t``'s image and key-encoder output (key, key_comp, f16, f8, f4), cached."""
+        """Frame ``t``'s key-encoder output (key, key_comp, f16, f8, f4), cached."""
         if t in self._keys:
             return self._keys[t]
-        image = self.geometry.to_network(self.frames[t:t + 1], self.device, image=True)
         self.keys_encoded += 1
-        features = (image, *self.network.encode_key(image))  # type: ignore[operator]
+        features = tuple(self.network.encode_key(self._image(t)))  # type: ignore[operator]
         if self.cache:
             self._keys[t] = features
         return features
@@ -174,8 +178,8 @@ class Propagator:
         digest = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()
         if t in self._values and self._values[t][0] == digest:
             return self._values[t][1]
-        image, _, _, f16, _, _ = self._key(t)
-        value = self.network.encode_value(image, f16, self.geometry.to_network(mask[None], self.device, image=False))  # type: ignore[operator]
+        prob = self.geometry.to_network(mask[None], self.device, image=False)
+        value = self.network.encode_value(self._image(t), self._key(t)[2], prob)  # type: ignore[operator]
         if self.cache:
             self._values[t] = (digest, value)
         return value
@@ -199,7 +203,7 @@ class Propagator:
         if not masks:
             return out
         with torch.inference_mode():
-            memory = [(self._key(t)[1].flatten(2), self._annotated_value(t, m).flatten(2)) for t, m in masks.items()]
+            memory = [(self._key(t)[0].flatten(2), self._annotated_value(t, m).flatten(2)) for t, m in masks.items()]
             for source, frames in passes(sorted(masks), first, last):
                 if stop_empty and not masks[source].any():
                     continue
@@ -213,7 +217,7 @@ class Propagator:
         temporary: list = []
         out: dict[int, np.ndarray] = {}
         for step, t in enumerate(frames, start=1):
-            image, key, comp, f16, f8, f4 = self._key(t)
+            key, comp, f16, f8, f4 = self._key(t)
             bank = annotated_memory + kept + temporary
             keys = torch.cat([k for k, _ in bank], 2)
             values = torch.cat([v for _, v in bank], 2)
@@ -222,7 +226,7 @@ class Propagator:
             if stop_empty and not out[t].any():
                 break
             if step < len(frames):
-                entry = (key.flatten(2), self.network.encode_value(image, f16, prob).flatten(2))  # type: ignore[operator]
+                entry = (key.flatten(2), self.network.encode_value(self._image(t), f16, prob).flatten(2))  # type: ignore[operator]
                 if step % self.mem_every == 0:
                     kept.append(entry)
                     temporary = []

@@ -37,6 +37,8 @@ def test_bootstrapped_ce_keeps_the_hardest_pixels_after_the_warm_up():
     assert bootstrap_share(0) == bootstrap_share(19_999) == 1.0
     assert bootstrap_share(45_000) == pytest.approx(0.15 + 0.85 * 0.5)
     assert bootstrap_share(70_001) == 0.15
+    scratch = recipe_for("stcn", REDUCED)
+    assert scratch.crop == 128 and bootstrap_share(0, *scratch.warm_up) == 0.15  # from scratch: hardest 15 % at once
     logits = torch.zeros(1, 2, 1, 4)
     logits[0, 1, 0] = torch.tensor([4.0, 0.0, -4.0, 2.0])
     target = torch.ones(1, 1, 4, dtype=torch.long)
@@ -100,6 +102,7 @@ def test_fine_tuning_loads_the_init_strictly_and_freezes_batch_norm(fold_dataset
     recipe = recipe_for("stcn", REDUCED)
     network = recipe.build_network()
     recipe.load_init(network, tmp_path / "start.pth")
+    assert recipe.crop == 384 and recipe.warm_up == (20_000, 70_000)  # the original's fine-tuning
     assert recipe.freeze_bn and all(torch.equal(v, start.state_dict()[k]) for k, v in network.state_dict().items())
     cases = [load_grid_case(c, recipe.prepare) for c in discover_dataset(fold_dataset).subset("imagesTr")]
     clips = [recipe.sampler(cases, lesion_rate=1.0, training=True).draw(np.random.default_rng(0))]

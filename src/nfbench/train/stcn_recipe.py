@@ -6,23 +6,30 @@ fine-tuning: a :class:`~nfbench.train.data.ClipSampler` clip of 3 consecutive fr
 evaluation) that starts on a lesion voxel, running forwards or backwards; the first frame's
 ground-truth mask of that lesion is encoded into the memory, frame 2 is segmented from it, its
 predicted probability is encoded in turn, and frame 3 is segmented from both (the memory read
-over all positions, as STCN trains; ``top_k`` only at evaluation). Loss: STCN's bootstrapped
-cross-entropy of the aggregated background/object logits on frames 2 and 3, per clip then
-averaged: plain cross-entropy for the first 20,000 steps, then over the hardest pixels, a share
-falling linearly to 15 % at step 70,000 (the NF fine-tuning's 10,000 iterations never left the
-plain part). Adam with weight decay 1e-7 at a constant learning rate (STCN decays ×0.1 at 10,000
-of 10,000 iterations, so never). Frames are cropped to at most ``crop`` = 384 pixels a side around
-the first click (the original: a random resized crop to 384 × 384, scale 0.8–1.0) and flipped
-left–right with p = 0.5.
+over all positions, as STCN trains; ``top_k`` only at evaluation); the other lesions are
+background. Loss: STCN's bootstrapped cross-entropy of the aggregated background/object logits on
+frames 2 and 3, per clip then averaged. Adam with weight decay 1e-7 at a constant learning rate
+(STCN decays ×0.1 at 10,000 of 10,000 iterations, so never). Frames are cropped around the first
+click and flipped left–right with p = 0.5.
 
-Learning rate: 1e-5 by default (STCN's from ImageNet initialisation), for training from scratch
-or a phantom; the original fine-tuned from ``stcn.pth`` at 1e-6 (``--lr 1e-6 --init stcn.pth``).
-Batch norm: STCN trains with every batch norm in evaluation mode (its running statistics are
-ImageNet's); so do we when fine-tuning from ``--init``, while from random initialisation the
-statistics are learned. Left out: the max-skip schedule (clips are consecutive frames; the
-original's skips of 1–2 frames would jump 8–16 mm), the cycle loss (``--use_cycle_loss`` of the
-NF fork, undocumented), affine and colour augmentation, the second object of STCN's
-multi-object training.
+Two settings depend on the start:
+
+- fine-tuning (``--init``, the NF original's stage 6 from ``stcn.pth``): crops of at most 384
+  pixels a side (the original: a random resized crop to 384 × 384, scale 0.8–1.0); plain
+  cross-entropy for the first 20,000 steps, then over the hardest pixels, a share falling linearly
+  to 15 % at step 70,000 (STCN's schedule: the NF fine-tuning's 10,000 iterations never left the
+  plain part); every batch norm in evaluation mode, as STCN trains (its statistics are ImageNet's);
+- from random initialisation (nfbench's phantom training; STCN itself always started from
+  ImageNet): crops of 128 pixels and the hardest 15 % of the pixels from the first step, batch
+  norm statistics learned. On the phantoms a lesion covers well under 1 % of a 384-pixel crop:
+  plain cross-entropy there learns "background everywhere" (validation Dice 0 after 180 steps at
+  lr 1e-3, against 0.7 after 240 with these settings).
+
+Learning rate: 1e-5 by default (STCN's from ImageNet initialisation); the original fine-tuned from
+``stcn.pth`` at 1e-6 (``--lr 1e-6 --init stcn.pth``); from scratch on the phantoms 1e-3 learns in
+minutes. Left out: the max-skip schedule (clips are consecutive frames; the original's skips of
+1–2 frames would jump 8–16 mm), the cycle loss (``--use_cycle_loss`` of the NF fork, whose code is
+not public), affine and colour augmentation, the second object of STCN's multi-object training.
 
 Validation: on ``val_patches`` fixed clips of the validation cases, whole frames,
 :class:`~nfbench.models.stcn.Propagator` (``top_k`` 20) from the first frame's mask; the Dice of
@@ -47,10 +54,10 @@ __all__ = ["STCNRecipe", "bootstrapped_ce", "bootstrap_share"]
 
 
 def bootstrap_share(step: int, start: int = 20_000, end: int = 70_000, top: float = 0.15) -> float:
-    """STCN's share of the hardest pixels the loss keeps at a training step: 1 before ``start``, ``top`` after ``end``."""
+    """STCN's share of the hardest pixels the loss keeps at a training step: 1 before ``start``, ``top`` from ``end``."""
     if step < start:
         return 1.0
-    if step > end:
+    if step >= end:
         return top
     return top + (1 - top) * (end - step) / (end - start)
 
@@ -79,8 +86,11 @@ class STCNRecipe(Recipe):
     flip_rate = 0.5
     weight_decay = 1e-7
     frames = 3
-    crop = 384
     top_k = 20
+    original_crop, original_warm_up = 384, (20_000, 70_000)
+    """Fine-tuning (``--init``): STCN's crop and the steps its bootstrapped cross-entropy starts and ends warming up."""
+    scratch_crop, scratch_warm_up = 128, (0, 0)
+    """From random initialisation: the hardest 15 % from the first step."""
     interactions = 0
     """No clicks: the first frame's mask is given."""
     evaluated = False
@@ -90,15 +100,17 @@ class STCNRecipe(Recipe):
         super().__init__(options)
         self.config = STCNConfig.named(str(self.options["stcn_config"]))
         self.freeze_bn = False
+        self.crop, self.warm_up = self.scratch_crop, self.scratch_warm_up
         self._steps_sampler: ClipSampler | None = None
 
     def build_network(self):
         return build_network(self.config)
 
     def load_init(self, network, path):
-        """``stcn.pth`` (a 4-channel single-object file too), our ``best.pt`` or ``last.pt``; batch norm then frozen."""
+        """``stcn.pth`` (a 4-channel single-object file too), our ``best.pt`` or ``last.pt``; then the original's settings."""
         load_weights(network, path, model_name=self.model)
         self.freeze_bn = True
+        self.crop, self.warm_up = self.original_crop, self.original_warm_up
 
     def prepare(self, image, label):
         return frame_case(image, label)
@@ -140,7 +152,7 @@ class STCNRecipe(Recipe):
         masks = masks.view(batch, length, *masks.shape[1:])
         images = images.view(batch, length, *images.shape[1:])
         draws = self._steps_sampler._draws if self._steps_sampler is not None else 0
-        share = bootstrap_share(max(draws - 1, 0) // max(batch, 1))
+        share = bootstrap_share(max(draws - 1, 0) // max(batch, 1), *self.warm_up)
         with torch.autocast(device.type, dtype=getattr(torch, self.amp_dtype), enabled=amp):
             key, comp, f16, f8, f4 = (x.view(batch, length, *x.shape[1:])
                                       for x in network.encode_key(images.flatten(0, 1)))

@@ -19,9 +19,10 @@ import numpy as np
 from nfbench.io.dataset import Case
 from nfbench.io.volume import Volume, load_volume
 from nfbench.lesions import instance_map
+from nfbench.models.blocks.frames import FrameStack
 from nfbench.models.blocks.grids import cut, window_around
 
-__all__ = ["Clip", "ClipSampler", "GridCase", "Patch", "PatchSampler", "load_grid_case"]
+__all__ = ["Clip", "ClipSampler", "GridCase", "Patch", "PatchSampler", "frame_case", "load_grid_case"]
 
 Prepare = Callable[[Volume, Volume], tuple[np.ndarray, np.ndarray, tuple[float, float, float]]]
 """``(image, label)`` → model-grid image (float32), instance label and the grid's spacing (mm)."""
@@ -68,6 +69,18 @@ def load_grid_case(case: Case, prepare: Prepare) -> GridCase:
     cuts = np.flatnonzero(np.diff(ids)) + 1
     lesions = tuple(np.split(where, cuts)) if where.size else ()
     return GridCase(case.name, grid_image, instances, spacing, lesions)
+
+
+def frame_case(image: Volume, label: Volume) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A case as the frame stack 2D video models see (:class:`FrameStack`): uint8 frames, label frames, mm per axis.
+
+    The spacing is of (frame, row, column).
+    """
+    stack = FrameStack.of(image.shape, image.spacing)
+    frames = stack.frames(np.asarray(image.data, np.float32))
+    labels = np.stack([stack.frame(np.asarray(label.data), n) for n in range(stack.n_frames)])
+    a, b = stack.in_plane
+    return frames, labels, (float(image.spacing[stack.axis]), float(image.spacing[b]), float(image.spacing[a]))
 
 
 class PatchSampler:

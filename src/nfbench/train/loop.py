@@ -4,7 +4,7 @@ The fold's validation cases are never trained on (the original trained on them, 
 The best checkpoint is chosen by nfbench's own evaluation of the fold's validation cases:
 ``lesion-corrective`` with ``val_lesions`` lesions per case and ``val_interactions`` clicks, the
 lesion Dice after the last click, exactly as ``nfbench evaluate`` would score the checkpoint. A
-recipe that is not ``evaluated`` (``sam2``) is scored instead by its own Dice on ``val_patches``
+recipe that is not ``evaluated`` (``sam2``, ``stcn``) is scored instead by its own Dice on ``val_patches``
 fixed samples of the validation cases (:meth:`~nfbench.train.recipes.Recipe.sample_dice`).
 
 Everything random goes through one generator seeded by ``seed`` (patches, flips, clicks) and
@@ -199,7 +199,12 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
     torch.manual_seed(config.seed)
     network = recipe.build_network()
     if config.init is not None:
-        recipe.load_init(network, Path(config.init))
+        from nfbench.models.base import ModelError
+
+        try:
+            recipe.load_init(network, Path(config.init))
+        except ModelError as err:  # a checkpoint that does not fit: the CLI's clean refusal
+            raise TrainError(str(err)) from err
     network.to(device)
     optimizer = recipe.optimizer(network, config.lr or recipe.lr)
     scheduler = recipe.scheduler(optimizer, config.epochs)
@@ -294,7 +299,7 @@ class _SampleValidator:
 
     def __init__(self, config: TrainConfig, recipe: Recipe, device, samples: list) -> None:
         self.recipe, self.device, self.samples = recipe, device, samples
-        self.seed, self.frames = config.seed, config.frames
+        self.seed, self.frames = config.seed, getattr(recipe, "frames", config.frames)  # STCN: always 3
         self.amp = config.amp and device.type == "cuda"
 
     def check(self, network) -> None:

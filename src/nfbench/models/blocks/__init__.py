@@ -12,9 +12,11 @@
 - :mod:`~nfbench.models.blocks.frames`: a volume as a stack of 2D frames (the layout of
   ``nfbench data slice``);
 - :mod:`~nfbench.models.blocks.sam2_frames`: SAM2's network, weights and inputs, shared by the
-  ``sam2`` model and ``nfbench train sam2`` (needs torch and sam2).
+  ``sam2`` model and ``nfbench train sam2`` (needs torch and sam2);
+- :mod:`~nfbench.models.blocks.stcn_network`: STCN's space-time memory network and its weights,
+  shared by :mod:`nfbench.models.stcn` (propagation) and ``nfbench train stcn`` (needs torch).
 
-Only ``checkpoints`` and ``sam2_frames`` import torch (and sam2), and only when called: the others
-need numpy and scipy alone.
+Only ``checkpoints``, ``sam2_frames`` and ``stcn_network`` import torch (and sam2), and only when
+called: the others need numpy and scipy alone.
 Import the submodules directly (``from nfbench.models.blocks.grids import GridMap``).
 """

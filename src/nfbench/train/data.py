@@ -21,7 +21,7 @@ from nfbench.io.volume import Volume, load_volume
 from nfbench.lesions import instance_map
 from nfbench.models.blocks.grids import cut, window_around
 
-__all__ = ["Clip", "ClipSampler", "GridCase", "Patch", "PatchSampler", "load_grid_case"]
+__all__ = ["Clip", "ClipSampler", "GridCase", "Patch", "PatchSampler", "frame_arrays", "load_grid_case"]
 
 Prepare = Callable[[Volume, Volume], tuple[np.ndarray, np.ndarray, tuple[float, float, float]]]
 """``(image, label)`` → model-grid image (float32), instance label and the grid's spacing (mm)."""
@@ -49,6 +49,19 @@ class Patch:
     truth: np.ndarray
     case: str
     centre: tuple[int, int, int]
+
+
+def frame_arrays(image: Volume, label: Volume) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """A case as 2D models see it: its uint8 frames and label frames ``(n, rows, columns)``
+    (:class:`~nfbench.models.blocks.frames.FrameStack`, the layout of ``nfbench data slice``), each
+    label frame from the same case and index as its image frame, and the mm between frames, rows, columns."""
+    from nfbench.models.blocks.frames import FrameStack
+
+    stack = FrameStack.of(image.shape, image.spacing)
+    frames = stack.frames(np.asarray(image.data, np.float32))
+    labels = np.stack([stack.frame(np.asarray(label.data), n) for n in range(stack.n_frames)])
+    a, b = stack.in_plane
+    return frames, labels, (float(image.spacing[stack.axis]), float(image.spacing[b]), float(image.spacing[a]))
 
 
 def load_grid_case(case: Case, prepare: Prepare) -> GridCase:

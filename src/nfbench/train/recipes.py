@@ -6,7 +6,8 @@ where noted. A recipe's options are the model's own options that fix the network
 with ``--model NAME -o O``; the patch a recipe trains on is the model's sliding-window size (the
 original SW-FastEdit cropped 224 × 224 × 64 and ran its 128 × 128 × 64 sliding window inside the
 crop; one window per patch trains the same network at a fraction of the cost).
-SAM2 (§5.3), trained on clips of 2D frames, has its recipe in :mod:`nfbench.train.sam2_recipe`.
+SAM2 (§5.3), trained on clips of 2D frames, has its recipe in :mod:`nfbench.train.sam2_recipe`;
+SimpleClick (§5.4), trained on single frames, in :mod:`nfbench.train.simpleclick_recipe`.
 """
 
 from __future__ import annotations
@@ -422,7 +423,10 @@ RECIPES: dict[str, type[Recipe]] = {"sw-fastedit": SWFastEditRecipe, "dins": DIN
 
 from nfbench.train.sam2_recipe import SAM2Recipe  # noqa: E402 - it builds on Recipe above
 
+from nfbench.train.simpleclick_recipe import SimpleClickRecipe  # noqa: E402
+
 RECIPES["sam2"] = SAM2Recipe
+RECIPES["simpleclick"] = SimpleClickRecipe
 
 
 def recipe_for(model: str, options: Mapping[str, object], **settings: object) -> Recipe:

@@ -34,9 +34,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from nfbench.models.blocks.frames import FrameStack
 from nfbench.models.blocks.sam2_frames import CONFIG, build_network, load_weights, model_images, model_point
-from nfbench.train.data import Clip, ClipSampler
+from nfbench.train.data import Clip, ClipSampler, frame_arrays
 from nfbench.train.recipes import Recipe
 from nfbench.train.sam2_clips import clip_dice, clip_loss, track_clip
 
@@ -87,11 +86,7 @@ class SAM2Recipe(Recipe):
         load_weights(network, path)
 
     def prepare(self, image, label):
-        stack = FrameStack.of(image.shape, image.spacing)
-        frames = stack.frames(np.asarray(image.data, np.float32))
-        labels = np.stack([stack.frame(np.asarray(label.data), n) for n in range(stack.n_frames)])
-        a, b = stack.in_plane
-        return frames, labels, (float(image.spacing[stack.axis]), float(image.spacing[b]), float(image.spacing[a]))
+        return frame_arrays(image, label)
 
     def sampler(self, cases, *, lesion_rate, training):
         return ClipSampler(cases, self.frames, flip_rate=self.flip_rate if training else 0.0)

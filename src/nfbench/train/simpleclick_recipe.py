@@ -34,7 +34,7 @@ values, with ``crop``), which :func:`nfbench.models.simpleclick.load_weights` lo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 
 from nfbench.models.blocks.checkpoints import load_checkpoint  # noqa: E402
 from nfbench.models.simpleclick import (  # noqa: E402
-    ORIGINAL, REDUCED, SimpleClickConfig, SliceClicker, build_network, click_maps, crop_window, cut_square,
-    load_mae_backbone, load_weights, model_pixel, paste_square, save_weights,
+    ORIGINAL, REDUCED, SimpleClickConfig, SliceClicker, build_network, checkpoint_options, click_maps, crop_window,
+    cut_square, load_mae_backbone, load_weights, model_pixel, paste_square, save_weights,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -107,12 +107,67 @@ def test_a_state_dict_in_the_published_format_loads_strictly(tmp_path):
         load_weights(build_network(SMALL), tmp_path / "plain.pt")
 
 
+def _isegm_checkpoint(path, state, config: SimpleClickConfig) -> None:
+    """A file as isegm's ``save_checkpoint`` writes it: the ``config`` pickles isegm's own objects (the
+    head's ``loss_decode=CrossEntropyLoss()``, a module holding a function), which nfbench cannot import."""
+    import sys
+    import types
+
+    module = types.ModuleType("isegm.model.modeling.transformer_helper.cross_entropy_loss")
+
+    def cross_entropy(*args):
+        return None
+
+    class CrossEntropyLoss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cls_criterion, self.loss_weight = cross_entropy, 1.0
+
+    for thing in (cross_entropy, CrossEntropyLoss):
+        thing.__module__ = module.__name__
+        thing.__qualname__ = thing.__name__
+        setattr(module, thing.__name__, thing)
+    parts = module.__name__.split(".")
+    parents = [".".join(parts[:n]) for n in range(1, len(parts))]
+    sys.modules.update({name: types.ModuleType(name) for name in parents} | {module.__name__: module})
+    try:
+        def param(value):
+            return {"type": "builtin", "value": value, "specified": True}
+
+        params = {"use_disks": param(True), "norm_radius": param(5), "with_prev_mask": param(True),
+                  "backbone_params": param({"img_size": (config.image_size,) * 2, "patch_size": (config.patch_size,) * 2,
+                                            "in_chans": 3, "embed_dim": config.embed_dim, "depth": config.depth,
+                                            "num_heads": config.heads, "mlp_ratio": 4, "qkv_bias": True}),
+                  "neck_params": param({"in_dim": config.embed_dim, "out_dims": list(config.neck)}),
+                  "head_params": param({"in_channels": list(config.neck), "in_index": [0, 1, 2, 3], "dropout_ratio": 0.1,
+                                        "num_classes": 1, "loss_decode": CrossEntropyLoss(), "align_corners": False,
+                                        "upsample": "x1", "channels": config.head_channels})}
+        torch.save({"state_dict": state, "config": {"class": "isegm.model.is_plainvit_model.PlainVitModel",
+                                                    "params": params}}, path)
+    finally:
+        for name in [*parents, module.__name__]:
+            del sys.modules[name]
+
+
+def test_a_published_checkpoint_with_isegm_objects_loads_without_running_them(tmp_path):
+    state = {k: torch.randn(s) for k, s in original_layout(SMALL).items()}
+    _isegm_checkpoint(tmp_path / "cocolvis_vit_small.pth", state, SMALL)
+    with pytest.raises(ModelError, match="holds objects other than tensors"):  # a plain weights_only load refuses it
+        load_checkpoint(build_network(SMALL), tmp_path / "cocolvis_vit_small.pth", model_name="simpleclick",
+                        key="state_dict")
+    options = checkpoint_options(tmp_path / "cocolvis_vit_small.pth")
+    assert SimpleClickConfig.from_options(options) == SMALL
+    network = build_network(SMALL)
+    load_weights(network, tmp_path / "cocolvis_vit_small.pth")
+    assert all(torch.equal(network.state_dict()[k], v) for k, v in state.items())
+
+
 def test_saved_weights_reload_with_their_config(tmp_path):
     torch.manual_seed(0)
     network = build_network(SMALL)
     save_weights(network, tmp_path / "w.pt", crop=64)
     saved = torch.load(tmp_path / "w.pt", weights_only=True)
-    assert saved["config"]["params"] == {**SMALL.options(), "crop": "64"}
+    assert saved["config"]["params"] == {**SMALL.options(), "crop": "64"} == checkpoint_options(tmp_path / "w.pt")
     assert SimpleClickConfig.from_options({k: v for k, v in saved["config"]["params"].items() if k != "crop"}) == SMALL
     other = build_network(SMALL)
     load_weights(other, tmp_path / "w.pt")

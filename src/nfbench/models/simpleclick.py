@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from nfbench.models.simpleclick_net import SimpleClickNet
 
 __all__ = ["SimpleClickConfig", "ORIGINAL", "REDUCED", "DISK_RADIUS", "THRESHOLD", "SliceClicker", "build_network",
-           "load_weights", "load_mae_backbone", "save_weights", "click_maps", "model_pixel", "frame_inputs",
+           "load_weights", "load_mae_backbone", "save_weights", "checkpoint_options", "click_maps", "model_pixel", "frame_inputs",
            "resize_masks", "crop_window", "cut_square", "paste_square"]
 
 NAME = "simpleclick"
@@ -47,6 +47,8 @@ DISK_RADIUS = 5
 """Click disks: model pixels within 5 of the click (isegm ``DistMaps(norm_radius=5, use_disks=True)``)."""
 THRESHOLD = 0.5
 _CACHE = 8
+_ISEGM = ("isegm.",)
+"""A published checkpoint's ``config`` pickles isegm objects (its head's ``loss_decode``): read as stand-ins."""
 
 
 @dataclass(frozen=True)
@@ -144,11 +146,43 @@ def load_weights(network: SimpleClickNet, path: str | Path) -> None:
     errors = []
     for key in ("state_dict", None, "net"):
         try:
-            return load_checkpoint(network, path, model_name=NAME, key=key, network=_describe(network.config))
+            return load_checkpoint(network, path, model_name=NAME, key=key, network=_describe(network.config),
+                                   stand_in=_ISEGM)
         except ModelError as err:
             errors.append(err)
     fits = [e for e in errors if "does not fit" in str(e)]
     raise (fits or errors)[0]
+
+
+def checkpoint_options(path: str | Path) -> dict[str, str]:
+    """The options a checkpoint was built with, from its ``config`` entry: ours (the network's sizes and
+    ``crop``) or a published one's (isegm's ``backbone_params``, ``neck_params`` and ``head_params``).
+    Empty when the file holds no config (a plain state dict)."""
+    import torch
+
+    from nfbench.models.blocks.checkpoints import _stand_ins
+
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_stand_ins(path, _ISEGM)):
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a foreign file
+        raise ModelError(f"model {NAME!r}: weight file {str(path)!r} cannot be read ({type(err).__name__})") from err
+    params = saved.get("config", {}).get("params", {}) if isinstance(saved, Mapping) else {}
+    if "backbone_params" not in params:
+        return {str(k): str(v) for k, v in params.items()}
+
+    def value(name: str) -> dict:
+        entry = params.get(name, {})
+        return entry.get("value", {}) if isinstance(entry, Mapping) else {}
+
+    backbone, neck, head = value("backbone_params"), value("neck_params"), value("head_params")
+    first = lambda v: v[0] if isinstance(v, (tuple, list)) else v  # noqa: E731 - (rows, cols) pairs
+    found = {"image_size": first(backbone.get("img_size")), "patch_size": first(backbone.get("patch_size")),
+             "embed_dim": backbone.get("embed_dim"), "depth": backbone.get("depth"), "heads": backbone.get("num_heads"),
+             "mlp_ratio": backbone.get("mlp_ratio"), "head_channels": head.get("channels"),
+             "neck": ",".join(map(str, neck["out_dims"])) if "out_dims" in neck else None}
+    return {k: str(v) for k, v in found.items() if v is not None}
 
 
 def save_weights(network: SimpleClickNet, path: str | Path, **preprocessing: object) -> None:
@@ -173,7 +207,7 @@ def load_mae_backbone(network: SimpleClickNet, path: str | Path) -> None:
 
     from nfbench.models.blocks.checkpoints import read_state_dict, state_dict_problems
 
-    state = read_state_dict(path, model_name=NAME, key="model")
+    state = read_state_dict(path, model_name=NAME, key="model", stand_in=_ISEGM)
     backbone = network.backbone
     expected = {k: v for k, v in backbone.state_dict().items() if k.startswith(("patch_embed.", "blocks.", "pos_embed"))}
     taken = {k: v for k, v in state.items() if k in expected}

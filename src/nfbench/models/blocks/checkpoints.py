@@ -35,14 +35,43 @@ def _listed(keys: Sequence[str]) -> str:
     return shown + (f" … and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
 
 
+class _StandIn:
+    """An inert object in place of a class or function of another code base that a checkpoint pickled
+    beside its weights (a training configuration): built and filled with its state, never run."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.args = args
+
+    def __setstate__(self, state: object) -> None:
+        self.__dict__["state"] = state
+
+
+def _stand_ins(path: Path, prefixes: Sequence[str]) -> list[tuple[type, str]]:
+    """Stand-in classes for the globals of ``path`` under ``prefixes`` (listed without unpickling anything)."""
+    if not prefixes:
+        return []
+    import torch
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a zip checkpoint: the load below names the problem
+        return []
+    return [(type(name.rsplit(".", 1)[-1], (_StandIn,), {}), name) for name in names
+            if name.startswith(tuple(prefixes))]
+
+
 def read_state_dict(
-    path: str | Path, *, model_name: str, key: str | Sequence[str] | None = None, strip_prefix: str | None = None
+    path: str | Path, *, model_name: str, key: str | Sequence[str] | None = None, strip_prefix: str | None = None,
+    stand_in: Sequence[str] = (),
 ) -> dict[str, torch.Tensor]:
     """The state dict in a checkpoint file, loaded on the CPU with ``weights_only=True``.
 
     ``key`` picks the state dict inside a checkpoint that holds more (``"state_dict"``,
     ``"model"``, or a path of nested keys such as ``("network", "weights")``); ``strip_prefix`` is
     removed from the names that start with it (``"module."`` of a DataParallel checkpoint).
+    ``stand_in`` lists module prefixes (``"isegm."``) whose classes and functions the file may hold
+    beside the weights: they are unpickled as inert stand-ins instead of refusing the file (no code of
+    theirs is imported or run).
     """
     import torch
 
@@ -53,7 +82,8 @@ def read_state_dict(
     if not path.is_file():
         raise ModelError(f"{where} is not a file")
     try:
-        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_stand_ins(path, stand_in)):
+            loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if refused:
@@ -110,12 +140,14 @@ def load_checkpoint(
     or_key: str | None | bool = False,
     strip_prefix: str | None = None,
     network: str = "the network",
+    stand_in: Sequence[str] = (),
 ) -> None:
     """Load a checkpoint into ``module`` strictly (see :func:`read_state_dict` for ``key`` and ``strip_prefix``).
 
     ``or_key`` is where else the state dict may be when the file cannot be read at ``key`` (``None``:
     the whole file; ``False``: nowhere else): a model that takes two formats tries both, and the error
-    named is the first format's. ``network`` names the architecture in the error (with its widths).
+    named is the first format's. ``network`` names the architecture in the error (with its widths);
+    ``stand_in`` as :func:`read_state_dict`.
 
     Raises
     ------
@@ -124,12 +156,13 @@ def load_checkpoint(
         the message names the model and the file and lists every difference.
     """
     try:
-        state = read_state_dict(path, model_name=model_name, key=key, strip_prefix=strip_prefix)
+        state = read_state_dict(path, model_name=model_name, key=key, strip_prefix=strip_prefix, stand_in=stand_in)
     except ModelError as first:
         if or_key is False:
             raise
         try:
-            state = read_state_dict(path, model_name=model_name, key=or_key, strip_prefix=strip_prefix)  # type: ignore[arg-type]
+            state = read_state_dict(path, model_name=model_name, key=or_key, strip_prefix=strip_prefix,  # type: ignore[arg-type]
+                                    stand_in=stand_in)
         except ModelError:
             raise first from None
     problems = state_dict_problems(state, module.state_dict())

@@ -158,16 +158,9 @@ def checkpoint_options(path: str | Path) -> dict[str, str]:
     """The options a checkpoint was built with, from its ``config`` entry: ours (the network's sizes and
     ``crop``) or a published one's (isegm's ``backbone_params``, ``neck_params`` and ``head_params``).
     Empty when the file holds no config (a plain state dict)."""
-    import torch
+    from nfbench.models.blocks.checkpoints import read_checkpoint
 
-    from nfbench.models.blocks.checkpoints import _stand_ins
-
-    path = Path(path)
-    try:
-        with torch.serialization.safe_globals(_stand_ins(path, _ISEGM)):
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for a foreign file
-        raise ModelError(f"model {NAME!r}: weight file {str(path)!r} cannot be read ({type(err).__name__})") from err
+    saved = read_checkpoint(path, model_name=NAME, stand_in=_ISEGM)
     params = saved.get("config", {}).get("params", {}) if isinstance(saved, Mapping) else {}
     if "backbone_params" not in params:
         return {str(k): str(v) for k, v in params.items()}

@@ -20,7 +20,7 @@ from nfbench.models.base import ModelError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["read_state_dict", "load_checkpoint", "state_dict_problems"]
+__all__ = ["read_checkpoint", "read_state_dict", "load_checkpoint", "state_dict_problems"]
 
 _SHOWN = 8
 
@@ -60,18 +60,12 @@ def _stand_ins(path: Path, prefixes: Sequence[str]) -> list[tuple[type, str]]:
             if name.startswith(tuple(prefixes))]
 
 
-def read_state_dict(
-    path: str | Path, *, model_name: str, key: str | Sequence[str] | None = None, strip_prefix: str | None = None,
-    stand_in: Sequence[str] = (),
-) -> dict[str, torch.Tensor]:
-    """The state dict in a checkpoint file, loaded on the CPU with ``weights_only=True``.
+def read_checkpoint(path: str | Path, *, model_name: str, stand_in: Sequence[str] = ()) -> Any:
+    """Everything in a checkpoint file, loaded on the CPU with ``weights_only=True``.
 
-    ``key`` picks the state dict inside a checkpoint that holds more (``"state_dict"``,
-    ``"model"``, or a path of nested keys such as ``("network", "weights")``); ``strip_prefix`` is
-    removed from the names that start with it (``"module."`` of a DataParallel checkpoint).
     ``stand_in`` lists module prefixes (``"isegm."``) whose classes and functions the file may hold
-    beside the weights: they are unpickled as inert stand-ins instead of refusing the file (no code of
-    theirs is imported or run).
+    beside the weights (a pickled training configuration): they are unpickled as inert stand-ins
+    instead of refusing the file; no code of theirs is imported or run.
     """
     import torch
 
@@ -83,7 +77,7 @@ def read_state_dict(
         raise ModelError(f"{where} is not a file")
     try:
         with torch.serialization.safe_globals(_stand_ins(path, stand_in)):
-            loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if refused:
@@ -92,6 +86,22 @@ def read_state_dict(
         raise ModelError(f"{where} cannot be read: corrupt or not a torch checkpoint (unpickling failed)") from err
     except Exception as err:  # noqa: BLE001 - torch raises many types for a truncated or foreign file
         raise ModelError(f"{where} cannot be read: corrupt or not a torch checkpoint ({_first_line(err)})") from err
+
+
+def read_state_dict(
+    path: str | Path, *, model_name: str, key: str | Sequence[str] | None = None, strip_prefix: str | None = None,
+    stand_in: Sequence[str] = (),
+) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file (:func:`read_checkpoint`, which ``stand_in`` goes to).
+
+    ``key`` picks the state dict inside a checkpoint that holds more (``"state_dict"``,
+    ``"model"``, or a path of nested keys such as ``("network", "weights")``); ``strip_prefix`` is
+    removed from the names that start with it (``"module."`` of a DataParallel checkpoint).
+    """
+    import torch
+
+    loaded = read_checkpoint(path, model_name=model_name, stand_in=stand_in)
+    where = f"model {model_name!r}: weight file {str(path)!r}"
     path_keys = () if key is None else (key,) if isinstance(key, str) else tuple(key)
     for depth, name in enumerate(path_keys):
         if not isinstance(loaded, Mapping) or name not in loaded:

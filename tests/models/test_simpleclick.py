@@ -177,6 +177,13 @@ def test_saved_weights_reload_with_their_config(tmp_path):
     other = build_network(SMALL)
     load_weights(other, tmp_path / "w.pt")
     assert all(torch.equal(other.state_dict()[k], v) for k, v in network.state_dict().items())
+    clicker = SliceClicker.from_weights(tmp_path / "w.pt", threads=1)
+    assert clicker.crop == 64 and clicker.network.config == SMALL
+    assert SliceClicker.from_weights(tmp_path / "w.pt", options={"crop": 0}).crop == 0
+    torch.save(network.state_dict(), tmp_path / "plain.pt")
+    assert SliceClicker.from_weights(tmp_path / "plain.pt", options=SMALL.options()).network.config == SMALL
+    with pytest.raises(ModelError, match=r"does not fit SimpleClick \(image 64, patch 8, embed 16.*shape mismatch"):
+        SliceClicker.from_weights(tmp_path / "plain.pt", options={**SMALL.options(), "embed_dim": 16})
 
 
 def test_mae_weights_initialise_the_backbone_with_interpolated_positions(tmp_path):

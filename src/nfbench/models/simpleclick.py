@@ -335,6 +335,22 @@ class SliceClicker:
         self.crop = int(crop)
         self._cache: OrderedDict[Hashable, tuple[np.ndarray, torch.Tensor]] = OrderedDict()
 
+    @classmethod
+    def from_weights(cls, path: str | Path, *, options: Mapping[str, object] | None = None,
+                     **settings: Any) -> SliceClicker:
+        """The predictor of a checkpoint: the network's sizes and ``crop`` from the file's ``config``
+        (:func:`checkpoint_options`), overridden by ``options`` (needed for a plain state dict), the
+        weights loaded strictly; ``settings`` are the constructor's (``device``, ``threads``, …)."""
+        given = {**checkpoint_options(path), **(options or {})}
+        crop = given.pop("crop", settings.pop("crop", 0))
+        try:
+            crop = int(str(crop))
+        except ValueError:
+            raise ValueError(f"model {NAME!r}: option crop={crop!r} is not a whole number") from None
+        network = build_network(SimpleClickConfig.from_options(given))
+        load_weights(network, path)
+        return cls(network, crop=crop, **settings)
+
     def image_tokens(self, frame: np.ndarray, key: Hashable | None = None) -> torch.Tensor:
         """The patch tokens ``(1, N, C)`` of a frame (or of its crop), from the cache when ``key`` was
         seen with a frame of this shape."""

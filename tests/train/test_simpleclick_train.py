@@ -178,3 +178,5 @@ def test_cli_trains_simpleclick_and_refuses_bad_options(fold_dataset, tmp_path):
 def test_refusals_name_the_problem(fold_dataset, tmp_path):
     with pytest.raises(TrainError, match="crop must be a whole number"):
         train(_config(fold_dataset, tmp_path / "a", options={**TINY, "crop": "big"}), quiet=True)
+    with pytest.raises(TrainError, match="unknown option.*embed; known: image_size"):
+        train(_config(fold_dataset, tmp_path / "b", options={**TINY, "embed": "96"}), quiet=True)

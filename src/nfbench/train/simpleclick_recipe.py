@@ -79,6 +79,10 @@ class SimpleClickRecipe(Recipe):
 
     def __init__(self, options: Mapping[str, object], *, interactions: int | None = None,
                  click_policy: str = "edt-power") -> None:
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:  # no evaluation model checks them later: a misspelt size would train the 1024 ViT-B
+            raise ValueError(f"model 'simpleclick': unknown option(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(self.defaults)}")
         super().__init__(options)
         self.config = SimpleClickConfig.from_options({k: v for k, v in self.options.items() if k != "crop"})
         try:

@@ -18,7 +18,10 @@ ViT runs per click.
 Options (``--model-option``) name :class:`SimpleClickConfig`'s fields: ``image_size``,
 ``patch_size``, ``embed_dim``, ``depth``, ``heads``, ``neck`` (four widths, ``"128,256,512,1024"``)
 and ``head_channels``. The default is the original ViT-B/16 at 1024 × 1024; :data:`REDUCED` is the
-CPU configuration of the phantom weights.
+CPU configuration of the phantom weights, which were trained with ``crop=64`` (beyond the original:
+the network sees a 64-pixel square around the first click instead of the whole frame, so a lesion
+of a few pixels covers more than one patch). :meth:`SliceClicker.from_weights` reads both from a
+checkpoint's ``config``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`nfbench train sw-fastedit|dins|sam2|stcn`: train or fine-tune a learned model on a dataset's fold."""
+"""`nfbench train sw-fastedit|dins|sam2|stcn|simpleclick`: train or fine-tune a learned model on a dataset's fold."""
 
 from __future__ import annotations
 
@@ -16,19 +16,19 @@ __all__ = ["train_command"]
 @app.command("train")
 def train_command(
     context: typer.Context,
-    model: Annotated[str, typer.Argument(help="Model to train: sw-fastedit, dins, sam2 or stcn.")],
+    model: Annotated[str, typer.Argument(help="Model to train: sw-fastedit, dins, sam2, stcn or simpleclick.")],
     data: Annotated[Path, typer.Option(help="Dataset folder with imagesTr/labelsTr and splits/ (`nfbench data split`).", exists=True, file_okay=False)],
     fold: Annotated[int, typer.Option(help="Fold K: trains on splits/fold_K/train_set.txt, chooses the best epoch on val_set.txt.")],
     out: Annotated[Path, typer.Option(help="Folder for train.json, metrics.csv, last.pt, best.pt and card.json.")],
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
     steps_per_epoch: Annotated[int, typer.Option(help="Training steps per epoch.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Patches (sam2: clips) per step (>= 2 is several times faster per patch on a CPU; the original sam2 fine-tuning: 1).")] = 2,
-    lr: Annotated[float | None, typer.Option(help="Learning rate [the original's: sw-fastedit 1e-4, dins 3e-4, sam2 5e-6 (its image encoder 0.6 of it); stcn 1e-5 (STCN's training; its NF fine-tuning from stcn.pth: 1e-6)].")] = None,
-    init: Annotated[Path | None, typer.Option(help="Checkpoint to fine-tune from (the original format or ours; sam2: SAM2's released {'model': ...} format or a plain state dict; stcn: the published stcn.pth).", exists=True, dir_okay=False)] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate [the original's: sw-fastedit 1e-4, dins 3e-4, sam2 5e-6 (its image encoder 0.6 of it); stcn 1e-5 (STCN's training; its NF fine-tuning from stcn.pth: 1e-6); simpleclick 5e-5].")] = None,
+    init: Annotated[Path | None, typer.Option(help="Checkpoint to fine-tune from (the original format or ours; sam2: SAM2's released {'model': ...} format or a plain state dict; stcn: the published stcn.pth; simpleclick: a SimpleClick checkpoint or MAE ViT weights {'model': ...}).", exists=True, dir_okay=False)] = None,
     config: Annotated[str | None, typer.Option(help="sam2: the sam2 package's configuration, e.g. configs/sam2.1/sam2.1_hiera_t.yaml [configs/sam2.1/sam2.1_hiera_b+.yaml] (the model option config).", show_default=False)] = None,
     frames: Annotated[int, typer.Option(help="sam2: consecutive coronal frames per training clip (the original: 8; stcn always trains on 3).")] = 8,
     model_option: Annotated[list[str] | None, typer.Option("--model-option", "-o", help="KEY=VALUE option of the model: those fixing the network and grid (filters, roi_size, spacing; base_filters, max_filters, roi; stcn_config=original|reduced) shape the training; all are used to validate (repeatable).")] = None,
-    interactions: Annotated[int | None, typer.Option(help="Most rounds of simulated corrective clicks per sample [sw-fastedit: 10, as the original; dins: 0, the original's random clicks only; sam2: 7 clicks on each corrected frame, as the original].", show_default=False)] = None,
+    interactions: Annotated[int | None, typer.Option(help="Most rounds of simulated corrective clicks per sample [sw-fastedit: 10, as the original; dins: 0, the original's random clicks only; sam2: 7 clicks on each corrected frame, as the original; simpleclick: 3, as the original].", show_default=False)] = None,
     clicks: Annotated[str, typer.Option(help="Click policy of the simulated corrections.")] = "edt-power",
     lesion_rate: Annotated[float, typer.Option(help="Share of patches centred on a lesion.")] = 0.6,
     val_every: Annotated[int, typer.Option(help="Validate every N epochs (and after the last).")] = 1,
@@ -45,7 +45,8 @@ def train_command(
     """Train MODEL on a fold (or fine-tune it from --init), keeping the epoch with the best validation Dice.
 
     sam2 and stcn train on clips of consecutive coronal frames (nfbench.train.sam2_recipe, stcn_recipe) and are
-    validated by the Dice of their masks propagated through clips of the validation cases.
+    validated by the Dice of their masks propagated through clips of the validation cases; simpleclick on single
+    coronal frames (nfbench.train.simpleclick_recipe), validated by the Dice of its clicked masks on validation frames.
     """
     from nfbench.models.registry import missing_modules
     from nfbench.models.spec import parse_option

@@ -7,7 +7,8 @@ with ``--model NAME -o O``; the patch a recipe trains on is the model's sliding-
 original SW-FastEdit cropped 224 × 224 × 64 and ran its 128 × 128 × 64 sliding window inside the
 crop; one window per patch trains the same network at a fraction of the cost).
 SAM2 (§5.3) and STCN (§5.5), trained on clips of 2D frames, have their recipes in
-:mod:`nfbench.train.sam2_recipe` and :mod:`nfbench.train.stcn_recipe`.
+:mod:`nfbench.train.sam2_recipe` and :mod:`nfbench.train.stcn_recipe`; SimpleClick (§5.4), trained on
+single frames, in :mod:`nfbench.train.simpleclick_recipe`.
 """
 
 from __future__ import annotations
@@ -422,10 +423,12 @@ RECIPES: dict[str, type[Recipe]] = {"sw-fastedit": SWFastEditRecipe, "dins": DIN
 """Trainable models by name."""
 
 from nfbench.train.sam2_recipe import SAM2Recipe  # noqa: E402 - it builds on Recipe above
+from nfbench.train.simpleclick_recipe import SimpleClickRecipe  # noqa: E402 - it builds on Recipe above
 from nfbench.train.stcn_recipe import STCNRecipe  # noqa: E402 - it builds on Recipe above
 
 RECIPES["sam2"] = SAM2Recipe
 RECIPES["stcn"] = STCNRecipe
+RECIPES["simpleclick"] = SimpleClickRecipe
 
 
 def recipe_for(model: str, options: Mapping[str, object], **settings: object) -> Recipe:

@@ -20,7 +20,7 @@ from nfbench.models.base import ModelError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["read_state_dict", "load_checkpoint", "state_dict_problems"]
+__all__ = ["read_checkpoint", "read_state_dict", "load_checkpoint", "state_dict_problems"]
 
 _SHOWN = 8
 
@@ -35,14 +35,37 @@ def _listed(keys: Sequence[str]) -> str:
     return shown + (f" … and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else "")
 
 
-def read_state_dict(
-    path: str | Path, *, model_name: str, key: str | Sequence[str] | None = None, strip_prefix: str | None = None
-) -> dict[str, torch.Tensor]:
-    """The state dict in a checkpoint file, loaded on the CPU with ``weights_only=True``.
+class _StandIn:
+    """An inert object in place of a class or function of another code base that a checkpoint pickled
+    beside its weights (a training configuration): built and filled with its state, never run."""
 
-    ``key`` picks the state dict inside a checkpoint that holds more (``"state_dict"``,
-    ``"model"``, or a path of nested keys such as ``("network", "weights")``); ``strip_prefix`` is
-    removed from the names that start with it (``"module."`` of a DataParallel checkpoint).
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.args = args
+
+    def __setstate__(self, state: object) -> None:
+        self.__dict__["state"] = state
+
+
+def _stand_ins(path: Path, prefixes: Sequence[str]) -> list[tuple[type, str]]:
+    """Stand-in classes for the globals of ``path`` under ``prefixes`` (listed without unpickling anything)."""
+    if not prefixes:
+        return []
+    import torch
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a zip checkpoint: the load below names the problem
+        return []
+    return [(type(name.rsplit(".", 1)[-1], (_StandIn,), {}), name) for name in names
+            if name.startswith(tuple(prefixes))]
+
+
+def read_checkpoint(path: str | Path, *, model_name: str, stand_in: Sequence[str] = ()) -> Any:
+    """Everything in a checkpoint file, loaded on the CPU with ``weights_only=True``.
+
+    ``stand_in`` lists module prefixes (``"isegm."``) whose classes and functions the file may hold
+    beside the weights (a pickled training configuration): they are unpickled as inert stand-ins
+    instead of refusing the file; no code of theirs is imported or run.
     """
     import torch
 
@@ -53,7 +76,8 @@ def read_state_dict(
     if not path.is_file():
         raise ModelError(f"{where} is not a file")
     try:
-        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_stand_ins(path, stand_in)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if refused:
@@ -62,6 +86,22 @@ def read_state_dict(
         raise ModelError(f"{where} cannot be read: corrupt or not a torch checkpoint (unpickling failed)") from err
     except Exception as err:  # noqa: BLE001 - torch raises many types for a truncated or foreign file
         raise ModelError(f"{where} cannot be read: corrupt or not a torch checkpoint ({_first_line(err)})") from err
+
+
+def read_state_dict(
+    path: str | Path, *, model_name: str, key: str | Sequence[str] | None = None, strip_prefix: str | None = None,
+    stand_in: Sequence[str] = (),
+) -> dict[str, torch.Tensor]:
+    """The state dict in a checkpoint file (:func:`read_checkpoint`, which ``stand_in`` goes to).
+
+    ``key`` picks the state dict inside a checkpoint that holds more (``"state_dict"``,
+    ``"model"``, or a path of nested keys such as ``("network", "weights")``); ``strip_prefix`` is
+    removed from the names that start with it (``"module."`` of a DataParallel checkpoint).
+    """
+    import torch
+
+    loaded = read_checkpoint(path, model_name=model_name, stand_in=stand_in)
+    where = f"model {model_name!r}: weight file {str(path)!r}"
     path_keys = () if key is None else (key,) if isinstance(key, str) else tuple(key)
     for depth, name in enumerate(path_keys):
         if not isinstance(loaded, Mapping) or name not in loaded:
@@ -110,12 +150,14 @@ def load_checkpoint(
     or_key: str | None | bool = False,
     strip_prefix: str | None = None,
     network: str = "the network",
+    stand_in: Sequence[str] = (),
 ) -> None:
     """Load a checkpoint into ``module`` strictly (see :func:`read_state_dict` for ``key`` and ``strip_prefix``).
 
     ``or_key`` is where else the state dict may be when the file cannot be read at ``key`` (``None``:
     the whole file; ``False``: nowhere else): a model that takes two formats tries both, and the error
-    named is the first format's. ``network`` names the architecture in the error (with its widths).
+    named is the first format's. ``network`` names the architecture in the error (with its widths);
+    ``stand_in`` as :func:`read_state_dict`.
 
     Raises
     ------
@@ -124,12 +166,13 @@ def load_checkpoint(
         the message names the model and the file and lists every difference.
     """
     try:
-        state = read_state_dict(path, model_name=model_name, key=key, strip_prefix=strip_prefix)
+        state = read_state_dict(path, model_name=model_name, key=key, strip_prefix=strip_prefix, stand_in=stand_in)
     except ModelError as first:
         if or_key is False:
             raise
         try:
-            state = read_state_dict(path, model_name=model_name, key=or_key, strip_prefix=strip_prefix)  # type: ignore[arg-type]
+            state = read_state_dict(path, model_name=model_name, key=or_key, strip_prefix=strip_prefix,  # type: ignore[arg-type]
+                                    stand_in=stand_in)
         except ModelError:
             raise first from None
     problems = state_dict_problems(state, module.state_dict())

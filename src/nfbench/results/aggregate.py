@@ -38,7 +38,7 @@ import pandas as pd
 
 from nfbench.results.schema import RUN_KEYS, TABLES, THRESHOLDS
 from nfbench.results.stats import N_RESAMPLES, bootstrap_ci
-from nfbench.results.store import RunError, case_key, load_config, read_run_table
+from nfbench.results.store import RunError, load_config, read_run_table, row_key
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -86,7 +86,8 @@ _OPTIONAL = ("nsd_cvpr_scan", "auc_dice_scan_cvpr", "nsd_cvpr_lesion", "auc_dice
 class RunTables:
     """The tables of one or more runs, concatenated, and what a report needs besides.
 
-    ``previews`` maps (model, scenario, test_set, case) to the ``.npz`` overlay file of that case.
+    ``previews`` maps (model, scenario, test_set, case) to the ``.npz`` overlay file of that case;
+    ``provenance`` has one row per case result (empty for runs written before it was recorded).
     """
 
     interactions: pd.DataFrame
@@ -94,6 +95,7 @@ class RunTables:
     cases: pd.DataFrame
     clicks: pd.DataFrame
     configs: list[dict] = field(default_factory=list)
+    provenance: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TABLES["provenance"])))
     previews: dict[tuple[str, str, str, str], Path] = field(default_factory=dict)
 
     @property
@@ -114,13 +116,17 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
     if not runs:
         raise RunError("no run folder given")
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in _TABLE_NAMES}
-    configs, seen = [], {}
+    provenance: list[pd.DataFrame] = []
+    configs, seen, variant = [], {}, {}
     for run in map(Path, runs):
         config = load_config(run)
         run_id = str(config.get("run_id"))
         if run_id in seen:
             raise RunError(f"{run}: run {run_id!r} was already given as {seen[run_id]}; give each run once")
         seen[run_id] = run
+        variant[run_id] = bool(config.get("variant_keys"))
+        if (run / "provenance.parquet").is_file():
+            provenance.append(pd.read_parquet(run / "provenance.parquet"))
         configs.append({**config, "_folder": str(run)})
         for name in _TABLE_NAMES:
             frame = read_run_table(run, name)
@@ -138,11 +144,14 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
     for row, label in zip(cases.itertuples(index=False), _labelled(cases, labels)):
         if row.status != "ok":
             continue
-        path = seen[str(row.run_id)] / "previews" / f"{case_key(row.model, row.scenario, row.test_set, row.case)}.npz"
+        key = row_key(row, variant=variant[str(row.run_id)])
+        path = seen[str(row.run_id)] / "previews" / f"{key}.npz"
         if path.is_file():
             previews[(row.model, label, row.test_set, row.case)] = path
     tables = {name: frame.assign(scenario=_labelled(frame, labels)) for name, frame in tables.items()}
-    return RunTables(**tables, configs=configs, previews=previews)
+    found = [f for f in provenance if len(f)]
+    extra = {"provenance": pd.concat(found, ignore_index=True)} if found else {}
+    return RunTables(**tables, configs=configs, previews=previews, **extra)
 
 
 def _check_sessions(interactions: pd.DataFrame, run: Path) -> None:

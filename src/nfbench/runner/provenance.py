@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nfbench
 from nfbench.interaction.scenarios import Scenario
-from nfbench.models.spec import ModelSpec, file_identity, resolve_device
+from nfbench.models.spec import ModelSpec, file_identity
 from nfbench.results.schema import ProvenanceRow, RunKeys
 
 __all__ = ["case_provenance", "git_commit", "package_version", "task_config", "weights_sha256"]
@@ -91,22 +91,31 @@ def _model_package(model: object | None) -> tuple[str, str]:
     it wraps, e.g. ``sam2``), else the distribution of the module that defines it."""
     if model is None:
         return "", ""
-    named = getattr(type(model), "package", None)
-    if named:
-        return str(named), package_version(str(named))
-    top = type(model).__module__.split(".")[0]
-    distribution = next(iter(packages_distributions().get(top, [])), top)
+    return _package_of(type(model).__module__.split(".")[0], getattr(type(model), "package", None))
+
+
+@functools.cache
+def _package_of(module: str, named: str | None) -> tuple[str, str]:
+    # packages_distributions() reads every installed distribution's file list: seconds, so once
+    distribution = str(named) if named else next(iter(packages_distributions().get(module, [])), module)
     return distribution, package_version(distribution)
 
 
 def _device(spec: ModelSpec, model: object | None) -> str:
-    device = str(getattr(model, "device", "") or resolve_device(spec.device))
-    if device.startswith("cuda"):
-        import torch
+    """Where the model runs: its ``device`` attribute; a model without one runs on the CPU (the
+    registry gives a device only to models that take one); the spec's request when none loaded."""
+    if model is None:
+        return spec.device
+    return _device_name(str(getattr(model, "device", None) or "cpu"))
 
-        index = torch.device(device).index or 0
-        device = f"{device} ({torch.cuda.get_device_name(index)})"
-    return device
+
+@functools.cache
+def _device_name(device: str) -> str:
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(torch.device(device).index or 0)})"
 
 
 def task_config(task: object, scenario: Scenario) -> dict:

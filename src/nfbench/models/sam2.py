@@ -143,6 +143,7 @@ class SAM2Model:
     """
 
     name = NAME
+    package = "sam2"  # the version the results record (nfbench.runner.provenance)
     capabilities = frozenset({"click", "box"})
     needs_weights = True
     description = "SAM 2 on coronal slices as a video: clicks and boxes, propagated forward and backward"

@@ -16,7 +16,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;m
      color:#222;padding:0 1rem;line-height:1.4}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2.4rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 h3{margin-top:1.4rem;font-size:1.05rem}
-.muted{color:#666} .note{font-size:.85rem;color:#444;max-width:60rem}
+.muted{color:#666} .note{font-size:.85rem;color:#444;max-width:60rem} .warning{background:#fff4e5;border-left:4px solid #e69500;padding:.4rem .8rem;max-width:60rem}
 dl{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;font-size:.9rem} dt{font-weight:600}
 dd{margin:0}
 .table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}
@@ -61,6 +61,12 @@ def table(frame: pd.DataFrame, *, digits: int = 3) -> str:
         return "<p class='muted'>nothing to show</p>"
     body = frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, classes="table")
     return f"<div class='scroll'>{body}</div>"
+
+
+def warning_list(items: list[str]) -> str:
+    """A highlighted list of warnings (results of one report that do not agree in provenance)."""
+    entries = "".join(f"<li>{html.escape(item)}</li>" for item in items)
+    return f"<div class='warning'><strong>Mixed provenance.</strong><ul>{entries}</ul></div>"
 
 
 def section(title: str, *parts: str, anchor: str, note: str = "") -> str:

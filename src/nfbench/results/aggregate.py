@@ -38,7 +38,7 @@ import pandas as pd
 
 from nfbench.results.schema import RUN_KEYS, TABLES, THRESHOLDS
 from nfbench.results.stats import N_RESAMPLES, bootstrap_ci
-from nfbench.results.store import RunError, case_key, load_config, read_run_table
+from nfbench.results.store import RunError, load_config, read_run_table, row_key
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -56,6 +56,9 @@ __all__ = [
     "noc_table",
     "per_case",
     "per_case_at",
+    "preview_key",
+    "provenance_table",
+    "provenance_warnings",
     "size_table",
     "summary_table",
 ]
@@ -86,7 +89,9 @@ _OPTIONAL = ("nsd_cvpr_scan", "auc_dice_scan_cvpr", "nsd_cvpr_lesion", "auc_dice
 class RunTables:
     """The tables of one or more runs, concatenated, and what a report needs besides.
 
-    ``previews`` maps (model, scenario, test_set, case) to the ``.npz`` overlay file of that case.
+    ``previews`` maps (model, scenario, test_set, case, fold, seed) to the ``.npz`` overlay file of
+    that case result (``fold`` None when the run has none);
+    ``provenance`` has one row per case result (empty for runs written before it was recorded).
     """
 
     interactions: pd.DataFrame
@@ -94,7 +99,8 @@ class RunTables:
     cases: pd.DataFrame
     clicks: pd.DataFrame
     configs: list[dict] = field(default_factory=list)
-    previews: dict[tuple[str, str, str, str], Path] = field(default_factory=dict)
+    provenance: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TABLES["provenance"])))
+    previews: dict[tuple, Path] = field(default_factory=dict)
 
     @property
     def ok_cases(self) -> pd.DataFrame:
@@ -114,13 +120,17 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
     if not runs:
         raise RunError("no run folder given")
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in _TABLE_NAMES}
-    configs, seen = [], {}
+    provenance: list[pd.DataFrame] = []
+    configs, seen, variant = [], {}, {}
     for run in map(Path, runs):
         config = load_config(run)
         run_id = str(config.get("run_id"))
         if run_id in seen:
             raise RunError(f"{run}: run {run_id!r} was already given as {seen[run_id]}; give each run once")
         seen[run_id] = run
+        variant[run_id] = bool(config.get("variant_keys"))
+        if (run / "provenance.parquet").is_file():
+            provenance.append(pd.read_parquet(run / "provenance.parquet"))
         configs.append({**config, "_folder": str(run)})
         for name in _TABLE_NAMES:
             frame = read_run_table(run, name)
@@ -138,11 +148,19 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
     for row, label in zip(cases.itertuples(index=False), _labelled(cases, labels)):
         if row.status != "ok":
             continue
-        path = seen[str(row.run_id)] / "previews" / f"{case_key(row.model, row.scenario, row.test_set, row.case)}.npz"
+        key = row_key(row, variant=variant[str(row.run_id)])
+        path = seen[str(row.run_id)] / "previews" / f"{key}.npz"
         if path.is_file():
-            previews[(row.model, label, row.test_set, row.case)] = path
+            previews[preview_key(row.model, label, row.test_set, row.case, row.fold, row.seed)] = path
     tables = {name: frame.assign(scenario=_labelled(frame, labels)) for name, frame in tables.items()}
-    return RunTables(**tables, configs=configs, previews=previews)
+    found = [f for f in provenance if len(f)]
+    extra = {"provenance": pd.concat(found, ignore_index=True)} if found else {}
+    return RunTables(**tables, configs=configs, previews=previews, **extra)
+
+
+def preview_key(model: str, scenario: str, test_set: str, case: str, fold: object, seed: object) -> tuple:
+    """The key of :attr:`RunTables.previews` for one case result (a study holds several folds and seeds)."""
+    return (model, scenario, test_set, case, None if fold is None or pd.isna(fold) else int(fold), int(seed))
 
 
 def _check_sessions(interactions: pd.DataFrame, run: Path) -> None:
@@ -456,3 +474,54 @@ def config_summary(tables: RunTables) -> dict[str, object]:
         "scenario options": {s: o for c in configs for s, o in c.get("scenario_options", {}).items()},
         "versions": {name: " / ".join(sorted(v)) for name, v in versions.items()},
     }
+
+
+_SOFTWARE = ("nfbench_version", "nfbench_commit", "python_version", "numpy_version", "torch_version",
+             "monai_version")
+"""Provenance columns that must agree over every result of one report."""
+
+_ORIGIN = ["model", "fold", "weights_sha256", "model_package", "model_package_version", *_SOFTWARE, "device", "host",
+           "study_sha256"]
+
+
+def provenance_table(tables: RunTables) -> pd.DataFrame:
+    """Each distinct origin of the case results (model, fold, weights, versions, device, host, study
+    file) with its count; one row per model and fold when all agree."""
+    prov = tables.provenance
+    if prov.empty:
+        return pd.DataFrame(columns=[*_ORIGIN, "case_results"])
+    frame = prov[_ORIGIN].astype({"fold": "object"}).fillna({"fold": "-"})
+    frame = frame.assign(weights_sha256=frame["weights_sha256"].str[:12], study_sha256=frame["study_sha256"].str[:12])
+    return frame.groupby(_ORIGIN, dropna=False).size().rename("case_results").reset_index()
+
+
+def _spread(values: pd.Series) -> str:
+    counts = values.replace("", "unknown").value_counts()
+    return ", ".join(f"{value} ({n} case results)" for value, n in counts.items())
+
+
+def provenance_warnings(tables: RunTables) -> list[str]:
+    """Sentences for results of one report that do not come from one software or one set of weights:
+    a version (nfbench, its commit, Python, NumPy, torch, MONAI, a model's package) that differs
+    between case results, a model and fold whose results come from several weights files, results
+    of several versions of a study file. Empty when all agree (or nothing was recorded)."""
+    prov = tables.provenance
+    if prov.empty:
+        return []
+    found = []
+    for column in _SOFTWARE:
+        if prov[column].nunique(dropna=False) > 1:
+            found.append(f"the results come from different {column.replace('_', ' ')}s: {_spread(prov[column])}")
+    for model, rows in prov.groupby("model"):
+        if rows["model_package_version"].nunique(dropna=False) > 1:
+            found.append(f"{model}: its package {rows['model_package'].iloc[0]} has different versions: "
+                         f"{_spread(rows['model_package_version'])}")
+    for (model, fold), rows in prov.groupby(["model", prov["fold"].astype("object").fillna("-")]):
+        if rows["weights_sha256"].nunique(dropna=False) > 1:
+            where = "" if fold == "-" else f" fold {fold}"
+            found.append(f"{model}{where}: the results come from different weights: "
+                         f"{_spread(rows['weights_sha256'].str[:12].rename(None))}")
+    studies = prov["study_sha256"][prov["study_sha256"] != ""]
+    if studies.nunique() > 1:
+        found.append(f"the results come from {studies.nunique()} versions of the study file: {_spread(studies.str[:12])}")
+    return found

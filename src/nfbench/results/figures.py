@@ -29,6 +29,7 @@ from nfbench.results.aggregate import (
     curves,
     noc_table,
     per_case,
+    preview_key,
     size_table,
 )
 from nfbench.results.schema import THRESHOLDS
@@ -234,17 +235,21 @@ def overlay_figure(tables: RunTables, model: str, scenario: str) -> Figure | Non
     """
     cases = tables.ok_cases
     cases = cases[(cases["model"] == model) & (cases["scenario"] == scenario)].dropna(subset=["dice_scan"])
-    cases = cases[[(model, scenario, t, c) in tables.previews for t, c in zip(cases["test_set"], cases["case"])]]
+    keys = [preview_key(model, scenario, t, c, f, s)
+            for t, c, f, s in zip(cases["test_set"], cases["case"], cases["fold"], cases["seed"])]
+    cases = cases[[k in tables.previews for k in keys]]
     if cases.empty:
         return None
     cases = cases.sort_values(["dice_scan", "test_set", "case"], ascending=[False, True, True], ignore_index=True)
     picks = {"best": cases.iloc[0], "median": cases.iloc[len(cases) // 2], "worst": cases.iloc[-1]}
     fig, axes = plt.subplots(1, 3, figsize=(9.0, 7.0), constrained_layout=True)
     for ax, (label, row) in zip(axes, picks.items()):
-        with np.load(tables.previews[(model, scenario, row["test_set"], row["case"])]) as preview:
+        key = preview_key(model, scenario, row["test_set"], row["case"], row["fold"], row["seed"])
+        with np.load(tables.previews[key]) as preview:
             rgb, aspect = overlay_rgb(preview)
         ax.imshow(rgb, aspect=aspect, interpolation="nearest")
-        ax.set_title(f"{label}: {row['case']}\n{row['test_set']}, scan Dice {row['dice_scan']:.3f}", fontsize=9)
+        fold = "" if pd.isna(row["fold"]) else f", fold {int(row['fold'])}"
+        ax.set_title(f"{label}: {row['case']}\n{row['test_set']}{fold}, scan Dice {row['dice_scan']:.3f}", fontsize=9)
         ax.axis("off")
     fig.legend(handles=[Patch(color=c, label=n) for n, c in OVERLAY_COLOURS.items()], loc="outside lower center",
                ncol=3, frameon=False)

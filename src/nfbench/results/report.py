@@ -32,6 +32,8 @@ from nfbench.results.aggregate import (
     main_table,
     noc_table,
     per_case_at,
+    provenance_table,
+    provenance_warnings,
     size_table,
     summary_table,
 )
@@ -68,12 +70,14 @@ METHODS = (
 )
 
 
-def comparison_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
+def comparison_table(tables: RunTables, *, budget: int | None = None, shared_cases: bool = False) -> pd.DataFrame:
     """Paired Wilcoxon tests between models for every protocol × test set.
 
     Lesion scenarios compare the lesion Dice after ``budget`` interactions (default 3; a protocol
     whose budget is smaller, such as ``lesion-single``, is compared after its last one); global
     scenarios compare the scan Dice of the last row (at the stop). The ``compared`` column says which.
+    Models whose case sets differ are compared only with ``shared_cases`` (see
+    :func:`~nfbench.results.stats.paired_comparisons`).
     """
     budget = budget or DEFAULT_BUDGET
     inter = tables.interactions
@@ -88,22 +92,23 @@ def comparison_table(tables: RunTables, *, budget: int | None = None) -> pd.Data
     if not parts:
         return pd.DataFrame()
     return paired_comparisons(pd.concat(parts, ignore_index=True), value="dice",
-                              by=[*PROTOCOL, "test_set", "compared"])
+                              by=[*PROTOCOL, "test_set", "compared"], shared_cases=shared_cases)
 
 
-def report_tables(tables: RunTables, *, budget: int | None = None) -> dict[str, pd.DataFrame]:
+def report_tables(tables: RunTables, *, budget: int | None = None, shared_cases: bool = False) -> dict[str, pd.DataFrame]:
     """Every table of the report, by name (also the Excel sheet and CSV file name)."""
     cases = tables.cases
     return {
         "summary": summary_table(tables),
         "main": main_table(tables, budget=budget),
-        "comparisons": comparison_table(tables, budget=budget),
+        "comparisons": comparison_table(tables, budget=budget, shared_cases=shared_cases),
         "lesion_size": size_table(tables.lesions),
         "noc": noc_table(tables),
         "folds": fold_table(tables, budget=budget),
         "curves_lesion": curves(tables.interactions, level="lesion"),
         "curves_scan": curves(tables.interactions, level="scan"),
         "failed_cases": cases[cases["status"] != "ok"][["run_id", "model", "scenario", "test_set", "case", "error"]],
+        "provenance": provenance_table(tables),
     }
 
 
@@ -164,10 +169,13 @@ def _figures(tables: RunTables, folder: Path, *, dpi: int, say) -> dict[str, str
 
 
 def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None = None, quiet: bool = False,
-                 dpi: int = 150) -> Path:
+                 dpi: int = 150, shared_cases: bool = False) -> Path:
     """Write the report of one or more run folders into ``out``; returns the path of ``report.html``.
 
     ``budget`` is the interaction at which lesion scenarios are summarised and compared (default 3).
+    Models whose case sets differ are not compared unless ``shared_cases`` (then on the shared
+    cases). Results that come from different software versions or weights are listed on stderr
+    and at the top of the report.
     Raises :class:`nfbench.results.store.RunError` for a folder that is not a finished run.
     """
     def say(message: str) -> None:
@@ -180,7 +188,14 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say(f"{len(tables.configs)} run(s), {len(tables.cases)} case rows")
-    sheets = report_tables(tables, budget=budget)
+    sheets = report_tables(tables, budget=budget, shared_cases=shared_cases)
+    mixed = provenance_warnings(tables)
+    for warning in mixed:
+        print(f"report: warning: {warning}", file=sys.stderr, flush=True)
+    refused = sheets["comparisons"]["pairing"].str.startswith("not compared").sum() if len(sheets["comparisons"]) else 0
+    if refused:
+        print(f"report: warning: {refused} model pair(s) not compared because their case sets differ "
+              "(--pair-shared-cases compares them on the shared cases)", file=sys.stderr, flush=True)
     _write_tables(sheets, out)
     figures = _figures(tables, out / "figures", dpi=dpi, say=say)
 
@@ -202,7 +217,10 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
           "challenge's scores: nsd_cvpr_* (NSD set to 0 where Dice ≤ 0.2) beside our NSD, and auc_dice_cvpr, "
           "auc_nsd_cvpr, auc_dice_scan_cvpr, the trapezoid over the 5 click steps (range 0–4).")),
         ("comparisons", "Paired comparisons", [_html.table(sheets["comparisons"])],
-         "Wilcoxon signed-rank tests on the cases both models finished; p_holm is Holm-corrected over all rows."),
+         "Wilcoxon signed-rank tests over the cases of both models, paired by test set and case; p_holm is "
+         "Holm-corrected over all rows. Two models whose case sets differ (a failed case, a case run for one only) "
+         "are not compared unless asked (--pair-shared-cases), since the shared cases alone can favour the model "
+         "that missed the hard ones: the pairing column says which rows were compared on what."),
         ("size", "Lesion-size strata", [fig("dice_by_lesion_size"), _html.table(sheets["lesion_size"])], ""),
         ("noc", "Interactions to reach a Dice level", [fig("noc"), _html.table(sheets["noc"])],
          "NoF = lesions that never reached the level within the budget."),
@@ -214,6 +232,11 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
     overlays = [fig(name) for name in figures if name.startswith("overlay_")]
     if overlays:
         sections.append(("overlays", "Overlays", overlays, ""))
+    if not sheets["provenance"].empty:
+        note = ("Where the case results come from: each distinct model, fold, weights (SHA-256, first 12 digits), "
+                "software versions, device, host and study file, with its count.")
+        warning = _html.warning_list(mixed) if mixed else ""
+        sections.insert(1, ("provenance", "Provenance", [warning, _html.table(sheets["provenance"])], note))
     if not sheets["failed_cases"].empty:
         sections.append(("failed", "Failed cases", [_html.table(sheets["failed_cases"])], ""))
     body = [_html.section(title, *parts, anchor=anchor, note=note) for anchor, title, parts, note in sections]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 __all__ = [
     "RUN_KEYS", "CLICKS", "INTERACTIONS", "LESIONS", "CASES", "TABLES", "ROW_TYPES", "THRESHOLDS",
-    "RunKeys", "ClickRow", "InteractionRow", "LesionRow", "CaseRow", "row_values",
+    "RunKeys", "ClickRow", "InteractionRow", "LesionRow", "CaseRow", "ProvenanceRow", "PROVENANCE", "row_values",
 ]
 
 # Dice levels for NoC@X / NoF@X; the column suffix is the level in percent (noc_80, ...).
@@ -145,6 +145,30 @@ class CaseRow(RunKeys):
         return cls(**_keys_of(keys), **values)
 
 
+@dataclass(frozen=True)
+class ProvenanceRow(RunKeys):
+    """Where one case result comes from: enough to tell two results apart that should agree and do not.
+
+    Strings are empty when unknown (no git checkout, no weights, not run from a study file).
+    """
+
+    study_sha256: str         # SHA-256 of the study file of `nfbench grid` ("" for `nfbench evaluate`)
+    task_config: str          # the resolved task as JSON: model spec, scenario, seed, fold, case, files
+    nfbench_version: str
+    nfbench_commit: str       # git commit of the nfbench source tree, "+dirty" when modified
+    python_version: str
+    numpy_version: str
+    torch_version: str        # "not installed" when absent
+    monai_version: str
+    model_package: str        # the distribution that provides the model (its `package` attribute or module)
+    model_package_version: str
+    weights_sha256: str       # of the weights file (of every file, in order, for a folder)
+    device: str               # the device the model ran on, with the GPU's name
+    host: str
+    model_seed: int           # the seed the model received for this case
+    click_seed: str           # the seed sequence of the simulated user's generator for this case
+
+
 _KEY_NAMES = tuple(f.name for f in fields(RunKeys))
 
 
@@ -159,6 +183,7 @@ def row_values(row: RunKeys) -> tuple:
 
 ROW_TYPES: dict[str, type[RunKeys]] = {
     "clicks": ClickRow, "interactions": InteractionRow, "lesions": LesionRow, "cases": CaseRow,
+    "provenance": ProvenanceRow,
 }
 _COLUMNS = {cls: tuple(f.name for f in fields(cls)) for cls in ROW_TYPES.values()}
 
@@ -167,4 +192,5 @@ CLICKS = _COLUMNS[ClickRow]
 INTERACTIONS = _COLUMNS[InteractionRow]
 LESIONS = _COLUMNS[LesionRow]
 CASES = _COLUMNS[CaseRow]
+PROVENANCE = _COLUMNS[ProvenanceRow]
 TABLES = {name: _COLUMNS[cls] for name, cls in ROW_TYPES.items()}

@@ -73,21 +73,35 @@ def rank_biserial(differences: np.ndarray) -> float:
     return float((plus - minus) / (plus + minus))
 
 
-def paired_comparisons(per_case: pd.DataFrame, *, value: str, by: list[str]) -> pd.DataFrame:
-    """Wilcoxon signed-rank tests between every pair of models on the cases both finished.
+def paired_comparisons(per_case: pd.DataFrame, *, value: str, by: list[str], shared_cases: bool = False) -> pd.DataFrame:
+    """Wilcoxon signed-rank tests between every pair of models that have a value on the same cases.
 
     ``per_case`` has one row per model × case (columns ``model``, ``test_set``, ``case``, the
     grouping columns ``by`` and ``value``). Within each group, models are paired on
-    (test_set, case) and only cases with a value for both enter; the two-sided Wilcoxon signed-rank
-    test (``scipy.stats.wilcoxon``, zeros dropped) gives the p-value, and p-values are
-    Holm-corrected over all pairs of all groups together (``p_holm``). ``mean_difference`` and
-    ``rank_biserial`` are positive when ``model_a`` is better (higher ``value``).
+    (test_set, case); the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, zeros
+    dropped) gives the p-value, and p-values are Holm-corrected over all pairs of all groups
+    together (``p_holm``). ``mean_difference`` and ``rank_biserial`` are positive when ``model_a``
+    is better (higher ``value``).
+
+    Two models whose case sets differ (one failed or was not run on a case the other has) are not
+    compared: their row has NaN statistics and ``pairing`` says why, since a test on the shared
+    cases alone can favour the model that skipped its hard cases. ``shared_cases=True`` compares
+    them on the cases both have (``pairing`` says so, with both counts).
     """
     rows = []
     for group, frame in per_case.groupby(by, dropna=False):
         wide = frame.pivot_table(index=["test_set", "case"], columns="model", values=value, aggfunc="mean")
         for a, b in itertools.combinations(sorted(wide.columns), 2):
             pair = wide[[a, b]].dropna()
+            n_a, n_b = int(wide[a].notna().sum()), int(wide[b].notna().sum())
+            pairing = "same cases"
+            if n_a != len(pair) or n_b != len(pair):
+                counts = f"{a}: {n_a}, {b}: {n_b}, shared: {len(pair)}"
+                if shared_cases:
+                    pairing = f"shared cases only ({counts})"
+                else:
+                    pairing = f"not compared: the case sets differ ({counts}); --pair-shared-cases compares the shared ones"
+                    pair = pair.iloc[:0]
             diff = (pair[a] - pair[b]).to_numpy()
             if diff.size == 0 or np.all(diff == 0):
                 stat, p = math.nan, math.nan if diff.size == 0 else 1.0
@@ -99,7 +113,8 @@ def paired_comparisons(per_case: pd.DataFrame, *, value: str, by: list[str]) -> 
                          f"mean_{value}_a": float(pair[a].mean()) if diff.size else math.nan,
                          f"mean_{value}_b": float(pair[b].mean()) if diff.size else math.nan,
                          "mean_difference": float(diff.mean()) if diff.size else math.nan,
-                         "wilcoxon_statistic": stat, "p_value": p, "rank_biserial": rank_biserial(diff)})
+                         "wilcoxon_statistic": stat, "p_value": p, "rank_biserial": rank_biserial(diff),
+                         "pairing": pairing})
     table = pd.DataFrame(rows)
     if len(table):
         table["p_holm"] = holm(table["p_value"].to_numpy())

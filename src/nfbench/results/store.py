@@ -3,10 +3,10 @@
 Layout (DESIGN §4)::
 
     RUN/config.json                     resolved configuration, versions, seed
-    RUN/parts/<key>/{clicks,interactions,lesions,cases}.parquet   one folder per finished case
+    RUN/parts/<key>/<table>.parquet    one folder per finished case, a file per table
     RUN/previews/<key>.npz              coronal projections for overlays
     RUN/predictions/<model>/<scenario>/<test_set>/<case>.nii.gz   with --save-predictions
-    RUN/{clicks,interactions,lesions,cases}.parquet               all parts, consolidated
+    RUN/{clicks,interactions,lesions,cases,provenance}.parquet    all parts, consolidated
 
 A part appears under its final name only once all its files are written (write to a temporary
 folder, then rename), so an interrupted run never leaves half a case behind.
@@ -24,18 +24,35 @@ import pandas as pd
 
 from nfbench.results.schema import ROW_TYPES, TABLES, row_values
 
-__all__ = ["RunStore", "RunError", "case_key", "read_run_table", "load_config"]
+__all__ = ["RunStore", "RunError", "case_key", "finished_keys", "row_key", "write_part", "read_run_table", "load_config"]
 
-_IGNORED_FOR_RESUME = ("created", "versions", "run_id")
+_IGNORED_FOR_RESUME = ("created", "versions", "run_id", "study_file", "study_sha256")
 
 
 class RunError(ValueError):
     """A run folder that cannot be used (missing, or resumed with another configuration)."""
 
 
-def case_key(model: str, scenario: str, test_set: str, case: str) -> str:
-    """The name of one evaluated case inside a run (file-name safe)."""
-    return "__".join(part.replace("/", "_") for part in (model, scenario, test_set, case))
+def case_key(model: str, scenario: str, test_set: str, case: str, variant: str = "") -> str:
+    """The name of one evaluated case inside a run (file-name safe).
+
+    A run of `nfbench evaluate` has one fold, seed and protocol per scenario, so model, scenario,
+    test set and case name a result; a study of `nfbench grid` varies the others too, which
+    ``variant`` (:func:`row_key`) adds.
+    """
+    parts = (model, scenario, test_set, case, *((variant,) if variant else ()))
+    return "__".join(part.replace("/", "_") for part in parts)
+
+
+def row_key(row: object, *, variant: bool) -> str:
+    """The key of the case result a table row belongs to (``variant``: a grid's run store, whose keys
+    also hold the click policy, budget, early-stop target, fold and seed)."""
+    extra = ""
+    if variant:
+        stop = "none" if pd.isna(row.stop_dice) else f"{float(row.stop_dice):g}"
+        fold = "none" if row.fold is None or pd.isna(row.fold) else str(int(row.fold))
+        extra = f"{row.click_policy}-b{int(row.budget)}-stop{stop}-fold{fold}-seed{int(row.seed)}"
+    return case_key(row.model, row.scenario, row.test_set, row.case, extra)
 
 
 def load_config(run: Path) -> dict:
@@ -83,42 +100,19 @@ class RunStore:
 
     def finished(self) -> set[str]:
         """Keys of the cases whose part is complete and did not fail."""
-        done = set()
-        for part in self.parts.iterdir():
-            if part.name.startswith(".tmp-") or not (part / "cases.parquet").exists():
-                continue
-            status = pd.read_parquet(part / "cases.parquet", columns=["status"])["status"]
-            if (status == "ok").all():
-                done.add(part.name)
-        return done
+        return finished_keys(self.root)
 
     def write_case(self, key: str, tables: dict[str, list], preview: dict[str, np.ndarray] | None = None) -> None:
         """Write the typed rows of one case atomically (replacing an earlier, failed attempt)."""
-        unknown = sorted(set(tables) - set(TABLES))
-        if unknown:
-            raise ValueError(f"unknown result tables {unknown}; the tables are {', '.join(TABLES)}")
-        frames = {name: _frame(name, tables.get(name, [])) for name in TABLES}
-        tmp = self.parts / f".tmp-{key}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for name, frame in frames.items():
-            frame.to_parquet(tmp / f"{name}.parquet", index=False)
-        if preview is not None:
-            (self.root / "previews").mkdir(exist_ok=True)
-            target = self.root / "previews" / f"{key}.npz"
-            np.savez_compressed(target.with_suffix(".tmp.npz"), **preview)
-            os.replace(target.with_suffix(".tmp.npz"), target)
-        final = self.parts / key
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        write_part(self.root, key, tables, preview)
 
     def consolidate(self, *, csv: bool = False) -> dict[str, pd.DataFrame]:
         """Join all parts into one table per level, sorted so that resumed and uninterrupted runs agree."""
         parts = sorted(p for p in self.parts.iterdir() if not p.name.startswith(".tmp-"))
         frames = {}
         for name, columns in TABLES.items():
-            pieces = [pd.read_parquet(p / f"{name}.parquet") for p in parts]
+            # a part written before a table existed (provenance) lacks its file
+            pieces = [pd.read_parquet(f) for p in parts if (f := p / f"{name}.parquet").exists()]
             pieces = [p for p in pieces if len(p)]
             frame = pd.concat(pieces, ignore_index=True) if pieces else _frame(name, [])
             frame.to_parquet(self.root / f"{name}.parquet", index=False)
@@ -126,6 +120,48 @@ class RunStore:
                 frame.to_csv(self.root / f"{name}.csv", index=False)
             frames[name] = frame
         return frames
+
+
+def finished_keys(root: str | Path) -> set[str]:
+    """Keys of the cases of the run folder ``root`` whose part is complete and did not fail (none
+    when there is no run folder yet); reads, never writes."""
+    parts = Path(root) / "parts"
+    done = set()
+    for part in parts.iterdir() if parts.is_dir() else ():
+        if part.name.startswith(".tmp-") or not (part / "cases.parquet").exists():
+            continue
+        status = pd.read_parquet(part / "cases.parquet", columns=["status"])["status"]
+        if (status == "ok").all():
+            done.add(part.name)
+    return done
+
+
+def write_part(root: str | Path, key: str, tables: dict[str, list], preview: dict[str, np.ndarray] | None = None) -> None:
+    """Write one case's rows into the run folder ``root`` atomically, from any process.
+
+    What :meth:`RunStore.write_case` does, without opening the store: a worker of a cluster writes
+    its cases into a shared run folder this way. Parts of different keys never touch the same file.
+    """
+    root = Path(root)
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        raise ValueError(f"unknown result tables {unknown}; the tables are {', '.join(TABLES)}")
+    frames = {name: _frame(name, tables.get(name, [])) for name in TABLES}
+    parts = root / "parts"
+    tmp = parts / f".tmp-{key}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, frame in frames.items():
+        frame.to_parquet(tmp / f"{name}.parquet", index=False)
+    if preview is not None:
+        (root / "previews").mkdir(exist_ok=True)
+        target = root / "previews" / f"{key}.npz"
+        np.savez_compressed(target.with_suffix(".tmp.npz"), **preview)
+        os.replace(target.with_suffix(".tmp.npz"), target)
+    final = parts / key
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -13,7 +13,7 @@ from nfbench.io.dataset import discover_dataset
 from nfbench.phantom import PHANTOM_VERSION, write_phantom_dataset
 from nfbench.runner.evaluate import EvaluationPlan, EvaluationSummary, evaluate
 
-__all__ = ["DemoResult", "run_demo", "default_demo_dir", "DEMO_SCENARIOS", "DEMO_TEST_SETS", "SLOW", "SHORT_TEST_SET", "SHORT_LESIONS"]
+__all__ = ["DemoResult", "ensure_phantom", "run_demo", "default_demo_dir", "DEMO_SCENARIOS", "DEMO_TEST_SETS", "SLOW", "SHORT_TEST_SET", "SHORT_LESIONS"]
 
 DEMO_SCENARIOS = ("lesion-corrective", "global-corrective")
 DEMO_TEST_SETS = ("imagesTs_1", "imagesTs_2")
@@ -48,13 +48,16 @@ def default_demo_dir() -> Path:
     return Path(base) / "demo"
 
 
-def _recipe(difficulty: str) -> dict:
-    return {**_PHANTOM, "difficulty": difficulty, "phantom_version": PHANTOM_VERSION}
-
-
-def _phantom_is_current(data: Path, difficulty: str) -> bool:
-    recipe = data / _RECIPE
-    return recipe.is_file() and json.loads(recipe.read_text()) == _recipe(difficulty)
+def ensure_phantom(data: Path, *, quiet: bool = False, **recipe: object) -> Path:
+    """Make the phantom dataset of ``recipe`` (options of :func:`write_phantom_dataset`) in ``data``
+    unless the one there was made from the same recipe by this phantom version; returns ``data``."""
+    wanted = {**recipe, "phantom_version": PHANTOM_VERSION}
+    written = data / _RECIPE
+    if not (written.is_file() and json.loads(written.read_text()) == wanted):
+        shutil.rmtree(data, ignore_errors=True)
+        write_phantom_dataset(data, progress=not quiet, **recipe)
+        written.write_text(json.dumps(wanted))
+    return data
 
 
 def run_demo(
@@ -63,11 +66,7 @@ def run_demo(
 ) -> DemoResult:
     """Make (or reuse) the demo phantom of ``difficulty`` under ``out/data`` and evaluate ``models`` into
     ``out/run``; ``slow`` models join them on one case in ``lesion-corrective`` only, in ``out/run-short``."""
-    data = out / "data"
-    if not _phantom_is_current(data, difficulty):
-        shutil.rmtree(data, ignore_errors=True)
-        write_phantom_dataset(data, progress=not quiet, difficulty=difficulty, **_PHANTOM)
-        (data / _RECIPE).write_text(json.dumps(_recipe(difficulty)))
+    data = ensure_phantom(out / "data", quiet=quiet, difficulty=difficulty, **_PHANTOM)
     scenarios = tuple(scenario_from_options(name) for name in DEMO_SCENARIOS)
     plan = EvaluationPlan(data=data, test_sets=DEMO_TEST_SETS, models=tuple(models), scenarios=scenarios, seed=seed)
     run = _fresh(out / "run")

@@ -8,11 +8,9 @@ model once; the driver alone writes the run store, so ``jobs=2`` gives the table
 from __future__ import annotations
 
 import math
-import multiprocessing
 import platform
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,10 +20,11 @@ from nfbench.io.check import grid_problems
 from nfbench.io.dataset import Case, Problem, discover_dataset
 from nfbench.io.volume import VolumeError
 from nfbench.models.base import InteractiveModel
-from nfbench.models.spec import ModelSpec, resolve_device
-from nfbench.results.store import RunStore, case_key
+from nfbench.models.spec import ModelSpec
+from nfbench.results.store import RunStore
+from nfbench.runner.executors import Outcome, run_local
 from nfbench.runner.progress import RunProgress
-from nfbench.runner.tasks import ModelCache, Task, TaskOutput, run_task
+from nfbench.runner.tasks import ModelCache, Task
 
 __all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks"]
 
@@ -112,26 +111,30 @@ def _check_prompts(plan: EvaluationPlan, models: dict[str, InteractiveModel]) ->
                                  "(ask for boxes, or use the cvpr25 preset)")
 
 
-def select_cases(plan: EvaluationPlan) -> list[tuple[str, Case]]:
-    """The (test set, case) pairs of the plan, in order.
+def select_cases(data: Path, test_sets: tuple[str, ...], cases: tuple[str, ...] = (), *,
+                 check: bool = True) -> list[tuple[str, Case]]:
+    """The (test set, case) pairs of ``test_sets`` in the dataset ``data``, in order (only ``cases``
+    when given; ``check=False`` skips the header checks).
 
     Raises ``ValueError`` for a test set or a case that the dataset does not have, and
     ``VolumeError`` for a case without a label or whose label's header does not match its image
     (the messages of ``nfbench data check``); label values are checked when a case is loaded.
     """
-    dataset = discover_dataset(plan.data)
+    dataset = discover_dataset(data)
     if not dataset.subsets:
         raise VolumeError("; ".join(str(p) for p in dataset.problems))
-    missing_sets = [t for t in plan.test_sets if t not in dataset.subsets]
+    missing_sets = [t for t in test_sets if t not in dataset.subsets]
     if missing_sets:
-        raise ValueError(f"{plan.data}: no test set {', '.join(map(repr, missing_sets))}; "
+        raise ValueError(f"{data}: no test set {', '.join(map(repr, missing_sets))}; "
                          f"it has {', '.join(sorted(dataset.subsets))}")
-    chosen = [(t, c) for t in plan.test_sets for c in dataset.subset(t) if not plan.cases or c.name in plan.cases]
-    unknown = sorted(set(plan.cases) - {c.name for _, c in chosen})
+    chosen = [(t, c) for t in test_sets for c in dataset.subset(t) if not cases or c.name in cases]
+    unknown = sorted(set(cases) - {c.name for _, c in chosen})
     if unknown:
-        names = sorted({c.name for t in plan.test_sets for c in dataset.subset(t)})
-        raise ValueError(f"{plan.data}: no case {', '.join(map(repr, unknown))} in {', '.join(plan.test_sets)} "
+        names = sorted({c.name for t in test_sets for c in dataset.subset(t)})
+        raise ValueError(f"{data}: no case {', '.join(map(repr, unknown))} in {', '.join(test_sets)} "
                          f"(it has {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+    if not check:
+        return chosen
     problems = [str(p) for _, c in chosen
                 for p in ([Problem(c.image, "image without label")] if c.label is None
                           else grid_problems(c.image, c.label))]
@@ -149,43 +152,14 @@ def plan_tasks(
     tasks, skipped = [], 0
     for test_set, case in cases:
         for spec in plan.models:
-            pending = tuple(s for s in plan.scenarios if case_key(spec.name, s.name, test_set, case.name) not in done)
+            task = Task(run_id, test_set, case.name, case.image, case.label, spec, plan.scenarios, seed=plan.seed,
+                        fold=plan.fold, surface_metrics=plan.surface_metrics, tolerance_mm=plan.tolerance_mm,
+                        recompute_instances=plan.recompute_instances, predictions=predictions)
+            pending = tuple(s for s in plan.scenarios if task.key(s) not in done)
             skipped += len(plan.scenarios) - len(pending)
             if pending:
-                tasks.append(Task(run_id, test_set, case.name, case.image, case.label, spec, pending, seed=plan.seed,
-                                  fold=plan.fold, surface_metrics=plan.surface_metrics, tolerance_mm=plan.tolerance_mm,
-                                  recompute_instances=plan.recompute_instances, predictions=predictions))
+                tasks.append(replace(task, scenarios=pending))
     return tasks, skipped
-
-
-# A worker process's models: inherited from the driver when the pool forks, else loaded per spec.
-_WORKER_MODELS: ModelCache | None = None
-
-
-def _worker_run(task: Task) -> list[TaskOutput]:
-    global _WORKER_MODELS
-    if _WORKER_MODELS is None:
-        _WORKER_MODELS = ModelCache()
-    return run_task(task, _WORKER_MODELS)
-
-
-def _pool(jobs: int, plan: EvaluationPlan, models: ModelCache) -> ProcessPoolExecutor:
-    """Forked workers share the driver's loaded models (copy-on-write); a CUDA model needs fresh
-    processes, which load it from its spec."""
-    global _WORKER_MODELS
-    cuda = any(resolve_device(s.device) == "cuda" for s in plan.models)
-    if cuda or "fork" not in multiprocessing.get_all_start_methods():
-        return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-    _WORKER_MODELS = models
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread)
-
-
-def _one_thread() -> None:
-    """A forked worker's torch runs on one thread: the driver's OpenMP thread pool does not survive
-    a fork, and a convolution in the child would wait on it forever (``--jobs`` gives the cores)."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
 
 
 def evaluate(
@@ -213,33 +187,16 @@ def evaluate(
     cache = ModelCache(models)
     loaded = {spec.name: cache.get(spec) for spec in plan.models}
     _check_prompts(plan, loaded)
-    cases = select_cases(plan)
+    cases = select_cases(plan.data, plan.test_sets, plan.cases)
     store = RunStore(out, plan.config(out.name), resume=resume)
     tasks, skipped = plan_tasks(plan, cases, store.run_id, store.finished(),
                                 store.root / "predictions" if save_predictions else None)
     summary = EvaluationSummary(out, n_cases=len(cases), skipped=skipped)
+    outcome = Outcome()
     with RunProgress(total=skipped + sum(len(t.scenarios) for t in tasks), quiet=quiet) as progress:
-        progress.advance(skipped)
-
-        def record(outputs: list[TaskOutput]) -> None:
-            for output in outputs:
-                store.write_case(output.key, output.tables, output.preview)
-                if output.failed is not None:
-                    summary.failed.append((output.key, output.failed))
-                summary.evaluated += 1
-                progress.advance(1)
-
-        if jobs == 1 or len(tasks) <= 1:
-            for task in tasks:
-                progress.start_case(f"{task.spec.name} · {task.case}")
-                record(run_task(task, cache, progress=progress.lesion))
-        else:
-            with _pool(jobs, plan, cache) as pool:
-                pending = {pool.submit(_worker_run, task) for task in tasks}
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        record(future.result())
+        progress.skip(skipped)
+        run_local(tasks, store.root, jobs=jobs, models=cache, progress=progress, outcome=outcome)
+    summary.evaluated, summary.failed = outcome.evaluated, outcome.failed
     store.consolidate(csv=csv)
     return summary
 

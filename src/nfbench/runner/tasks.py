@@ -26,10 +26,11 @@ from nfbench.models.base import InteractiveModel
 from nfbench.models.registry import load_spec
 from nfbench.models.spec import ModelSpec
 from nfbench.results.schema import CaseRow, RunKeys
-from nfbench.results.store import case_key
+from nfbench.results.store import row_key
 from nfbench.runner.memory import PeakMemory
+from nfbench.runner.provenance import case_provenance
 
-__all__ = ["Task", "TaskOutput", "ModelCache", "run_task", "case_rng", "model_seed"]
+__all__ = ["Task", "TaskOutput", "ModelCache", "run_task", "case_rng", "click_seed", "model_seed"]
 
 @dataclass(frozen=True)
 class Task:
@@ -48,6 +49,19 @@ class Task:
     tolerance_mm: float = 2.0
     recompute_instances: bool = False
     predictions: Path | None = None  # the run's predictions folder, when they are saved
+    study_sha256: str = ""  # of the study file the task comes from (`nfbench grid`)
+    variant_keys: bool = False  # a grid's run store: keys also hold protocol, fold and seed
+
+    def keys(self, scenario: Scenario) -> RunKeys:
+        """The key columns of this task's rows in ``scenario``."""
+        return RunKeys(run_id=self.run_id, model=self.spec.name, scenario=scenario.name,
+                       click_policy=scenario.recorded_policy, budget=scenario.budget,
+                       stop_dice=float("nan") if scenario.stop_dice is None else scenario.stop_dice,
+                       seed=self.seed, fold=self.fold, test_set=self.test_set, case=self.case)
+
+    def key(self, scenario: Scenario) -> str:
+        """The run-store key of this task's result in ``scenario``."""
+        return row_key(self.keys(scenario), variant=self.variant_keys)
 
 
 @dataclass
@@ -65,21 +79,38 @@ class TaskOutput:
 
 
 class ModelCache:
-    """Models loaded in this process, by spec; a worker loads each model once."""
+    """Models loaded in this process, by spec; a worker loads each model once.
 
-    def __init__(self, preloaded: dict[str, InteractiveModel] | None = None) -> None:
-        self._models: dict[str, InteractiveModel] = dict(preloaded or {})
+    ``preloaded`` models (by name) stand for every spec of that name. ``limit`` keeps at most that
+    many loaded specs, dropping the least recently used: a study's worker meets one spec per model
+    and fold, in order, and needs no more than the current one in memory.
+    """
+
+    def __init__(self, preloaded: dict[str, InteractiveModel] | None = None, *, limit: int | None = None) -> None:
+        self._preloaded: dict[str, InteractiveModel] = dict(preloaded or {})
+        self._models: dict[tuple, InteractiveModel] = {}
+        self._limit = limit
 
     def get(self, spec: ModelSpec) -> InteractiveModel:
-        if spec.name not in self._models:
-            self._models[spec.name] = load_spec(spec)
-        return self._models[spec.name]
+        if spec.name in self._preloaded:
+            return self._preloaded[spec.name]
+        identity = (spec.name, str(spec.weights), repr(sorted(spec.options.items())), spec.device)
+        model = self._models.pop(identity, None) or load_spec(spec)
+        self._models[identity] = model  # most recently used last
+        while self._limit is not None and len(self._models) > self._limit:
+            self._models.pop(next(iter(self._models)))
+        return model
+
+
+def click_seed(seed: int, scenario: str, test_set: str, case: str) -> list[int]:
+    """The seed sequence of the simulated user's generator for one scenario on one case."""
+    return [seed, zlib.crc32(f"{scenario}/{test_set}/{case}".encode())]
 
 
 def case_rng(seed: int, scenario: str, test_set: str, case: str) -> np.random.Generator:
     """One stream per (scenario, case): every model meets the same random choices, and a resumed or
     parallel run draws exactly what the uninterrupted one drew."""
-    return np.random.default_rng([seed, zlib.crc32(f"{scenario}/{test_set}/{case}".encode())])
+    return np.random.default_rng(click_seed(seed, scenario, test_set, case))
 
 
 def model_seed(seed: int, test_set: str, case: str) -> int:
@@ -124,13 +155,6 @@ def _preview(loaded: _LoadedCase, pred: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _keys(task: Task, scenario: Scenario) -> RunKeys:
-    return RunKeys(run_id=task.run_id, model=task.spec.name, scenario=scenario.name,
-                   click_policy=scenario.recorded_policy, budget=scenario.budget,
-                   stop_dice=float("nan") if scenario.stop_dice is None else scenario.stop_dice,
-                   seed=task.seed, fold=task.fold, test_set=task.test_set, case=task.case)
-
-
 def _message(err: BaseException) -> str:
     message = f"{type(err).__name__}: {err}"
     if not isinstance(err, (ValueError, RuntimeError)):
@@ -138,9 +162,16 @@ def _message(err: BaseException) -> str:
     return message
 
 
-def _failed(task: Task, scenario: Scenario, error: str) -> TaskOutput:
-    key = case_key(task.spec.name, scenario.name, task.test_set, task.case)
-    return TaskOutput(key, {"cases": [CaseRow.failed(_keys(task, scenario), error)]}, None)
+def _provenance(task: Task, scenario: Scenario, model: InteractiveModel | None):
+    return case_provenance(task.keys(scenario), task, scenario, model,
+                           model_seed=model_seed(task.seed, task.test_set, task.case),
+                           click_seed=click_seed(task.seed, scenario.name, task.test_set, task.case))
+
+
+def failed_output(task: Task, scenario: Scenario, error: str, model: InteractiveModel | None = None) -> TaskOutput:
+    """The output of a scenario that could not be evaluated: a failed case row and its provenance."""
+    return TaskOutput(task.key(scenario), {"cases": [CaseRow.failed(task.keys(scenario), error)],
+                                           "provenance": [_provenance(task, scenario, model)]}, None)
 
 
 def run_task(task: Task, models: ModelCache, *, progress=None) -> list[TaskOutput]:
@@ -148,14 +179,15 @@ def run_task(task: Task, models: ModelCache, *, progress=None) -> list[TaskOutpu
     try:
         loaded = _load_case(task)
     except (VolumeError, OSError, ValueError) as err:
-        return [_failed(task, s, str(err)) for s in task.scenarios]
+        return [failed_output(task, s, str(err)) for s in task.scenarios]
+    model = None
     try:
         model = models.get(task.spec)
         tick = time.perf_counter()
         session = model.start(loaded.image, seed=model_seed(task.seed, task.test_set, task.case))
         start_s = time.perf_counter() - tick
     except Exception as err:  # noqa: BLE001 - a failing model must not stop the run
-        return [_failed(task, s, _message(err)) for s in task.scenarios]
+        return [failed_output(task, s, _message(err), model) for s in task.scenarios]
     outputs = []
     try:
         for scenario in task.scenarios:
@@ -169,8 +201,7 @@ def run_task(task: Task, models: ModelCache, *, progress=None) -> list[TaskOutpu
 
 def _run_scenario(task: Task, scenario: Scenario, model: InteractiveModel, session: object, loaded: _LoadedCase,
                   start_s: float, progress) -> TaskOutput:
-    keys = _keys(task, scenario)
-    key = case_key(task.spec.name, scenario.name, task.test_set, task.case)
+    keys = task.keys(scenario)
     tick = time.perf_counter()
     try:
         rng = case_rng(task.seed, scenario.name, task.test_set, task.case)
@@ -186,7 +217,7 @@ def _run_scenario(task: Task, scenario: Scenario, model: InteractiveModel, sessi
             target = task.predictions / task.spec.name / scenario.name / task.test_set / f"{task.case}.nii.gz"
             save_volume(loaded.label, target, data=result.prediction.astype(np.uint8))
     except Exception as err:  # noqa: BLE001 - a failing model must not stop the run
-        return _failed(task, scenario, _message(err))
+        return failed_output(task, scenario, _message(err), model)
     tables = {"clicks": result.clicks, "interactions": result.interactions, "lesions": result.lesions,
-              "cases": [case]}
-    return TaskOutput(key, tables, _preview(loaded, result.prediction))
+              "cases": [case], "provenance": [_provenance(task, scenario, model)]}
+    return TaskOutput(task.key(scenario), tables, _preview(loaded, result.prediction))

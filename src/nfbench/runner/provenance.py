@@ -1,0 +1,151 @@
+"""Provenance of a case result: which code, libraries, weights, machine and seeds produced it.
+
+Computed in the process that evaluates the case (a cluster's worker reports its own host, device
+and libraries) and written beside the case's rows as the ``provenance`` table. What is costly is
+computed once per process: the versions, the git commit, and each weights file's SHA-256 (cached
+by path, size and modification time, so a weights file replaced between tasks is hashed again).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import socket
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from pathlib import Path
+
+import nfbench
+from nfbench.interaction.scenarios import Scenario
+from nfbench.models.spec import ModelSpec, file_identity
+from nfbench.results.schema import ProvenanceRow, RunKeys
+
+__all__ = ["case_provenance", "git_commit", "package_version", "task_config", "weights_sha256"]
+
+NOT_INSTALLED = "not installed"
+
+
+def package_version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return NOT_INSTALLED
+
+
+@functools.cache
+def git_commit() -> str:
+    """The commit of the git checkout nfbench is imported from, ``+dirty`` when it has changes;
+    "" for an installed wheel (no checkout around the package) or without git."""
+    package = Path(nfbench.__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10,
+                              check=True)
+        return done.stdout.strip()
+
+    try:
+        top = Path(git("rev-parse", "--show-toplevel")).resolve()
+        if top not in package.parents:
+            return ""
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", str(package))
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("+dirty" if dirty else "")
+
+
+@functools.cache
+def _software() -> dict[str, str]:
+    return {
+        "nfbench_version": nfbench.__version__,
+        "nfbench_commit": git_commit(),
+        "python_version": sys.version.split()[0],
+        "numpy_version": package_version("numpy"),
+        "torch_version": package_version("torch"),
+        "monai_version": package_version("monai"),
+    }
+
+
+@functools.cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    return str(file_identity(Path(path))["sha256"])
+
+
+def weights_sha256(weights: Path | None) -> str:
+    """SHA-256 of a weights file (of a folder's files, see :func:`file_identity`); "" without one."""
+    if weights is None:
+        return ""
+    path = Path(weights).resolve()
+    if not path.exists():
+        return ""
+    stat = path.stat()
+    if path.is_dir():  # a folder changes when a file inside it does: stamp with the newest file
+        stamps = [p.stat() for p in path.rglob("*") if p.is_file()]
+        return _sha256(str(path), sum(s.st_size for s in stamps), max((s.st_mtime_ns for s in stamps), default=0))
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _model_package(model: object | None) -> tuple[str, str]:
+    """The distribution behind a model: its class's ``package`` attribute (a wrapper names the package
+    it wraps, e.g. ``sam2``), else the distribution of the module that defines it."""
+    if model is None:
+        return "", ""
+    return _package_of(type(model).__module__.split(".")[0], getattr(type(model), "package", None))
+
+
+@functools.cache
+def _package_of(module: str, named: str | None) -> tuple[str, str]:
+    # packages_distributions() reads every installed distribution's file list: seconds, so once
+    distribution = str(named) if named else next(iter(packages_distributions().get(module, [])), module)
+    return distribution, package_version(distribution)
+
+
+def _device(spec: ModelSpec, model: object | None) -> str:
+    """Where the model runs: its ``device`` attribute; a model without one runs on the CPU (the
+    registry gives a device only to models that take one); the spec's request when none loaded."""
+    if model is None:
+        return spec.device
+    return _device_name(str(getattr(model, "device", None) or "cpu"))
+
+
+@functools.cache
+def _device_name(device: str) -> str:
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(torch.device(device).index or 0)})"
+
+
+def task_config(task: object, scenario: Scenario) -> dict:
+    """The resolved configuration of one case result: everything that decides its numbers."""
+    spec: ModelSpec = task.spec
+    return {
+        "model": {"name": spec.name, "weights": None if spec.weights is None else str(Path(spec.weights).resolve()),
+                  "options": {k: spec.options[k] for k in sorted(spec.options)}, "device": spec.device},
+        "scenario": scenario.as_dict(),
+        "seed": task.seed, "fold": task.fold, "test_set": task.test_set, "case": task.case,
+        "image": str(task.image), "label": None if task.label is None else str(task.label),
+        "surface_metrics": task.surface_metrics, "tolerance_mm": task.tolerance_mm,
+        "recompute_instances": task.recompute_instances,
+    }
+
+
+def case_provenance(keys: RunKeys, task: object, scenario: Scenario, model: object | None, *, model_seed: int,
+                    click_seed: list[int]) -> ProvenanceRow:
+    """The provenance row of one case result (``model`` None when it could not be loaded)."""
+    package, package_ver = _model_package(model)
+    return ProvenanceRow(
+        **keys.__dict__,
+        study_sha256=task.study_sha256,
+        task_config=json.dumps(task_config(task, scenario), sort_keys=True, default=str),
+        **_software(),
+        model_package=package,
+        model_package_version=package_ver,
+        weights_sha256=weights_sha256(task.spec.weights),
+        device=_device(task.spec, model),
+        host=socket.gethostname(),
+        model_seed=int(model_seed),
+        click_seed=json.dumps([int(v) for v in click_seed]),
+    )

@@ -89,18 +89,18 @@ class DINsPhantomModel(DINsModel):
 
 class SimpleClickSTCNPhantomModel(SimpleClickSTCNModel):
     """SimpleClick and STCN, each trained on the realistic phantom's coronal slices by ``nfbench train``
-    (two shipped weight files, ``simpleclick-phantom`` and ``stcn-phantom``, reduced width)."""
+    (two shipped weight files, ``simpleclick-phantom`` and ``stcn-phantom``, reduced width; SimpleClick's
+    sizes and crop are in its checkpoint, STCN's configuration in its card)."""
 
     name = "simpleclick-stcn-phantom"
     needs_weights = False
     description = "SimpleClick + STCN trained by nfbench on its realistic phantom (shipped weights; phantom only)"
     parts = ("simpleclick-phantom", "stcn-phantom")
 
-    def __init__(self, *, threshold: float = 0.5, top_k: int = 20, threads: int = 0, device: str = "cpu") -> None:
-        options = {f"{part.split('-')[0]}_{key}": str(value)
-                   for part in self.parts for key, value in card(part)["options"].items()}
-        self._load(*(weights_file(part) for part in self.parts), threshold=threshold, top_k=top_k, threads=threads,
-                   device=device, options=options)
+    def __init__(self, *, threshold: float = 0.5, top_k: int = 20, max_side: int = 1024, threads: int = 0,
+                 device: str = "cpu") -> None:
+        self._load(*(weights_file(part) for part in self.parts), stcn_config=card("stcn-phantom")["options"]["stcn_config"],
+                   threshold=threshold, top_k=top_k, max_side=max_side, threads=threads, device=device)
 
     @classmethod
     def requirements(cls) -> list[str]:

@@ -17,6 +17,11 @@ per model, not on every call; STCN runs on whole frames, not in 480 × 480 × 32
 started from each window's largest slice; propagation starts from every clicked frame; the image's
 intensities are the 0.5–99.5 percentiles of its non-zero voxels (all voxels in the original).
 
+With SimpleClick weights that crop (``crop`` in the checkpoint, as the phantom weights), the clicks
+of a frame are grouped by crop: a click outside the crop of the frame's earlier clicks starts a
+segment of its own (a second lesion on the same slice in a global scenario), and a frame's mask is
+the union of its segments.
+
 Costs: SimpleClick's image preprocessing and patch embedding are cached per frame, STCN's key
 features once per frame and case; an interaction runs SimpleClick's backbone once per newly clicked
 frame and STCN's value encoder and decoder once per frame the object spans.
@@ -48,17 +53,20 @@ class SimpleClickSTCNModel:
     weights : Path
         The original's folder (``checkpoint_simpleclick.pth`` and ``checkpoint_stcn.pth``: published
         SimpleClick and STCN checkpoints, or ``nfbench train simpleclick|stcn`` outputs renamed).
+        SimpleClick's sizes (and ``crop``) are read from its checkpoint's ``config``.
+    stcn_config : str
+        STCN's widths: ``original`` (the published ``stcn.pth``) or ``reduced`` (the phantom's).
     threshold : float
         SimpleClick's and STCN's mask threshold on the probability (0.5 as the original).
     top_k : int
         STCN's memory read keeps the ``top_k`` most similar memory positions (20 as the original).
+    max_side : int
+        STCN sees frames scaled down to at most this many pixels on their longer side (0: native
+        size; a whole-body coronal frame of 2900 × 800 pixels costs ~100× more at native size).
     threads : int
         Torch CPU threads (0: torch's default).
     device : str
         ``cpu`` or ``cuda`` (``auto``: CUDA when available).
-
-    The networks' shape options (``simpleclick_*``, ``stcn_*``) must match the checkpoints; the
-    defaults are the published configurations.
     """
 
     name = NAME
@@ -66,37 +74,34 @@ class SimpleClickSTCNModel:
     needs_weights = True
     description = "SimpleClick on each clicked coronal slice, STCN propagating to the others (the original's 4th model)"
 
-    def __init__(self, weights: Path | None = None, *, threshold: float = 0.5, top_k: int = 20, threads: int = 0,
-                 device: str = "cpu", **network_options: str) -> None:
+    def __init__(self, weights: Path | None = None, *, stcn_config: str = "original", threshold: float = 0.5,
+                 top_k: int = 20, max_side: int = 1024, threads: int = 0, device: str = "cpu") -> None:
         if weights is None:
             raise ValueError(f"model {NAME!r} needs weights=DIR, a folder with {' and '.join(WEIGHT_FILES)}")
         folder = Path(weights)
         if not folder.is_dir():
             raise ModelError(f"model {NAME!r}: weights {str(folder)!r} is not a folder with {' and '.join(WEIGHT_FILES)}")
-        self._load(folder / WEIGHT_FILES[0], folder / WEIGHT_FILES[1], threshold=threshold, top_k=top_k,
-                   threads=threads, device=device, options=network_options)
+        self._load(folder / WEIGHT_FILES[0], folder / WEIGHT_FILES[1], stcn_config=stcn_config, threshold=threshold,
+                   top_k=top_k, max_side=max_side, threads=threads, device=device)
 
-    def _load(self, simpleclick_file: Path, stcn_file: Path, *, threshold: float, top_k: int, threads: int,
-              device: str, options: dict[str, str]) -> None:
-        import torch
-
-        from nfbench.models.simpleclick import load_simpleclick
+    def _load(self, simpleclick_file: Path, stcn_file: Path, *, stcn_config: str, threshold: float, top_k: int,
+              max_side: int, threads: int, device: str) -> None:
+        from nfbench.models.blocks.stcn_network import build_network, load_weights
+        from nfbench.models.simpleclick import SliceClicker
         from nfbench.models.spec import resolve_device
-        from nfbench.models.stcn import load_stcn
 
         if not 0 < threshold < 1:
             raise ValueError(f"option 'threshold' must be in (0, 1), got {threshold}")
         if top_k < 1:
             raise ValueError(f"option 'top_k' must be at least 1, got {top_k}")
-        unknown = sorted(k for k in options if not k.startswith(("simpleclick_", "stcn_")))
-        if unknown:
-            raise ValueError(f"model {NAME!r} has no option {unknown[0]!r}")
-        if threads:
-            torch.set_num_threads(int(threads))
+        if max_side and max_side < 16:
+            raise ValueError(f"option 'max_side' must be 0 (native size) or at least 16, got {max_side}")
         self.device = resolve_device(device)
-        self.threshold, self.top_k = float(threshold), int(top_k)
-        self.simpleclick = load_simpleclick(simpleclick_file, _prefixed(options, "simpleclick_"), device=self.device)
-        self.stcn = load_stcn(stcn_file, _prefixed(options, "stcn_"), device=self.device)
+        self.threshold, self.top_k, self.max_side, self.threads = float(threshold), int(top_k), int(max_side), int(threads)
+        self.clicker = SliceClicker.from_weights(simpleclick_file, device=self.device, threshold=self.threshold,
+                                                 threads=self.threads)
+        self.stcn = build_network(stcn_config)
+        load_weights(self.stcn, stcn_file)
 
     @classmethod
     def requirements(cls, weights: Path | None = None) -> list[str]:
@@ -110,29 +115,26 @@ class SimpleClickSTCNModel:
         return _Session(self, image)
 
 
-def _prefixed(options: dict[str, str], prefix: str) -> dict[str, str]:
-    return {key[len(prefix):]: value for key, value in options.items() if key.startswith(prefix)}
-
-
 class _Session:
-    """One case: its frames, SimpleClick's per-frame cache, STCN's keys, the object's clicks and masks."""
+    """One case: its frames, STCN's keys, the object's clicks (grouped per frame and crop) and masks."""
 
     def __init__(self, model: SimpleClickSTCNModel, image: Volume) -> None:
-        from nfbench.models.simpleclick import SliceClicker
         from nfbench.models.stcn import Propagator
 
-        self.model = model
         self.stack = FrameStack.of(image.shape, image.spacing)
         self.frames = self.stack.frames(np.asarray(image.data, np.float32))
-        self.clicker = SliceClicker(model.simpleclick, device=model.device, threshold=model.threshold)
+        self.clicker = model.clicker
+        self.clicker.clear()
         self.propagator = Propagator(model.stcn, self.frames, device=model.device, top_k=model.top_k,
-                                     threshold=model.threshold)
+                                     threshold=model.threshold, max_side=model.max_side or None,
+                                     threads=model.threads)
         self._answer = FrameAnswer(self.stack)
         self.reset()
 
     def reset(self) -> None:
         """Forget the object (the frames' cached features stay)."""
-        self.clicks: dict[int, list[tuple[int, int, bool]]] = {}
+        self.segments: dict[int, list[list[tuple[int, int, bool]]]] = {}
+        """Per clicked frame, its clicks in groups that share one SimpleClick crop."""
         self.clicked: dict[int, np.ndarray] = {}
         """SimpleClick's mask of every clicked frame."""
         self.masks: dict[int, np.ndarray] = {}
@@ -142,22 +144,33 @@ class _Session:
 
     def add_click(self, click: Click) -> None:
         frame, row, column = self.stack.pixel(click.ijk)
-        self.clicks.setdefault(frame, []).append((row, column, bool(click.positive)))
+        point = (row, column, bool(click.positive))
+        groups = self.segments.setdefault(frame, [])
+        crop = self.clicker.crop
+        for group in groups:
+            corner = self.clicker.window(self.stack.frame_shape, group, None)
+            if corner is None or (0 <= row - corner[0] < crop and 0 <= column - corner[1] < crop):
+                group.append(point)
+                break
+        else:
+            groups.append([point])
         self._dirty.add(frame)
 
     def add_box(self, box: Box) -> None:
         raise ModelError(f"model {NAME!r} takes clicks only")
 
     def predict(self) -> Prediction:
-        if not self._dirty:
-            return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3)  # type: ignore[arg-type]
         for frame in sorted(self._dirty):
-            self.clicked[frame] = self.clicker.predict(self.frames[frame], self.clicks[frame], self.masks.get(frame),
-                                                       key=frame)
+            previous = self.masks.get(frame)
+            mask = np.zeros(self.stack.frame_shape, bool)
+            for group in self.segments[frame]:
+                mask |= self.clicker.predict(self.frames[frame], group, previous, key=frame)
+            self.clicked[frame] = mask
         self._dirty.clear()
         self.masks = self.propagator.propagate(self.clicked, stop_empty=True)
         return self._answer(self.masks)
 
     def close(self) -> None:
         """Free the case's cached features."""
-        self.clicker = self.propagator = None  # type: ignore[assignment]
+        self.clicker.clear()
+        self.propagator = None  # type: ignore[assignment]

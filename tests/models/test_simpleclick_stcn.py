@@ -125,3 +125,12 @@ def test_the_phantom_pair_beats_the_sphere_after_one_click_on_an_unseen_case(uns
         rows = run(load_model(name), scenario, *unseen_case).interactions
         dice[name] = float(np.mean([r.dice_lesion for r in rows if r.interaction == 1]))
     assert dice["simpleclick-stcn-phantom"] > dice["sphere"] + 0.3, dice
+
+
+@pytest.mark.parametrize("scenario", ["lesion-single", "lesion-corrective", "global-single", "global-corrective"])
+def test_the_phantom_pair_runs_every_click_scenario(scenario):
+    image, instances, lesions = tiny_case(2)
+    options = {"interactions": 3} if scenario == "global-corrective" else {}
+    result = run(load_model("simpleclick-stcn-phantom"), scenario_from_options(scenario, **options),
+                 image, instances, lesions)
+    assert result.interactions and all(0 <= r.dice_scan <= 1 for r in result.interactions)

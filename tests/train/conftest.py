@@ -42,3 +42,42 @@ def copy_of(tmp_path: Path):
         return Path(shutil.copytree(root, tmp_path / "data"))
 
     return copy
+
+
+@pytest.fixture()
+def kill_after_first_checkpoint(monkeypatch):
+    """``kill(start)`` calls ``start()`` and interrupts it (KeyboardInterrupt) right after its first
+    ``last.pt`` is written, as a killed job; returns the epochs saved (``[1]``)."""
+    from nfbench.train import loop
+
+    def kill(start) -> list[int]:
+        saves, real_save = [], loop._atomic_save
+
+        def save_then_die(state, path):
+            real_save(state, path)
+            saves.append(state["epoch"])
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(loop, "_atomic_save", save_then_die)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                start()
+        finally:
+            monkeypatch.setattr(loop, "_atomic_save", real_save)
+        return saves
+
+    return kill
+
+
+@pytest.fixture()
+def assert_same_last_weights():
+    """``check(run_a, run_b)``: the networks in the two runs' ``last.pt`` are equal, tensor by tensor."""
+    import torch
+
+    def check(a: Path, b: Path) -> None:
+        first = torch.load(a / "last.pt", weights_only=False)
+        second = torch.load(b / "last.pt", weights_only=False)
+        for key in first["net"]:
+            assert torch.equal(first["net"][key], second["net"][key]), key
+
+    return check

@@ -19,7 +19,6 @@ from nfbench.io.volume import load_volume  # noqa: E402
 from nfbench.lesions import instance_map  # noqa: E402
 from nfbench.models.blocks.frames import FrameStack  # noqa: E402
 from nfbench.train import TrainConfig, TrainError, train  # noqa: E402
-from nfbench.train import loop  # noqa: E402
 from nfbench.train.data import load_grid_case  # noqa: E402
 from nfbench.train.recipes import recipe_for  # noqa: E402
 from nfbench.train.sam2_recipe import model_point  # noqa: E402
@@ -133,7 +132,8 @@ def _rows(path: Path) -> list[dict]:
     return list(csv.DictReader(path.read_text().splitlines()))
 
 
-def test_checkpoint_loads_in_sam2_and_a_killed_run_resumes_at_its_step(fold_dataset, tmp_path, monkeypatch):
+def test_checkpoint_loads_in_sam2_and_a_killed_run_resumes_at_its_step(
+        fold_dataset, tmp_path, kill_after_first_checkpoint, assert_same_last_weights):
     from sam2.build_sam import build_sam2
 
     straight = train(_config(fold_dataset, tmp_path / "straight"), quiet=True, command="nfbench train sam2 test")
@@ -149,25 +149,14 @@ def test_checkpoint_loads_in_sam2_and_a_killed_run_resumes_at_its_step(fold_data
     best = torch.load(straight.best, weights_only=True)["model"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in best.items())
 
-    real_save = loop._atomic_save
-
-    def save_then_die(state, path):
-        real_save(state, path)
-        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
-
-    monkeypatch.setattr(loop, "_atomic_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(_config(fold_dataset, tmp_path / "resumed"), quiet=True)
-    monkeypatch.setattr(loop, "_atomic_save", real_save)
+    saves = kill_after_first_checkpoint(lambda: train(_config(fold_dataset, tmp_path / "resumed"), quiet=True))
+    assert saves == [1]  # killed right after the first epoch's checkpoint
     half = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
     assert half["epoch"] == 1 and half["optimizer"]["state"]  # AdamW's moments are saved
     train(_config(fold_dataset, tmp_path / "resumed"), resume=True, quiet=True)
     resumed = _rows(tmp_path / "resumed" / "metrics.csv")
     assert [r["step"] for r in resumed] == ["1", "2"]
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
-    for key in a["net"]:
-        assert torch.equal(a["net"][key], b["net"][key]), key
+    assert_same_last_weights(tmp_path / "straight", tmp_path / "resumed")
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(rows) == drop(resumed)
 

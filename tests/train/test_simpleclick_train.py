@@ -19,7 +19,6 @@ from nfbench.lesions import instance_map
 from nfbench.models.blocks.frames import FrameStack
 from nfbench.models.simpleclick import SimpleClickConfig, build_network, load_weights, save_weights
 from nfbench.train import TrainConfig, TrainError, train
-from nfbench.train import loop
 from nfbench.train.data import load_grid_case
 from nfbench.train.recipes import recipe_for
 from nfbench.train.simpleclick_recipe import milestones, normalized_focal_loss
@@ -123,7 +122,8 @@ def test_init_takes_simpleclick_checkpoints_and_mae_weights(tmp_path):
     assert all(torch.equal(network.state_dict()[k], v) for k, v in source.state_dict().items())
 
 
-def test_checkpoint_reloads_strictly_and_a_killed_run_resumes_at_its_step(fold_dataset, tmp_path, monkeypatch):
+def test_checkpoint_reloads_strictly_and_a_killed_run_resumes_at_its_step(
+        fold_dataset, tmp_path, kill_after_first_checkpoint, assert_same_last_weights):
     straight = train(_config(fold_dataset, tmp_path / "straight"), quiet=True, command="nfbench train simpleclick test")
     rows = _rows(tmp_path / "straight" / "metrics.csv")
     assert [r["step"] for r in rows] == ["2", "4"]
@@ -139,25 +139,14 @@ def test_checkpoint_reloads_strictly_and_a_killed_run_resumes_at_its_step(fold_d
     load_weights(network, straight.best)  # strict
     assert all(torch.equal(network.state_dict()[k], v) for k, v in saved["state_dict"].items())
 
-    real_save = loop._atomic_save
-
-    def save_then_die(state, path):
-        real_save(state, path)
-        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
-
-    monkeypatch.setattr(loop, "_atomic_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(_config(fold_dataset, tmp_path / "resumed"), quiet=True)
-    monkeypatch.setattr(loop, "_atomic_save", real_save)
+    saves = kill_after_first_checkpoint(lambda: train(_config(fold_dataset, tmp_path / "resumed"), quiet=True))
+    assert saves == [1]  # killed right after the first epoch's checkpoint
     half = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
     assert half["epoch"] == 1 and half["optimizer"]["state"]  # Adam's moments are saved
     load_weights(build_network(config), tmp_path / "resumed" / "last.pt")  # last.pt's network loads too
     train(_config(fold_dataset, tmp_path / "resumed"), resume=True, quiet=True)
     resumed = _rows(tmp_path / "resumed" / "metrics.csv")
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
-    for key in a["net"]:
-        assert torch.equal(a["net"][key], b["net"][key]), key
+    assert_same_last_weights(tmp_path / "straight", tmp_path / "resumed")
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(rows) == drop(resumed)
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from nfbench.cli import app
 from nfbench.io.dataset import discover_dataset
 from nfbench.models.stcn import build_network, load_weights
-from nfbench.train import TrainConfig, TrainError, loop, train
+from nfbench.train import TrainConfig, TrainError, train
 from nfbench.train.data import load_grid_case
 from nfbench.train.recipes import recipe_for
 from nfbench.train.stcn_recipe import bootstrap_share, bootstrapped_ce
@@ -69,29 +69,18 @@ def test_clips_are_cropped_around_the_first_click_and_a_few_steps_lower_the_loss
     assert np.isfinite(losses).all() and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
 
 
-def test_the_checkpoint_reloads_strictly_and_a_killed_run_resumes_to_the_same_weights(fold_dataset, tmp_path,
-                                                                                      monkeypatch):
+def test_the_checkpoint_reloads_strictly_and_a_killed_run_resumes_to_the_same_weights(
+        fold_dataset, tmp_path, kill_after_first_checkpoint, assert_same_last_weights):
     result = train(_config(fold_dataset, tmp_path / "straight"), quiet=True)
     rows = _rows(tmp_path / "straight" / "metrics.csv")
     assert [r["step"] for r in rows] == ["2", "4"] and all(0 <= float(r["val_dice_last"]) <= 1 for r in rows)
     load_weights(build_network("reduced"), result.best)  # best.pt is a plain state dict, as stcn.pth
     assert result.card["model"] == "stcn" and result.card["options"] == {"stcn_config": "reduced"}
     assert result.card["validation"]["scenario"] == "clips" and result.card["validation"]["frames"] == 3
-    real_save = loop._atomic_save
-
-    def save_then_die(state, path):
-        real_save(state, path)
-        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
-
-    monkeypatch.setattr(loop, "_atomic_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(_config(fold_dataset, tmp_path / "resumed"), quiet=True)
-    monkeypatch.setattr(loop, "_atomic_save", real_save)
+    saves = kill_after_first_checkpoint(lambda: train(_config(fold_dataset, tmp_path / "resumed"), quiet=True))
+    assert saves == [1]  # killed right after the first epoch's checkpoint
     train(_config(fold_dataset, tmp_path / "resumed"), resume=True, quiet=True)
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
-    for key in a["net"]:
-        assert torch.equal(a["net"][key], b["net"][key]), key
+    assert_same_last_weights(tmp_path / "straight", tmp_path / "resumed")
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(rows) == drop(_rows(tmp_path / "resumed" / "metrics.csv"))
 

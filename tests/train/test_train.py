@@ -15,7 +15,6 @@ from nfbench.cli import app
 from nfbench.io.dataset import discover_dataset
 from nfbench.models.registry import load_model
 from nfbench.train import METRICS, TrainConfig, TrainError, train
-from nfbench.train import loop
 from nfbench.train.data import PatchSampler, load_grid_case
 from nfbench.train.recipes import recipe_for
 
@@ -166,21 +165,12 @@ def test_training_writes_its_files_and_the_best_checkpoint_evaluates(fold_datase
 
 
 @pytest.mark.parametrize("model", ["sw-fastedit", "dins"])
-def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(fold_dataset, tmp_path, monkeypatch, model):
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
+        fold_dataset, tmp_path, kill_after_first_checkpoint, model):
     train(_config(fold_dataset, tmp_path / "straight", model, val_every=2), quiet=True)
-    saves = []
-    real_save = loop._atomic_save
-
-    def save_then_die(state, path):
-        real_save(state, path)
-        saves.append(state["epoch"])
-        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
-
-    monkeypatch.setattr(loop, "_atomic_save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(_config(fold_dataset, tmp_path / "resumed", model, val_every=2), quiet=True)
-    monkeypatch.setattr(loop, "_atomic_save", real_save)
-    assert saves == [1]
+    saves = kill_after_first_checkpoint(
+        lambda: train(_config(fold_dataset, tmp_path / "resumed", model, val_every=2), quiet=True))
+    assert saves == [1]  # killed right after the first epoch's checkpoint
     half = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
     assert half["optimizer"]["state"]  # Adam's moments are in the checkpoint
     train(_config(fold_dataset, tmp_path / "resumed", model, val_every=2), resume=True, quiet=True)

@@ -215,11 +215,8 @@ def load_study(path: str | Path, *, overrides: dict[str, str] | None = None) -> 
     study_folds = _folds(raw.get("folds"), f"{where}: folds")
     models = []
     for i, entry in enumerate(raw["models"]):
-        entry = {"name": entry} if isinstance(entry, str) else entry
         at = f"{where}: models[{i}]"
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise StudyError(f"{at}: a model is a name or a mapping with a name")
-        _check_keys(entry, _MODEL, at)
+        entry = _named_entry(entry, "model", _MODEL, at)
         if not isinstance(entry.get("options") or {}, dict):
             raise StudyError(f"{at}: options must be a mapping of option: value")
         folds = _folds(entry["folds"], f"{at}.folds") if "folds" in entry else study_folds
@@ -249,17 +246,23 @@ def load_study(path: str | Path, *, overrides: dict[str, str] | None = None) -> 
     return study
 
 
+def _named_entry(entry: object, what: str, keys: tuple[str, ...], at: str) -> dict:
+    """A list item written as a name or as a mapping with a name, its keys checked."""
+    entry = {"name": entry} if isinstance(entry, str) else entry
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise StudyError(f"{at}: a {what} is a name or a mapping with a name")
+    _check_keys(entry, keys, at)
+    return entry
+
+
 def _protocols(raw: dict, where: str) -> tuple[Scenario, ...]:
     """Scenarios × presets × click policies, resolved; protocols that would share results are refused."""
     presets = _list(raw.get("presets"), f"{where}: presets", str, default=("default",))
     policies = _list(raw.get("click_policies"), f"{where}: click_policies", str, default=(None,))
     found: dict[tuple, Scenario] = {}
     for i, entry in enumerate(raw["scenarios"]):
-        entry = {"name": entry} if isinstance(entry, str) else entry
         at = f"{where}: scenarios[{i}]"
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise StudyError(f"{at}: a scenario is a name or a mapping with a name")
-        _check_keys(entry, _SCENARIO, at)
+        entry = _named_entry(entry, "scenario", _SCENARIO, at)
         options = {k: v for k, v in entry.items() if k != "name"}
         if "stop_dice" in options and str(options["stop_dice"]).lower() in ("none", "null"):
             options["stop_dice"] = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 torch = pytest.importorskip("torch")
 
@@ -134,3 +135,20 @@ def test_the_phantom_pair_runs_every_click_scenario(scenario):
     result = run(load_model("simpleclick-stcn-phantom"), scenario_from_options(scenario, **options),
                  image, instances, lesions)
     assert result.interactions and all(0 <= r.dice_scan <= 1 for r in result.interactions)
+
+
+def test_a_negative_click_on_a_frame_the_object_leaked_into_removes_what_it_hit(unseen_case):
+    image, instances, lesions = unseen_case
+    lesion = max(lesions, key=lambda item: item.n_voxels)
+    session, mask = _mask_after(load_model("simpleclick-stcn-phantom"), image, [_click_in(instances, lesion)])
+    stack, truth = session.stack, instances == lesion.lesion_id
+    leaked = [n for n in range(stack.n_frames)
+              if n not in session.clicked and (stack.frame(mask, n) & ~stack.frame(truth, n)).any()]
+    frame = leaked[-1]
+    before = session.masks[frame]
+    row, column = np.argwhere(before)[0]
+    session.add_click(Click(stack.voxel(frame, row, column), False))
+    session.predict()
+    components, _ = ndimage.label(before, structure=np.ones((3, 3), bool))
+    np.testing.assert_array_equal(session.clicked[frame], before & (components != components[row, column]))
+    assert not session.masks[frame][row, column]

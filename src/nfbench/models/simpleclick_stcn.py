@@ -19,8 +19,11 @@ intensities are the 0.5–99.5 percentiles of its non-zero voxels (all voxels in
 
 With SimpleClick weights that crop (``crop`` in the checkpoint, as the phantom weights), the clicks
 of a frame are grouped by crop: a click outside the crop of the frame's earlier clicks starts a
-segment of its own (a second lesion on the same slice in a global scenario), and a frame's mask is
-the union of its segments.
+segment of its own (a second lesion on the same slice in a global scenario); SimpleClick's answer
+replaces the frame's current mask inside each segment's crop, and outside the crops the current
+mask stays. A segment of negative clicks only (a frame the object leaked into) is not given to
+SimpleClick, which learned from a positive first click: the 8-connected components of the current
+mask under those clicks are removed instead ("not here"), and an emptied frame stops propagation.
 
 Costs: SimpleClick's image preprocessing and patch embedding are cached per frame, STCN's key
 features once per frame and case; an interaction runs SimpleClick's backbone once per newly clicked
@@ -30,7 +33,9 @@ frame and STCN's value encoder and decoder once per frame the object spans.
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
+from scipy import ndimage
 
 from nfbench.io.volume import Volume
 from nfbench.models.base import ModelError, Prediction
@@ -80,7 +85,8 @@ class SimpleClickSTCNModel:
             raise ValueError(f"model {NAME!r} needs weights=DIR, a folder with {' and '.join(WEIGHT_FILES)}")
         folder = Path(weights)
         if not folder.is_dir():
-            raise ModelError(f"model {NAME!r}: weights {str(folder)!r} is not a folder with {' and '.join(WEIGHT_FILES)}")
+            raise ModelError(f"model {NAME!r}: weights {str(folder)!r} is not a folder with "
+                             f"{' and '.join(WEIGHT_FILES)}")
         self._load(folder / WEIGHT_FILES[0], folder / WEIGHT_FILES[1], stcn_config=stcn_config, threshold=threshold,
                    top_k=top_k, max_side=max_side, threads=threads, device=device)
 
@@ -97,7 +103,8 @@ class SimpleClickSTCNModel:
         if max_side and max_side < 16:
             raise ValueError(f"option 'max_side' must be 0 (native size) or at least 16, got {max_side}")
         self.device = resolve_device(device)
-        self.threshold, self.top_k, self.max_side, self.threads = float(threshold), int(top_k), int(max_side), int(threads)
+        self.threshold, self.top_k = float(threshold), int(top_k)
+        self.max_side, self.threads = int(max_side), int(threads)
         self.clicker = SliceClicker.from_weights(simpleclick_file, device=self.device, threshold=self.threshold,
                                                  threads=self.threads)
         self.stcn = build_network(stcn_config)
@@ -161,14 +168,36 @@ class _Session:
 
     def predict(self) -> Prediction:
         for frame in sorted(self._dirty):
-            previous = self.masks.get(frame)
-            mask = np.zeros(self.stack.frame_shape, bool)
-            for group in self.segments[frame]:
-                mask |= self.clicker.predict(self.frames[frame], group, previous, key=frame)
-            self.clicked[frame] = mask
+            self.clicked[frame] = self._frame_mask(frame)
         self._dirty.clear()
         self.masks = self.propagator.propagate(self.clicked, stop_empty=True)
         return self._answer(self.masks)
+
+    def _frame_mask(self, frame: int) -> np.ndarray:
+        """A clicked frame's mask: the current answer there, without the components under clicks of
+        segments that have only negative clicks, and SimpleClick's answer over each other segment's crop.
+
+        SimpleClick learned from a positive first click; a frame the object leaked into gets negative
+        clicks only, and there the user means "not here", which removing what they clicked on gives.
+        """
+        previous = self.masks.get(frame)
+        mask = np.zeros(self.stack.frame_shape, bool) if previous is None else previous.copy()
+        segments = self.segments[frame]
+        rejected = [(row, column) for group in segments if not any(p for *_, p in group) for row, column, _ in group]
+        if rejected and mask.any():
+            components, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
+            mask &= ~np.isin(components, [components[row, column] for row, column in rejected if mask[row, column]])
+        for group in segments:
+            if not any(p for *_, p in group):
+                continue
+            answer = self.clicker.predict(self.frames[frame], group, previous, key=frame)
+            corner = self.clicker.window(self.stack.frame_shape, group, previous)
+            if corner is None:
+                mask = answer
+            else:
+                window = tuple(slice(max(c, 0), c + self.clicker.crop) for c in corner)
+                mask[window] = answer[window]
+        return mask
 
     def close(self) -> None:
         """Free the case's cached features."""

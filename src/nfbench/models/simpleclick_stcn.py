@@ -19,11 +19,12 @@ intensities are the 0.5–99.5 percentiles of its non-zero voxels (all voxels in
 
 With SimpleClick weights that crop (``crop`` in the checkpoint, as the phantom weights), the clicks
 of a frame are grouped by crop: a click outside the crop of the frame's earlier clicks starts a
-segment of its own (a second lesion on the same slice in a global scenario); SimpleClick's answer
-replaces the frame's current mask inside each segment's crop, and outside the crops the current
-mask stays. A segment of negative clicks only (a frame the object leaked into) is not given to
-SimpleClick, which learned from a positive first click: the 8-connected components of the current
-mask under those clicks are removed instead ("not here"), and an emptied frame stops propagation.
+segment of its own (a second lesion on the same slice in a global scenario), and a frame's mask is
+the union of SimpleClick's answers to its segments (negative clicks outside every positive one's
+crop have no effect there). A frame with negative clicks only (one the object leaked into) is not
+given to SimpleClick, which learned from a positive first click: the 8-connected components of
+the current mask under those clicks are removed instead ("not here"), and an emptied frame stops
+propagation.
 
 Costs: SimpleClick's image preprocessing and patch embedding are cached per frame, STCN's key
 features once per frame and case; an interaction runs SimpleClick's backbone once per newly clicked
@@ -114,7 +115,8 @@ class SimpleClickSTCNModel:
     def requirements(cls, weights: Path | None = None) -> list[str]:
         missing = missing_modules("torch", "torchvision", extra="torch")
         if weights is None:
-            return missing + missing_file(None)
+            return missing + [f"no weight folder given (pass --weights DIR, a folder with "
+                              f"{' and '.join(WEIGHT_FILES)})"]
         return missing + [m for name in WEIGHT_FILES for m in missing_file(Path(weights) / name, what="checkpoint")]
 
     def start(self, image: Volume, *, seed: int = 0) -> _Session:
@@ -174,29 +176,25 @@ class _Session:
         return self._answer(self.masks)
 
     def _frame_mask(self, frame: int) -> np.ndarray:
-        """A clicked frame's mask: the current answer there, without the components under clicks of
-        segments that have only negative clicks, and SimpleClick's answer over each other segment's crop.
+        """A clicked frame's mask: the union of SimpleClick's answers to its segments that hold a
+        positive click, or, on a frame with negative clicks only, the current answer there without the
+        components under those clicks.
 
         SimpleClick learned from a positive first click; a frame the object leaked into gets negative
         clicks only, and there the user means "not here", which removing what they clicked on gives.
         """
         previous = self.masks.get(frame)
-        mask = np.zeros(self.stack.frame_shape, bool) if previous is None else previous.copy()
-        segments = self.segments[frame]
-        rejected = [(row, column) for group in segments if not any(p for *_, p in group) for row, column, _ in group]
-        if rejected and mask.any():
-            components, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
-            mask &= ~np.isin(components, [components[row, column] for row, column in rejected if mask[row, column]])
+        segments = [group for group in self.segments[frame] if any(p for *_, p in group)]
+        if not segments:
+            if previous is None or not previous.any():
+                return np.zeros(self.stack.frame_shape, bool)
+            components, _ = ndimage.label(previous, structure=np.ones((3, 3), bool))
+            clicks = [click for group in self.segments[frame] for click in group]
+            hit = [components[row, column] for row, column, _ in clicks if previous[row, column]]
+            return previous & ~np.isin(components, hit)
+        mask = np.zeros(self.stack.frame_shape, bool)
         for group in segments:
-            if not any(p for *_, p in group):
-                continue
-            answer = self.clicker.predict(self.frames[frame], group, previous, key=frame)
-            corner = self.clicker.window(self.stack.frame_shape, group, previous)
-            if corner is None:
-                mask = answer
-            else:
-                window = tuple(slice(max(c, 0), c + self.clicker.crop) for c in corner)
-                mask[window] = answer[window]
+            mask |= self.clicker.predict(self.frames[frame], group, previous, key=frame)
         return mask
 
     def close(self) -> None:

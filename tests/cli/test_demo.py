@@ -50,7 +50,7 @@ def test_demo_runs_the_slow_models_on_one_case_unless_asked(tmp_path, monkeypatc
 def test_the_short_run_puts_the_slow_model_beside_the_others_on_one_case(tmp_path):
     from nfbench.models.registry import load_model
     from nfbench.results.aggregate import load_runs, summary_table
-    from nfbench.runner.demo import SHORT_TEST_SET, run_demo
+    from nfbench.runner.demo import DEMO_LESIONS, SHORT_TEST_SET, run_demo
 
     loaded = {name: load_model(name) for name in ("sphere", "region-grow")}
     result = run_demo(tmp_path, models=["sphere"], loaded=loaded, slow=("region-grow",), quiet=True)
@@ -61,3 +61,5 @@ def test_the_short_run_puts_the_slow_model_beside_the_others_on_one_case(tmp_pat
     assert (short["cases"] == 1).all()
     on_case = full[(full["scenario"] == "lesion-corrective") & (full["test_set"] == SHORT_TEST_SET)]
     assert on_case["cases"].item() == 3  # the full run keeps every case
+    prompted = load_runs([result.run]).lesions.query("scenario == 'lesion-corrective'").groupby("case").size()
+    assert prompted.max() == DEMO_LESIONS  # the high-burden cases have far more lesions

@@ -17,8 +17,8 @@ __all__ = ["DemoResult", "ensure_phantom", "run_demo", "default_demo_dir", "DEMO
 
 DEMO_SCENARIOS = ("lesion-corrective", "global-corrective")
 DEMO_LESIONS = 10
-"""Lesions prompted per case in ``lesion-corrective`` (the scenario's default is 20): the 10 largest
-keep the demo under 3 minutes on 2 cores with the learned models."""
+"""Lesions prompted per case in ``lesion-corrective`` (the scenario's default is 20): the high-burden
+cases' 10 largest halve the learned models' share of the demo's time."""
 DEMO_TEST_SETS = ("imagesTs_1", "imagesTs_2")
 SLOW = {
     "dins-phantom": "about 1 s per click on a CPU",

@@ -95,6 +95,14 @@ def test_guide_peaks_at_the_mapped_click_and_decays_with_sigma(tmp_path):
     assert pos[15, 12, 1] == pytest.approx(math.exp(-(9 + 16) / 50 - 0.5), rel=1e-6)
     assert neg[12, 8, 2] == pytest.approx(math.exp(-(4 + 49 / 25 + 9) / 2), rel=1e-5)  # the negative click's own map
 
+    sharp = dins.DINsModel(weights=path, base_filters=2, max_filters=4, guide_sigma="2,2,1").start(
+        _volume(np.ones((40, 6, 30)), (0.85, 7.8, 1.7)))
+    sharp.add_click(Click((17, 2, 12), True))
+    pos = sharp.guide()[0]
+    assert pos[12, 8, 2] == 1.0 and pos[13, 8, 2] == pytest.approx(math.exp(-1 / 8), rel=1e-6)  # σ 2 along S
+    assert pos[12, 8, 3] == pytest.approx(math.exp(-1 / 2), rel=1e-6)  # σ 1 along A
+    assert pos[12, 8 + 9, 2] == 0 and pos[12, 8 + 8, 2] > 0  # the 4σ box: 8 voxels in-plane
+
 
 def test_predicted_mask_is_the_thresholded_guide_mapped_back(tmp_path, monkeypatch):
     path, _ = _weights(tmp_path)

@@ -104,6 +104,20 @@ def test_dins_clicks_follow_the_original_rules(fold_dataset):
     assert seen_negative
 
 
+def test_dins_guide_sigma_option_shapes_the_training_guides(fold_dataset):
+    from nfbench.models.dins import guide_channels
+
+    _, sampler = _sampler(fold_dataset, "dins", DINS)
+    patches = [sampler.draw(np.random.default_rng(s)) for s in range(2)]
+    sharp = recipe_for("dins", {**DINS, "guide_sigma": "2,2,1"})
+    (_, guide), _ = sharp.batch(patches, _Background(), np.random.default_rng(4), torch.device("cpu"))
+    replay = np.random.default_rng(4)
+    clicks = [sharp.clicks(p.truth, replay) for p in patches]
+    for sigma, same in (((2.0, 2.0, 1.0), True), ((5.0, 5.0, 1.0), False)):
+        expected = np.stack([guide_channels(sharp.roi, c, sigma) for c in clicks]).transpose(0, 4, 2, 3, 1)
+        assert np.array_equal(guide.numpy(), expected) == same
+
+
 class _Everything(torch.nn.Module):
     """A DINs stand-in that marks every voxel: every simulated correction is a negative click."""
 

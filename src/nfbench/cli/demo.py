@@ -28,7 +28,7 @@ def demo_command(
 
     Makes a small synthetic whole-body MRI dataset (kept between runs), evaluates the models on
     lesion-corrective and global-corrective, prints a summary table and the report's path. The slow
-    models (dins-phantom, litemedsam) run beside the others on one case, in a second table and report.
+    models (dins-phantom, litemedsam, simpleclick-stcn-phantom) run beside the others on one case, in a second table and report.
     """
 
     from nfbench.models.base import ModelError

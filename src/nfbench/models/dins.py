@@ -217,17 +217,19 @@ def _check_options(model: str, weights: str | Path | None, overlap: float, sw_ba
         raise ValueError(f"{model} option threads must be 0 (the default of the runtime) or more, got {threads}")
 
 
-def guide_channels(shape: Sequence[int], clicks: Sequence[tuple[tuple[int, int, int], bool]]) -> np.ndarray:
+def guide_channels(shape: Sequence[int], clicks: Sequence[tuple[tuple[int, int, int], bool]],
+                   sigma: Sequence[float] = GUIDE_SIGMA) -> np.ndarray:
     """The (2, S, R, A) guide of model-grid clicks ``(index, positive)``: per sign, the max of each click's Gaussian."""
     out = np.zeros((2, *shape), np.float32)
     for index, positive in clicks:
-        add_guide(out, index, positive)
+        add_guide(out, index, positive, sigma)
     return out
 
 
-def add_guide(out: np.ndarray, index: Sequence[int], positive: bool) -> BoxSlices:
-    """One click's Gaussian maxed into the guide ``out`` (2, S, R, A), inside its 4σ box, which is returned."""
-    unit = [1.0 / s for s in GUIDE_SIGMA]  # distances in σ
+def add_guide(out: np.ndarray, index: Sequence[int], positive: bool, sigma: Sequence[float] = GUIDE_SIGMA) -> BoxSlices:
+    """One click's Gaussian (σ in model voxels along S, R, A) maxed into the guide ``out`` (2, S, R, A),
+    inside its 4σ box, which is returned."""
+    unit = [1.0 / s for s in sigma]  # distances in σ
     box = box_around(index, _GUIDE_CUTOFF, unit, out.shape[1:])
     local = [tuple(v - s.start for v, s in zip(index, box))]
     crop = out[(0 if positive else 1, *box)]
@@ -240,7 +242,9 @@ class DINsModel:
 
     Options: ``base_filters`` / ``max_filters`` (network width; 30 / 320 is the original, smaller
     for the CPU), ``roi`` (window, S,R,A voxels), ``overlap``, ``spacing`` (model grid, mm along
-    S,R,A; the original 1.7,1.7,7.8, coarser for a fast CPU run; σ stays in model voxels), ``device``,
+    S,R,A; the original 1.7,1.7,7.8, coarser for a fast CPU run; σ stays in model voxels),
+    ``guide_sigma`` (the guide's σ in model voxels along S,R,A, the original 5,5,1; only for weights
+    trained with another), ``device``,
     ``sw_batch_size`` (windows per network call), ``keep_clicked`` (answer only the 26-connected
     components of the model-grid mask holding a positive click of the session, nothing before
     one: in lesion scenarios the model otherwise segments every lesion-like structure of the scan;
@@ -266,6 +270,7 @@ class DINsModel:
         sw_batch_size: int = 4,
         keep_clicked: bool = False,
         threads: int = 0,
+        guide_sigma: Sequence[float] | str = GUIDE_SIGMA,
     ) -> None:
         _check_options(self.name, weights, overlap, sw_batch_size, threads)
         import torch
@@ -273,7 +278,7 @@ class DINsModel:
         if threads:
             torch.set_num_threads(int(threads))
         self.roi, self.overlap, self.device = parse_roi(roi), float(overlap), torch.device(device)
-        self.spacing = parse_triple(spacing, "spacing")
+        self.spacing, self.guide_sigma = parse_triple(spacing, "spacing"), parse_triple(guide_sigma, "guide_sigma")
         self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
         self.network = build_network(int(base_filters), int(max_filters))
         load_checkpoint(self.network, weights, model_name=self.name)  # type: ignore[arg-type]
@@ -345,7 +350,8 @@ class _DINsSession:
 
     def add_click(self, click: Click) -> None:
         self.clicks.append(click)
-        box = add_guide(self.inputs[(slice(1, 3), *self.region)], self.grid.index_to_model(click.ijk), click.positive)
+        box = add_guide(self.inputs[(slice(1, 3), *self.region)], self.grid.index_to_model(click.ijk), click.positive,
+                        self.model.guide_sigma)
         self._changed.append(tuple(slice(s.start + r.start, s.stop + r.start) for s, r in zip(box, self.region)))
 
     def add_box(self, box: Box) -> None:

@@ -23,7 +23,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from nfbench.models.base import ModelError
-from nfbench.models.dins import DINsModel
+from nfbench.models.dins import GUIDE_SIGMA, DINsModel
 from nfbench.models.registry import missing_modules
 from nfbench.models.simpleclick_stcn import SimpleClickSTCNModel
 from nfbench.models.sw_fastedit import SWFastEditModel
@@ -80,7 +80,7 @@ class DINsPhantomModel(DINsModel):
         options = card(self.name)["options"]
         super().__init__(weights_file(self.name), device=device, base_filters=int(options["base_filters"]),
                          max_filters=int(options["max_filters"]), roi=options["roi"], spacing=options["spacing"],
-                         overlap=overlap, sw_batch_size=sw_batch_size, keep_clicked=keep_clicked, threads=threads)
+                         guide_sigma=options.get("guide_sigma", GUIDE_SIGMA), overlap=overlap, sw_batch_size=sw_batch_size, keep_clicked=keep_clicked, threads=threads)
 
     @classmethod
     def requirements(cls) -> list[str]:

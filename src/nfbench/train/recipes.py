@@ -254,7 +254,8 @@ class DINsRecipe(PatchRecipe):
     clicks inside the lesions eroded by 3 voxels in-plane (the voxel nearest a lesion's centroid
     when erosion leaves nothing), ``U{0..10}`` negative clicks in the band of 40 in-plane voxels
     around them (random with p = 0.5, else farthest-point), every click at least 10 in-plane
-    voxels from the others of its slice; Gaussian guides with σ = (5, 5, 1). Flips per axis with
+    voxels from the others of its slice; Gaussian guides with σ = ``guide_sigma`` (the original's
+    5, 5 and 1 voxels along S, R and A). Flips per axis with
     p = 0.5. Beyond the original, ``interactions`` > 0 adds ``U{0..interactions}`` rounds of
     corrective clicks on top of them, as SW-FastEdit trains (off by default). The original's L2 penalty of 3e-5 on the convolution kernels is Adam weight decay
     6e-5 on them (the gradient of ``λ‖w‖²`` is ``2λw``). ``ReduceLROnPlateau`` on the validation
@@ -262,7 +263,8 @@ class DINsRecipe(PatchRecipe):
     """
 
     model = "dins"
-    defaults = {"base_filters": 30, "max_filters": 320, "roi": "512,160,10", "spacing": "1.7,1.7,7.8"}
+    defaults = {"base_filters": 30, "max_filters": 320, "roi": "512,160,10", "spacing": "1.7,1.7,7.8",
+                "guide_sigma": "5,5,1"}
     lr = 3e-4
     flip_rate = 0.5
     max_positive = 10
@@ -282,6 +284,7 @@ class DINsRecipe(PatchRecipe):
         self.base_filters, self.max_filters = int(self.options["base_filters"]), int(self.options["max_filters"])
         self.roi = parse_roi(self.options["roi"])  # type: ignore[arg-type]
         self.spacing = parse_triple(self.options["spacing"], "spacing")  # type: ignore[arg-type]
+        self.guide_sigma = parse_triple(self.options["guide_sigma"], "guide_sigma")  # type: ignore[arg-type]
 
     @property
     def patch_size(self) -> tuple[int, int, int]:
@@ -367,7 +370,7 @@ class DINsRecipe(PatchRecipe):
         from nfbench.models.dins import add_guide, guide_channels
 
         images = np.stack([p.image for p in patches])[:, None]  # (B, 1, S, R, A)
-        guides = np.stack([guide_channels(self.roi, self.clicks(p.truth, rng)) for p in patches])
+        guides = np.stack([guide_channels(self.roi, self.clicks(p.truth, rng), self.guide_sigma) for p in patches])
         truth = np.stack([p.truth for p in patches])
 
         def to_last(array: np.ndarray) -> torch.Tensor:  # (B, C, S, R, A) → (B, A, S, R, C)
@@ -381,7 +384,7 @@ class DINsRecipe(PatchRecipe):
 
         def encode(i: int, clicks: list) -> None:
             for click in clicks:
-                add_guide(guides[i], click.ijk, click.positive)
+                add_guide(guides[i], click.ijk, click.positive, self.guide_sigma)
 
         if self.interactions:  # drawn only when asked: the original recipe's random stream stays as it was
             corrective_rounds(predict, encode, truth, rng.integers(0, self.interactions + 1, size=len(patches)),

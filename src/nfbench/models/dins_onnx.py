@@ -34,7 +34,7 @@ import numpy as np
 
 from nfbench.models.base import ModelError
 from nfbench.models.blocks.checkpoints import state_dict_problems
-from nfbench.models.dins import ROI, SPACING, DINsModel, _check_options, parse_roi, parse_triple, build_network
+from nfbench.models.dins import GUIDE_SIGMA, ROI, SPACING, DINsModel, _check_options, parse_roi, parse_triple, build_network
 from nfbench.models.registry import missing_file, missing_modules
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class DINsOnnxModel(DINsModel):
     """DINs from an ONNX file (``--weights model.onnx``) on ONNX Runtime's CPU provider.
 
     Options as ``dins`` without the widths (they are in the file): ``roi`` (defaults to the file's
-    fixed input size, and must equal it), ``overlap``, ``spacing``, ``sw_batch_size``,
+    fixed input size, and must equal it), ``overlap``, ``spacing``, ``guide_sigma``, ``sw_batch_size``,
     ``keep_clicked``, and ``threads``: ONNX Runtime's intra-op threads (0 keeps its default, the
     number of physical cores: both cores of a 2-core machine).
     """
@@ -176,6 +176,7 @@ class DINsOnnxModel(DINsModel):
         sw_batch_size: int = 4,
         keep_clicked: bool = False,
         threads: int = 0,
+        guide_sigma: Sequence[float] | str = GUIDE_SIGMA,
     ) -> None:
         _check_options(self.name, weights, overlap, sw_batch_size, threads)
         import onnxruntime as ort
@@ -196,6 +197,7 @@ class DINsOnnxModel(DINsModel):
             if window and self.roi != window:
                 raise ModelError(f"{where} has a fixed window (S, R, A) = {window}, but roi {self.roi} was asked for")
         self.overlap, self.spacing = float(overlap), parse_triple(spacing, "spacing")
+        self.guide_sigma = parse_triple(guide_sigma, "guide_sigma")
         self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
         self.output = self.session.get_outputs()[0].name
         batch = self.session.get_inputs()[0].shape[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -113,6 +115,56 @@ def test_a_file_without_our_names_is_refused_with_what_it_holds(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(ModelError, match=r"junk\.onnx' cannot be read"):
         dins_onnx.network_from_onnx(tmp_path / "junk.onnx")
+
+
+TF_EXPORT = Path(__file__).parent / "data" / "tf_dins_tiny.onnx"  # written by data/make_tf_dins_onnx.py
+
+
+def test_the_originals_tensorflow_export_converts_to_tensorflows_logits(tmp_path):
+    """A tf2onnx export of the Keras DINs (widths 2-4): its weights in PyTorch give TensorFlow's logits."""
+    reference = np.load(TF_EXPORT.with_suffix(".npz"))
+    image, guide, logits = (torch.from_numpy(reference[k]) for k in ("image", "guide", "logits"))
+    network, widths = dins_onnx.network_from_onnx(TF_EXPORT)
+    assert widths == {"base_filters": 2, "max_filters": 4}
+    assert np.abs(_torch_logits(network.eval(), image, guide) - logits.numpy()).max() <= 1e-4
+    assert np.abs(logits.numpy()).max() > 0.5  # not a trivially small output
+    result = CliRunner().invoke(app, ["convert", "dins-onnx-to-torch", str(TF_EXPORT), "--out", str(tmp_path / "tf.pt")])
+    assert result.exit_code == 0, result.output
+    model = dins.DINsModel(weights=tmp_path / "tf.pt", **widths, roi=(32, 32, 2))  # loads strictly
+    window = np.concatenate([reference["image"], reference["guide"]], axis=-1)[0].transpose(3, 1, 2, 0)
+    assert np.abs(model.logits(window) - logits.numpy()[0].transpose(3, 1, 2, 0)).max() <= 1e-4
+
+
+def test_a_tensorflow_export_runs_in_dins_onnx_with_its_fixed_axes():
+    """The original's last exports fix the batch (1) and (S, R) and leave the depth A dynamic."""
+    model = dins_onnx.DINsOnnxModel(weights=TF_EXPORT)
+    assert model.roi == (32, 32, 10) and model.file_batch == 1  # A from the original window
+    assert dins_onnx.DINsOnnxModel(weights=TF_EXPORT, roi="32,32,2").roi == (32, 32, 2)
+    with pytest.raises(ModelError, match=r"tf_dins_tiny\.onnx.*fixed window \(S, R, A\) = \(32, 32, 'any'\)"):
+        dins_onnx.DINsOnnxModel(weights=TF_EXPORT, roi="64,32,2")
+    reference = np.load(TF_EXPORT.with_suffix(".npz"))
+    window = np.concatenate([reference["image"], reference["guide"]], axis=-1)[0].transpose(3, 1, 2, 0)
+    out = dins_onnx.DINsOnnxModel(weights=TF_EXPORT, roi="32,32,2").forward(np.stack([window, window]))
+    assert np.abs(out - reference["logits"][0].transpose(3, 1, 2, 0)).max() <= 1e-4  # two runs of batch 1
+
+
+def test_a_tensorflow_export_with_another_epsilon_or_a_missing_weight_is_refused(tmp_path):
+    from onnx import numpy_helper
+
+    model = onnx.load(str(TF_EXPORT))
+    node = next(n for n in model.graph.node if n.name.endswith("/down2/norm1/batchnorm/add"))
+    epsilon = next(i for i in model.graph.initializer if i.name == node.input[1])
+    epsilon.CopyFrom(numpy_helper.from_array(np.full((1, 1, 1, 1, 1), 1e-5, np.float32), epsilon.name))
+    onnx.save(model, str(tmp_path / "eps.onnx"))
+    with pytest.raises(ModelError, match=r"eps\.onnx.*: \w+\.norm[12] has InstanceNorm epsilon 1e-05, not the 0\.001"):
+        dins_onnx.network_from_onnx(tmp_path / "eps.onnx")
+    model = onnx.load(str(TF_EXPORT))
+    kept = [i for i in model.graph.initializer if not i.name.endswith("/up3/up/conv3d_transpose/ReadVariableOp:0")]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    onnx.save(model, str(tmp_path / "lost.onnx"))
+    with pytest.raises(ModelError, match=r"lost\.onnx.*no initializer for 1 DINs parameter\(s\) \(up3\.up\.weight\)"):
+        dins_onnx.network_from_onnx(tmp_path / "lost.onnx")
 
 
 def test_cli_export_and_convert_end_to_end(tmp_path):

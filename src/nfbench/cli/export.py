@@ -52,7 +52,7 @@ def export_dins_command(
 
 @convert_app.command("dins-onnx-to-torch")
 def convert_dins_command(
-    onnx_file: Annotated[Path, typer.Argument(help="DINs ONNX file (ours, from `nfbench export dins`).")],
+    onnx_file: Annotated[Path, typer.Argument(help="DINs ONNX file: ours (`nfbench export dins`) or the original's TensorFlow export (tf2onnx).")],
     out: Annotated[Path, typer.Option("--out", help="PyTorch state dict to write (what `dins` loads).")],
 ) -> None:
     """Read a DINs ONNX file's initializers into the PyTorch DINs and save its state dict."""

@@ -10,17 +10,31 @@ batch axis is fixed to n gets batches of n, the last one padded with zeros). :fu
 :func:`onnx_state_dict` reads an ONNX file's weights back into it, so the published weights can be
 fine-tuned in PyTorch without TensorFlow.
 
-Name mapping (ONNX initializer → PyTorch parameter of :func:`~nfbench.models.dins.build_network`):
-our exporter writes each parameter as an initializer of the same name (``down1.conv1.weight``,
-``bridge.norm1.bias``, ``up4.up.weight``, ``dim.1.bias``, ``final.weight``, …) in PyTorch's layout,
-so the mapping is the identity. Exporters merge initializers of equal value (the norm scales of an
-untrained network are all ones), so the exporter records each merged parameter's surviving
-initializer in the file's metadata (``nfbench.aliases``, JSON ``{parameter: initializer}``).
-A TensorFlow-exported file names its weights after the Keras variables ``model/<block>/<layer>/…``
-in TF's layouts (a convolution ``kernel`` (kd, kh, kw, in, out) → (out, in, kd, kh, kw), a
-transposed convolution's (kd, kh, kw, out, in) → (in, out, kd, kh, kw), ``gamma`` / ``beta`` →
-``norm*.weight`` / ``.bias``; see :mod:`nfbench.models.dins`); seed_spec does not record the names
-tf2onnx gives them, so such a file is refused with the names it holds rather than guessed at.
+Name mapping (ONNX initializer → PyTorch parameter of :func:`~nfbench.models.dins.build_network`),
+for the two kinds of file:
+
+- Ours (``nfbench export dins``): each parameter is an initializer of the same name
+  (``down1.conv1.weight``, ``bridge.norm1.bias``, ``up4.up.weight``, ``dim.1.bias``, ``final.weight``,
+  …) in PyTorch's layout, so the mapping is the identity. Exporters merge initializers of equal
+  value (the norm scales of an untrained network are all ones), so the exporter records each merged
+  parameter's surviving initializer in the file's metadata (``nfbench.aliases``, JSON
+  ``{parameter: initializer}``).
+- The original's (tf2onnx 1.16.1 ``from_keras`` of the Keras DINs, seed_spec §5.6): tf2onnx names a
+  weight after the graph op that reads the Keras variable and folds its layout into ONNX's, which
+  is PyTorch's ((out, in, kd, kh, kw); a transposed convolution (in, out, kd, kh, kw)):
+  ``<block>.conv1.weight`` ← ``…/<block>/conv1/Conv3D/ReadVariableOp:0`` (``conv2`` alike),
+  ``<block>.up.weight`` ← ``…/<block>/up/conv3d_transpose/ReadVariableOp:0``, ``final.weight`` /
+  ``.bias`` ← ``…/final/Conv3D/ReadVariableOp:0`` / ``…/final/BiasAdd/ReadVariableOp:0``,
+  ``dim.1.weight`` / ``.bias`` ← ``…/dim/conv3d[_N]/Conv3D/…`` / ``…/BiasAdd/…`` (Keras numbers the
+  unnamed layer when the converter builds one model per fold). The InstanceNorms become arithmetic
+  (``x · γ/√(σ² + ε) + (β − μ · γ/√(σ² + ε))``), so their weights are found by the ops that use
+  them: ``<block>.norm1.weight`` (γ) is the constant input of the op ``…/<block>/norm1/batchnorm/mul``,
+  ``.bias`` (β) the first input of ``…/batchnorm/sub``, and ε (the input of ``…/batchnorm/add``)
+  must be the 1e-3 the PyTorch network uses. ``<block>`` is one of ``down1``–``down4``, ``bridge``,
+  ``up4``–``up1``. ``tests/models/data/make_tf_dins_onnx.py`` writes such a file with TensorFlow
+  (the test fixture; logits from TensorFlow beside it).
+
+A file with neither kind of names is refused with the names it holds rather than guessed at.
 """
 
 from __future__ import annotations
@@ -107,26 +121,81 @@ def _record_aliases(model: Any, state: dict[str, torch.Tensor]) -> None:
 
 
 def onnx_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The PyTorch DINs state dict held by an ONNX file (see the module's name mapping)."""
+    """The PyTorch DINs state dict held by an ONNX file, ours or the original's (see the module's name mapping)."""
     import torch
-    from onnx import numpy_helper
 
     model = _load_onnx(path)
+    names = sorted(build_network(1, 1).state_dict())
+    keras = any(init.name.endswith(_KERAS_PROBE) for init in model.graph.initializer)
+    found = _keras_weights(model, names, path) if keras else _our_weights(model, names, path)
+    lost = [n for n, value in found.items() if value is None]
+    if lost:
+        held = sorted(init.name for init in model.graph.initializer)
+        shown = ", ".join(held[:8]) + (f" … and {len(held) - 8} more" if len(held) > 8 else "")
+        raise ModelError(f"ONNX file {str(path)!r} has no initializer for {len(lost)} DINs parameter(s) "
+                         f"({', '.join(lost[:4])}{' …' if len(lost) > 4 else ''}); it holds: {shown or 'none'}")
+    return {n: torch.from_numpy(np.array(value, np.float32)) for n, value in found.items()}
+
+
+def _our_weights(model: Any, names: list[str], path: str | Path) -> dict[str, np.ndarray | None]:
+    from onnx import numpy_helper
+
     stored = {init.name: init for init in model.graph.initializer}
     meta = {p.key: p.value for p in model.metadata_props}
     try:
         aliases = json.loads(meta.get(ALIASES_KEY, "{}"))
     except json.JSONDecodeError as err:
         raise ModelError(f"ONNX file {str(path)!r}: metadata {ALIASES_KEY} is not JSON ({err})") from err
-    names = sorted(build_network(1, 1).state_dict())
     found = {n: stored[n] if n in stored else stored.get(aliases.get(n, "")) for n in names}
-    lost = [n for n, init in found.items() if init is None]
-    if lost:
-        held = sorted(stored)
-        shown = ", ".join(held[:8]) + (f" … and {len(held) - 8} more" if len(held) > 8 else "")
-        raise ModelError(f"ONNX file {str(path)!r} has no initializer for {len(lost)} DINs parameter(s) "
-                         f"({', '.join(lost[:4])}{' …' if len(lost) > 4 else ''}); it holds: {shown or 'none'}")
-    return {n: torch.from_numpy(numpy_helper.to_array(init).copy()) for n, init in found.items()}
+    return {n: None if init is None else numpy_helper.to_array(init) for n, init in found.items()}
+
+
+_KERAS_PROBE = "/down1/conv1/Conv3D/ReadVariableOp:0"
+_KERAS_EPSILON = 1e-3  # tensorflow-addons InstanceNormalization's default, and build_network's
+
+
+def _keras_weights(model: Any, names: list[str], path: str | Path) -> dict[str, np.ndarray | None]:
+    """Weights of a tf2onnx export of the Keras DINs, by the names of the ops that read them."""
+    import re
+
+    from onnx import numpy_helper
+
+    stored = {init.name: init for init in model.graph.initializer}
+    ops = {node.name: node for node in model.graph.node}
+
+    def initializer(pattern: str) -> np.ndarray | None:
+        hits = [name for name in stored if re.search(pattern, name)]
+        return numpy_helper.to_array(stored[hits[0]]) if len(hits) == 1 else None
+
+    def op_constant(suffix: str, position: int | None = None) -> np.ndarray | None:
+        hits = [node for name, node in ops.items() if name.endswith(suffix)]
+        if len(hits) != 1:
+            return None
+        inputs = list(hits[0].input) if position is None else list(hits[0].input)[position:position + 1]
+        constants = [numpy_helper.to_array(stored[i]) for i in inputs if i in stored]
+        return constants[0].reshape(-1) if len(constants) == 1 else None
+
+    found: dict[str, np.ndarray | None] = {}
+    for name in names:
+        parts = name.split(".")
+        block, layer, kind = parts[0], parts[1], parts[-1]
+        op = "Conv3D" if kind == "weight" else "BiasAdd"
+        if block == "dim":
+            found[name] = initializer(rf"/dim/conv3d(_\d+)?/{op}/ReadVariableOp:0$")
+        elif block == "final":
+            found[name] = initializer(rf"/final/{op}/ReadVariableOp:0$")
+        elif layer == "up":
+            found[name] = initializer(rf"/{block}/up/conv3d_transpose/ReadVariableOp:0$")
+        elif layer.startswith("conv"):
+            found[name] = initializer(rf"/{block}/{layer}/Conv3D/ReadVariableOp:0$")
+        else:  # norm1, norm2: γ scales 1/√(σ² + ε), β is what the scaled mean is taken from
+            scope = f"/{block}/{layer}/batchnorm/"
+            found[name] = op_constant(scope + "mul") if kind == "weight" else op_constant(scope + "sub", 0)
+            epsilon = op_constant(scope + "add", 1)
+            if epsilon is not None and not np.allclose(epsilon, _KERAS_EPSILON):
+                raise ModelError(f"ONNX file {str(path)!r}: {block}.{layer} has InstanceNorm epsilon {float(epsilon[0]):g}, "
+                                 f"not the {_KERAS_EPSILON:g} of tensorflow-addons that nfbench's DINs uses")
+    return found
 
 
 def network_from_onnx(path: str | Path) -> tuple[torch.nn.Module, dict[str, int]]:
@@ -190,12 +259,13 @@ class DINsOnnxModel(DINsModel):
         except Exception as err:  # ORT raises its own exception types for a foreign file
             raise ModelError(f"{where} cannot be loaded by ONNX Runtime: {str(err).strip().splitlines()[0]}") from err
         window = self._window(where)
-        if roi is None:
-            self.roi = window or ROI
+        if roi is None:  # the file's fixed axes, the original's window on its dynamic ones
+            self.roi = parse_roi(tuple(ROI[k] if size is None else size for k, size in enumerate(window)))
         else:
             self.roi = parse_roi(roi)
-            if window and self.roi != window:
-                raise ModelError(f"{where} has a fixed window (S, R, A) = {window}, but roi {self.roi} was asked for")
+            if any(size is not None and size != asked for size, asked in zip(window, self.roi)):
+                shown = tuple("any" if size is None else size for size in window)
+                raise ModelError(f"{where} has a fixed window (S, R, A) = {shown}, but roi {self.roi} was asked for")
         self.overlap, self.spacing = float(overlap), parse_triple(spacing, "spacing")
         self.guide_sigma = parse_triple(guide_sigma, "guide_sigma")
         self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
@@ -204,8 +274,8 @@ class DINsOnnxModel(DINsModel):
         self.file_batch = batch if isinstance(batch, int) and batch > 0 else None
         """The file's fixed batch size, or None when its batch axis is dynamic."""
 
-    def _window(self, where: str) -> tuple[int, int, int] | None:
-        """The file's fixed window (S, R, A), or None when its spatial axes are dynamic; checks the signature."""
+    def _window(self, where: str) -> tuple[int | None, int | None, int | None]:
+        """The file's window (S, R, A), None on a dynamic axis (the original's last exports leave A dynamic); checks the signature."""
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         if set(inputs) != set(_INPUTS):
             raise ModelError(f"{where} has inputs {sorted(inputs)}, not the DINs signature (image, guide)")
@@ -214,13 +284,11 @@ class DINsOnnxModel(DINsModel):
             shape = inputs[name]
             if len(shape) != 5 or shape[4] != channels:
                 raise ModelError(f"{where}: input {name!r} has shape {shape}, not (batch, A, S, R, {channels})")
-            sizes.add(tuple(shape[1:4]))
+            sizes.add(tuple(n if isinstance(n, int) else None for n in shape[1:4]))
         if len(sizes) != 1:
             raise ModelError(f"{where}: inputs 'image' and 'guide' differ in (A, S, R): {sorted(map(str, sizes))}")
         a, s, r = sizes.pop()
-        if not all(isinstance(n, int) for n in (a, s, r)):
-            return None
-        return parse_roi((s, r, a))
+        return s, r, a
 
     @classmethod
     def requirements(cls, weights: str | Path | None = None) -> list[str]:

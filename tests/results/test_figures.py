@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nfbench.models.registry import registered_names
 from nfbench.results.aggregate import load_runs
 from nfbench.results.figures import (
     OVERLAY_COLOURS,
@@ -69,6 +70,17 @@ def test_overlay_shows_the_best_median_and_worst_case(tmp_path):
 def test_colours_are_fixed_per_model_whatever_the_order():
     assert model_colours(["b", "a"])["a"] == model_colours(["a", "b"])["a"]
     assert model_colours(["a", "b"])["a"] != model_colours(["a", "b"])["b"]
+
+
+def test_a_registered_model_has_one_colour_in_every_report():
+    known = registered_names()
+    assert len(known) >= 13 and "region-grow" in known
+    every = model_colours(known + ["my-plugin"], known=known)
+    assert len(set(every.values())) == len(every)  # all distinct while the palette lasts
+    for subset in (["region-grow"], ["sw-fastedit-phantom", "region-grow", "zzz"], ["sphere", "a"]):
+        colours = model_colours(subset, known=known)
+        assert all(colours[m] == every[m] for m in subset if m in known), subset
+        assert len(set(colours.values())) == len(subset)  # an unknown model takes a colour no other has here
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from nfbench.models.spec import ModelSpec, resolve_device
 
 __all__ = [
     "ModelInfo", "available_models", "check_spec", "load_model", "load_spec", "model_options", "register_model",
-    "unregister_model", "missing_modules", "missing_file", "GROUP",
+    "registered_names", "unregister_model", "missing_modules", "missing_file", "GROUP",
 ]
 
 GROUP = "nfbench.models"
@@ -142,6 +142,11 @@ def _describe(
         needs_weights=bool(getattr(factory, "needs_weights", True)),
     )
     return info, factory
+
+
+def registered_names() -> list[str]:
+    """The registered models' names, sorted; nothing is imported (a report's fixed colour order)."""
+    return list(_targets())
 
 
 def available_models() -> list[ModelInfo]:

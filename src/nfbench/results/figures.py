@@ -7,7 +7,7 @@ per model across figures so a reader can follow one model through the report.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -65,9 +65,22 @@ def _styled(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def model_colours(models: list[str]) -> dict[str, tuple]:
-    palette = plt.get_cmap("tab10").colors
-    return {m: palette[n % len(palette)] for n, m in enumerate(sorted(models))}
+_PALETTE = (*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20b").colors[::4])
+"""Fifteen distinct colours: tab10, then tab20b's five darkest."""
+
+
+def model_colours(models: list[str], known: Sequence[str] = ()) -> dict[str, tuple]:
+    """A colour per model, distinct within a report while the palette lasts.
+
+    A model of ``known`` (the registry's names, in a fixed order) keeps its colour in every report,
+    whichever models share it; the others take the colours left, in the order of their names.
+    """
+    order = list(known)
+    colours = {m: _PALETTE[order.index(m) % len(_PALETTE)] for m in models if m in order}
+    free = [c for c in _PALETTE if c not in colours.values()] or list(_PALETTE)
+    for n, m in enumerate(sorted(set(models) - set(colours))):
+        colours[m] = free[n % len(free)]
+    return colours
 
 
 _PANEL = [*PROTOCOL, "test_set"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 import nfbench
+from nfbench.models.registry import registered_names
 from nfbench.results import _html
 from nfbench.results._html import markdown_table
 from nfbench.results.aggregate import (
@@ -140,7 +141,7 @@ _FIGURES = {
 
 
 def _figures(tables: RunTables, folder: Path, *, dpi: int, say) -> dict[str, str]:
-    colours = model_colours(sorted(set(tables.cases["model"])))
+    colours = model_colours(sorted(set(tables.cases["model"])), known=registered_names())
     makers = {
         "dice_lesion_curves": lambda: curve_figure(tables, level="lesion", colours=colours),
         "dice_scan_curves": lambda: curve_figure(tables, level="scan", colours=colours),

@@ -104,6 +104,53 @@ def test_dins_clicks_follow_the_original_rules(fold_dataset):
     assert seen_negative
 
 
+def test_dins_per_lesion_positive_clicks_reach_small_lesions_beside_a_large_one():
+    truth = np.zeros((64, 32, 10), bool)
+    truth[10:30, 5:25, 2:8] = True  # a large lesion: interior left after the 3-voxel erosion
+    truth[50, 28, 5] = True  # two small ones, thinner than the erosion
+    truth[40:42, 3, 3] = True
+    labels = np.zeros(truth.shape, int)
+    labels[10:30, 5:25, 2:8], labels[50, 28, 5], labels[40:42, 3, 3] = 1, 2, 3
+    options = {**DINS, "roi": "64,32,10"}
+    clicked = {}
+    for mode in ("original", "per-lesion"):
+        recipe, rng = recipe_for("dins", options, positive_clicks=mode), np.random.default_rng(0)
+        counts = np.zeros(4, int)
+        for _ in range(100):
+            for index, positive in recipe.clicks(truth, rng):
+                if positive:
+                    counts[labels[index]] += 1
+        clicked[mode] = counts
+    assert clicked["original"][0] == 0 and clicked["per-lesion"][0] == 0  # positives on lesions only
+    assert clicked["original"][1] > 0 and clicked["original"][2:].sum() == 0  # the original: the large one only
+    assert (clicked["per-lesion"][1:] > 20).all()  # per lesion: each of the three, often
+    with pytest.raises(ValueError, match="positive clicks"):
+        recipe_for("dins", DINS, positive_clicks="everywhere")
+
+
+def test_dins_small_lesion_boost_weighs_a_one_voxel_lesion_as_the_square_root_of_its_rarity():
+    target = torch.zeros(1, 4, 32, 32, dtype=torch.int64)  # (B, A, S, R)
+    target[0, 1:4, 5:10, 5:10] = 1  # 75 voxels: sqrt(25 / 75) < 1, no boost
+    target[0, 2, 20, 20] = 1  # one voxel: boost sqrt(25 / 1) = 5
+    logits = torch.stack([1.0 - 2.0 * target, 2.0 * target - 1.0], dim=-1).float() * 8  # right everywhere...
+    logits[0, 2, 20, 20] = torch.tensor([4.0, -4.0])  # ...but the one-voxel lesion
+    plain, boosted = (recipe_for("dins", DINS, small_lesion_boost=b).loss(logits, target).item() for b in (0, 25))
+    total = target.numel() + 2 * int(target.sum())  # the original weights: 1 background, 3 lesion
+    correct_loss = float(torch.nn.functional.softplus(torch.tensor(-16.0)))  # cross-entropy of a right voxel
+    assert boosted > 4 * plain  # the one error counts five times as much, against a slightly larger total weight
+    ratio = (boosted - correct_loss) / (plain - correct_loss)
+    assert ratio == pytest.approx(5 * total / (total + 3 * 4), rel=1e-3)
+    with pytest.raises(ValueError, match="small lesion boost"):
+        recipe_for("dins", DINS, small_lesion_boost=-1)
+
+
+def test_dins_only_settings_are_refused_for_other_models(fold_dataset, tmp_path):
+    with pytest.raises(TrainError, match="sw-fastedit has no such choice"):
+        train(_config(fold_dataset, tmp_path / "run", positive_clicks="per-lesion"), quiet=True)
+    with pytest.raises(TrainError, match="small lesion boost: sw-fastedit has no such setting"):
+        train(_config(fold_dataset, tmp_path / "run2", small_lesion_boost=10.0), quiet=True)
+
+
 def test_dins_guide_sigma_option_shapes_the_training_guides(fold_dataset):
     from nfbench.models.dins import guide_channels
 

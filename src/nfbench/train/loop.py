@@ -73,6 +73,10 @@ class TrainConfig:
     interactions: int | None = None
     """Most rounds of simulated corrective clicks per sample; ``None``: the recipe's (SW-FastEdit 10, DINs 0)."""
     click_policy: str = "edt-power"
+    positive_clicks: str = "original"
+    """DINs: the original's positive clicks, or ``per-lesion`` (each click's lesion drawn first; :class:`~nfbench.train.recipes.DINsRecipe`)."""
+    small_lesion_boost: float = 0.0
+    """DINs: weigh a lesion voxel's loss by √(value / lesion size in voxels) more, 0 = off (:class:`~nfbench.train.recipes.DINsRecipe`)."""
     lesion_rate: float = 0.6
     frames: int = 8
     """Consecutive frames per training clip of a 2D video model (``sam2``); unused by the 3D recipes."""
@@ -185,7 +189,12 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
 
     try:
         recipe = recipe_for(config.model, config.options, interactions=config.interactions,
-                            click_policy=config.click_policy, frames=config.frames)
+                            click_policy=config.click_policy, positive_clicks=config.positive_clicks,
+                            small_lesion_boost=config.small_lesion_boost, frames=config.frames)
+        if config.positive_clicks != "original" and "positive_clicks" not in recipe.settings:
+            raise ValueError(f"positive clicks {config.positive_clicks!r}: {config.model} has no such choice (dins has)")
+        if config.small_lesion_boost and "small_lesion_boost" not in recipe.settings:
+            raise ValueError(f"small lesion boost: {config.model} has no such setting (dins has)")
     except ValueError as err:
         raise TrainError(str(err)) from err
     state = _check_out(config, resume)

@@ -32,7 +32,10 @@ from nfbench.types import Click
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["RECIPES", "Recipe", "PatchRecipe", "SWFastEditRecipe", "DINsRecipe", "recipe_for"]
+__all__ = ["POSITIVE_CLICKS", "RECIPES", "Recipe", "PatchRecipe", "SWFastEditRecipe", "DINsRecipe", "recipe_for"]
+
+POSITIVE_CLICKS = ("original", "per-lesion")
+"""How the DINs recipe draws its positive clicks (:class:`DINsRecipe`)."""
 
 
 class Recipe(ABC):
@@ -257,8 +260,17 @@ class DINsRecipe(PatchRecipe):
     voxels from the others of its slice; Gaussian guides with σ = ``guide_sigma`` (the original's
     5, 5 and 1 voxels along S, R and A). Flips per axis with
     p = 0.5. Beyond the original, ``interactions`` > 0 adds ``U{0..interactions}`` rounds of
-    corrective clicks on top of them, as SW-FastEdit trains (off by default). The original's L2 penalty of 3e-5 on the convolution kernels is Adam weight decay
-    6e-5 on them (the gradient of ``λ‖w‖²`` is ``2λw``). ``ReduceLROnPlateau`` on the validation
+    corrective clicks on top of them, as SW-FastEdit trains (off by default), and
+    ``positive_clicks="per-lesion"`` draws each positive click's lesion first (uniformly among the
+    patch's lesions), then a voxel of its eroded interior, or the voxel nearest its centroid when
+    erosion leaves nothing: the original's pool of eroded voxels of all lesions together leaves
+    every lesion thinner than twice the erosion unclicked whenever a larger one shares the patch,
+    so the network never learns a click on a small lesion (``original``, the default); and
+    ``small_lesion_boost`` = v > 0 weighs the loss of each lesion voxel by √(v / size) more (size in
+    voxels of its 26-connected lesion in the patch, at least 1×): in the cross-entropy a lesion of
+    one voxel otherwise weighs nothing beside a large one, and the network learned to answer
+    background under a click on it (0 by default, the original loss). The original's L2 penalty of
+    3e-5 on the convolution kernels is Adam weight decay 6e-5 on them (the gradient of ``λ‖w‖²`` is ``2λw``). ``ReduceLROnPlateau`` on the validation
     loss: factor 0.2, patience 30 epochs, min_delta 1e-4, min_lr 1e-6.
     """
 
@@ -273,13 +285,21 @@ class DINsRecipe(PatchRecipe):
     band = 40.0
     min_gap = 10.0
 
+    settings = ("interactions", "click_policy", "positive_clicks", "small_lesion_boost")
+
     def __init__(self, options: Mapping[str, object], *, interactions: int | None = None,
-                 click_policy: str = "edt-power") -> None:
+                 click_policy: str = "edt-power", positive_clicks: str = "original",
+                 small_lesion_boost: float = 0.0) -> None:
         super().__init__(options)
         from nfbench.models.dins import parse_roi, parse_triple
 
+        if positive_clicks not in POSITIVE_CLICKS:
+            raise ValueError(f"positive clicks must be one of {', '.join(POSITIVE_CLICKS)}, got {positive_clicks!r}")
         self.interactions = 0 if interactions is None else int(interactions)
-        self.click_policy = click_policy
+        if small_lesion_boost < 0:
+            raise ValueError(f"small lesion boost must be >= 0 voxels, got {small_lesion_boost}")
+        self.click_policy, self.positive_clicks = click_policy, positive_clicks
+        self.small_lesion_boost = float(small_lesion_boost)
 
         self.base_filters, self.max_filters = int(self.options["base_filters"]), int(self.options["max_filters"])
         self.roi = parse_roi(self.options["roi"])  # type: ignore[arg-type]
@@ -331,14 +351,19 @@ class DINsRecipe(PatchRecipe):
             return tuple(int(v) for v in np.unravel_index(flat, truth.shape))  # type: ignore[return-value]
 
         if truth.any():
-            inner = np.flatnonzero(ndimage.distance_transform_edt(truth, sampling=in_plane) > self.erosion)
-            if inner.size == 0:  # tiny lesions: the voxel nearest each one's centroid
-                labels, n = ndimage.label(truth)
-                for k, centre in enumerate(ndimage.center_of_mass(truth, labels, range(1, n + 1)), start=1):
-                    voxels = np.argwhere(labels == k)
-                    nearest = voxels[np.argmin(((voxels - np.array(centre)) ** 2).sum(1))]
-                    chosen.append((tuple(int(v) for v in nearest), True))  # type: ignore[arg-type]
-                chosen = chosen[: self.max_positive]
+            eroded = ndimage.distance_transform_edt(truth, sampling=in_plane) > self.erosion
+            inner = np.flatnonzero(eroded)
+            if self.positive_clicks == "per-lesion":
+                pools = _lesion_pools(truth, eroded)
+                for _ in range(int(rng.integers(1, self.max_positive + 1))):
+                    left = [p for p in (spaced(pool) for pool in pools) if p.size]
+                    if not left:
+                        break
+                    pool = left[rng.integers(len(left))]
+                    chosen.append((index(int(pool[rng.integers(pool.size)])), True))
+            elif inner.size == 0:  # tiny lesions: the voxel nearest each one's centroid
+                for pool in _lesion_pools(truth, eroded)[: self.max_positive]:
+                    chosen.append((index(int(pool[0])), True))
             else:
                 for _ in range(int(rng.integers(1, self.max_positive + 1))):
                     left = spaced(inner)
@@ -393,9 +418,12 @@ class DINsRecipe(PatchRecipe):
         return (image, to_last(guides)), torch.from_numpy(target).to(device)
 
     def loss(self, logits, target):
+        import torch
         from torch.nn import functional as F
 
         weights = (1.0 + 2.0 * target).float()  # class weights (1, 3)
+        if self.small_lesion_boost > 0:
+            weights = weights * torch.from_numpy(_size_boost(target.cpu().numpy(), self.small_lesion_boost)).to(weights.device)
         voxel = F.cross_entropy(logits.float().movedim(-1, 1), target, reduction="none")
         return ((voxel * weights).flatten(1).sum(1) / weights.flatten(1).sum(1)).mean()
 
@@ -432,6 +460,37 @@ from nfbench.train.stcn_recipe import STCNRecipe  # noqa: E402 - it builds on Re
 RECIPES["sam2"] = SAM2Recipe
 RECIPES["stcn"] = STCNRecipe
 RECIPES["simpleclick"] = SimpleClickRecipe
+
+
+def _size_boost(target: np.ndarray, reference: float) -> np.ndarray:
+    """Per voxel of each sample of ``target`` (B, ...): √(reference / size) of its lesion (26-connected), at least 1; 1 on background."""
+    import cc3d
+
+    boost = np.ones(target.shape, np.float32)
+    for i, sample in enumerate(target):
+        labels = cc3d.connected_components(sample.astype(np.uint8), connectivity=26)
+        sizes = np.bincount(labels.ravel()).astype(np.float32)
+        factor = np.maximum(1.0, np.sqrt(reference / np.maximum(sizes, 1.0)))
+        factor[0] = 1.0
+        boost[i] = factor[labels]
+    return boost
+
+
+def _lesion_pools(truth: np.ndarray, eroded: np.ndarray) -> list[np.ndarray]:
+    """Per lesion (a face-connected component of ``truth``): the flat indices of its ``eroded`` voxels, or,
+    when erosion leaves none, of its voxel nearest its centroid alone."""
+    labels, _ = ndimage.label(truth)
+    pools = []
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        lesion = labels[box] == k
+        inner = lesion & eroded[box]
+        if inner.any():
+            local = np.argwhere(inner)
+        else:
+            voxels = np.argwhere(lesion)
+            local = voxels[[np.argmin(((voxels - voxels.mean(0)) ** 2).sum(1))]]
+        pools.append(np.ravel_multi_index(tuple((local + [s.start for s in box]).T), truth.shape))
+    return pools
 
 
 def recipe_for(model: str, options: Mapping[str, object], **settings: object) -> Recipe:

@@ -191,7 +191,7 @@ def _keras_weights(model: Any, names: list[str], path: str | Path) -> dict[str, 
         else:  # norm1, norm2: γ scales 1/√(σ² + ε), β is what the scaled mean is taken from
             scope = f"/{block}/{layer}/batchnorm/"
             found[name] = op_constant(scope + "mul") if kind == "weight" else op_constant(scope + "sub", 0)
-            epsilon = op_constant(scope + "add", 1)
+            epsilon = op_constant(scope + "add", 1) if kind == "weight" else None  # once per norm
             if epsilon is not None and not np.allclose(epsilon, _KERAS_EPSILON):
                 raise ModelError(f"ONNX file {str(path)!r}: {block}.{layer} has InstanceNorm epsilon {float(epsilon[0]):g}, "
                                  f"not the {_KERAS_EPSILON:g} of tensorflow-addons that nfbench's DINs uses")

@@ -295,9 +295,9 @@ class DINsRecipe(PatchRecipe):
 
         if positive_clicks not in POSITIVE_CLICKS:
             raise ValueError(f"positive clicks must be one of {', '.join(POSITIVE_CLICKS)}, got {positive_clicks!r}")
-        self.interactions = 0 if interactions is None else int(interactions)
         if small_lesion_boost < 0:
             raise ValueError(f"small lesion boost must be >= 0 voxels, got {small_lesion_boost}")
+        self.interactions = 0 if interactions is None else int(interactions)
         self.click_policy, self.positive_clicks = click_policy, positive_clicks
         self.small_lesion_boost = float(small_lesion_boost)
 

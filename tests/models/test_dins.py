@@ -248,6 +248,29 @@ def test_keep_clicked_answers_only_the_clicked_component(tmp_path, monkeypatch, 
     assert session.previous.any() != keep
 
 
+def test_honour_clicks_answers_a_clicked_voxel_the_network_calls_background(tmp_path, monkeypatch):
+    path, _ = _weights(tmp_path)
+    model = dins.DINsModel(weights=path, base_filters=2, max_filters=4, roi=(32, 32, 4), keep_clicked=True,
+                           honour_clicks=True)
+    monkeypatch.setattr(model, "network", _bright)
+    image, balls = two_balls((64, 6, 80), (1.7, 7.8, 1.7))
+    session = model.start(image)
+    session.add_click(Click((30, 3, 40), True))  # on background: the clicked voxel alone
+    session.predict()
+    assert not balls[30, 3, 40] and np.argwhere(session.previous).tolist() == [[30, 3, 40]]
+    session.add_click(Click((12, 3, 12), True))  # on a ball: the ball is added, the first voxel stays
+    session.predict()
+    from nfbench.components import connected_components
+
+    labels, _ = connected_components(balls)
+    expected = labels == labels[12, 3, 12]
+    expected[30, 3, 40] = True
+    np.testing.assert_array_equal(session.previous, expected)
+    session.reset()
+    session.predict()
+    assert not session.previous.any()
+
+
 @pytest.mark.parametrize("keep", [False, True], ids=["whole", "keep_clicked"])
 def test_partial_remap_equals_the_full_remap(tmp_path, monkeypatch, keep):
     path, net = _weights(tmp_path, seed=6)

@@ -54,7 +54,8 @@ and the answer comes back to the native grid only over the re-blended windows
 
 Options beyond the original: ``keep_clicked`` answers only the connected components of the mask
 that hold a positive click (see :mod:`~nfbench.models.blocks.native_answer`: in lesion scenarios
-a model otherwise segments every lesion-like structure of the scan); ``threads`` sets PyTorch's
+a model otherwise segments every lesion-like structure of the scan); ``honour_clicks`` puts
+every positive click's model voxel in the answer (see the same module); ``threads`` sets PyTorch's
 intra-op threads when the model is built (0 keeps PyTorch's default, the number of physical
 cores: both cores of a 2-core machine).
 """
@@ -248,7 +249,8 @@ class DINsModel:
     ``sw_batch_size`` (windows per network call), ``keep_clicked`` (answer only the 26-connected
     components of the model-grid mask holding a positive click of the session, nothing before
     one: in lesion scenarios the model otherwise segments every lesion-like structure of the scan;
-    a feasibility run: Dice after one click 0.73 instead of 0.99), ``threads`` (PyTorch's intra-op
+    a feasibility run: Dice after one click 0.73 instead of 0.99), ``honour_clicks`` (a positive
+    click's voxel is lesion in the answer, whatever the network says there), ``threads`` (PyTorch's intra-op
     threads, set for the whole process when the model is built; 0 keeps PyTorch's default, the
     number of physical cores: both cores of a 2-core machine).
     """
@@ -271,6 +273,7 @@ class DINsModel:
         keep_clicked: bool = False,
         threads: int = 0,
         guide_sigma: Sequence[float] | str = GUIDE_SIGMA,
+        honour_clicks: bool = False,
     ) -> None:
         _check_options(self.name, weights, overlap, sw_batch_size, threads)
         import torch
@@ -280,6 +283,7 @@ class DINsModel:
         self.roi, self.overlap, self.device = parse_roi(roi), float(overlap), torch.device(device)
         self.spacing, self.guide_sigma = parse_triple(spacing, "spacing"), parse_triple(guide_sigma, "guide_sigma")
         self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
+        self.honour_clicks = bool(honour_clicks)
         self.network = build_network(int(base_filters), int(max_filters))
         load_checkpoint(self.network, weights, model_name=self.name)  # type: ignore[arg-type]
         self.network.to(self.device).eval()
@@ -323,7 +327,8 @@ class _DINsSession:
         self.inputs = np.zeros((3, *(max(n, p) for n, p in zip(self.grid.shape, model.roi))), np.float32)
         self.inputs[(0, *self.region)] = self.image
         self.cache = WindowCache(self.inputs.shape[1:], model.roi, overlap=model.overlap, blend="gaussian")
-        self.answer = NativeAnswer(self.grid, image.shape, keep_clicked=model.keep_clicked)
+        self.answer = NativeAnswer(self.grid, image.shape, keep_clicked=model.keep_clicked,
+                                   honour_clicks=model.honour_clicks)
         self._changed: list[BoxSlices] = []
         logits = self.logits()
         self._no_click_box = mask_bbox(logits[1] > logits[0])

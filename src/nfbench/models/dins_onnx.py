@@ -228,7 +228,7 @@ class DINsOnnxModel(DINsModel):
 
     Options as ``dins`` without the widths (they are in the file): ``roi`` (defaults to the file's
     fixed input size, and must equal it), ``overlap``, ``spacing``, ``guide_sigma``, ``sw_batch_size``,
-    ``keep_clicked``, and ``threads``: ONNX Runtime's intra-op threads (0 keeps its default, the
+    ``keep_clicked``, ``honour_clicks``, and ``threads``: ONNX Runtime's intra-op threads (0 keeps its default, the
     number of physical cores: both cores of a 2-core machine).
     """
 
@@ -246,6 +246,7 @@ class DINsOnnxModel(DINsModel):
         keep_clicked: bool = False,
         threads: int = 0,
         guide_sigma: Sequence[float] | str = GUIDE_SIGMA,
+        honour_clicks: bool = False,
     ) -> None:
         _check_options(self.name, weights, overlap, sw_batch_size, threads)
         import onnxruntime as ort
@@ -269,6 +270,7 @@ class DINsOnnxModel(DINsModel):
         self.overlap, self.spacing = float(overlap), parse_triple(spacing, "spacing")
         self.guide_sigma = parse_triple(guide_sigma, "guide_sigma")
         self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
+        self.honour_clicks = bool(honour_clicks)
         self.output = self.session.get_outputs()[0].name
         batch = self.session.get_inputs()[0].shape[0]
         self.file_batch = batch if isinstance(batch, int) and batch > 0 else None

@@ -57,11 +57,11 @@ class SWFastEditPhantomModel(SWFastEditModel):
     description = "SW-FastEdit trained by nfbench on its realistic phantom (shipped weights; phantom only)"
 
     def __init__(self, *, overlap: float = 0.25, sw_batch_size: int = 4, keep_clicked: bool = True,
-                 threads: int = 0, device: str = "cpu") -> None:
+                 threads: int = 0, device: str = "cpu", honour_clicks: bool = False) -> None:
         options = card(self.name)["options"]
         super().__init__(weights_file(self.name), filters=options["filters"], roi_size=options["roi_size"],
                          spacing=options["spacing"], overlap=overlap, sw_batch_size=sw_batch_size,
-                         keep_clicked=keep_clicked, threads=threads, device=device)
+                         keep_clicked=keep_clicked, threads=threads, device=device, honour_clicks=honour_clicks)
 
     @classmethod
     def requirements(cls) -> list[str]:
@@ -76,11 +76,11 @@ class DINsPhantomModel(DINsModel):
     description = "DINs trained by nfbench on its realistic phantom (shipped weights; phantom only)"
 
     def __init__(self, *, overlap: float = 0.25, sw_batch_size: int = 4, keep_clicked: bool = True,
-                 threads: int = 0, device: str = "cpu") -> None:
+                 threads: int = 0, device: str = "cpu", honour_clicks: bool = False) -> None:
         options = card(self.name)["options"]
         super().__init__(weights_file(self.name), device=device, base_filters=int(options["base_filters"]),
                          max_filters=int(options["max_filters"]), roi=options["roi"], spacing=options["spacing"],
-                         guide_sigma=options.get("guide_sigma", GUIDE_SIGMA), overlap=overlap, sw_batch_size=sw_batch_size, keep_clicked=keep_clicked, threads=threads)
+                         guide_sigma=options.get("guide_sigma", GUIDE_SIGMA), overlap=overlap, sw_batch_size=sw_batch_size, keep_clicked=keep_clicked, threads=threads, honour_clicks=honour_clicks)
 
     @classmethod
     def requirements(cls) -> list[str]:

@@ -28,7 +28,8 @@ The answer comes back to the native grid only over the re-blended windows
 
 Options beyond the original: ``keep_clicked`` answers only the connected components of the mask
 that hold a positive click (see :mod:`~nfbench.models.blocks.native_answer`: in lesion scenarios
-a model otherwise segments every lesion-like structure of the scan); ``threads`` sets PyTorch's
+a model otherwise segments every lesion-like structure of the scan); ``honour_clicks`` puts
+every positive click's model voxel in the answer (see the same module); ``threads`` sets PyTorch's
 intra-op threads when the model is built (0 keeps PyTorch's default, the number of physical
 cores: both cores of a 2-core machine); ``sw_batch_size`` windows go through the network in one call.
 """
@@ -113,6 +114,8 @@ class SWFastEditModel:
         Answer only the 26-connected components of the mask (model grid) that hold a positive click
         of the session, nothing before one: in lesion scenarios the model otherwise segments every
         lesion-like structure of the scan (a feasibility run: Dice after one click 0.73 instead of 0.99).
+    honour_clicks : bool
+        A positive click's voxel is lesion in the answer, whatever the network says there.
     threads : int
         PyTorch's intra-op threads, set (for the whole process) when the model is built; 0 keeps
         PyTorch's default, the number of physical cores (both cores of a 2-core machine).
@@ -135,6 +138,7 @@ class SWFastEditModel:
         device: str = "cpu",
         keep_clicked: bool = False,
         threads: int = 0,
+        honour_clicks: bool = False,
     ) -> None:
         self.filters = parse_numbers(filters, "filters", 6, int)
         self.roi_size = parse_numbers(roi_size, "roi_size", 3, int)
@@ -154,7 +158,7 @@ class SWFastEditModel:
         self.overlap = float(overlap)
         self.sw_batch_size = int(sw_batch_size)
         self.spacing = parse_numbers(spacing, "spacing", 3, float)
-        self.keep_clicked = bool(keep_clicked)
+        self.keep_clicked, self.honour_clicks = bool(keep_clicked), bool(honour_clicks)
         import torch
 
         if threads:
@@ -226,7 +230,8 @@ class _SWFastEditSession:
         self.image = np.pad(zscore_nonzero(self.grid.to_model(image.data, order=1)), padding)
         self.clicks: list[Click] = []
         self.cache = WindowCache(self.image.shape, model.roi_size, overlap=model.overlap, sigma_scale=_SIGMA_SCALE)
-        self.answer = NativeAnswer(self.grid, image.shape, keep_clicked=model.keep_clicked)
+        self.answer = NativeAnswer(self.grid, image.shape, keep_clicked=model.keep_clicked,
+                                   honour_clicks=model.honour_clicks)
         self._pending: list[Click] = []
         self._no_click_box = mask_bbox(self.margin()[self.model_box] > 0)
         self._no_click = self.cache.snapshot()

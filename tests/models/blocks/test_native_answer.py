@@ -48,13 +48,15 @@ def test_clicked_components_are_the_whole_components_however_far_they_reach():
 
 @pytest.mark.parametrize("codes", ["RSA", "SRA", "LPS"])
 @pytest.mark.parametrize("keep", [False, True], ids=["whole", "keep_clicked"])
-def test_partial_remap_equals_the_full_one_over_a_sequence_of_changes(codes, keep):
-    rng = np.random.default_rng(len(codes) * 7 + keep)
+@pytest.mark.parametrize("honour", [False, True], ids=["", "honour_clicks"])
+def test_partial_remap_equals_the_full_one_over_a_sequence_of_changes(codes, keep, honour):
+    """With ``honour_clicks`` the seeds fall anywhere, background included, and are lesion in the answer."""
+    rng = np.random.default_rng(len(codes) * 7 + keep + 3 * honour)
     native_shape = (47, 9, 61)
     # anisotropic and both ways: coarser in-plane along two axes, finer along the thick one
     grid = GridMap.build(native_shape, (0.7, 6.0, 0.9), codes=codes, spacing=(1.3, 1.1, 4.5))
     raw = _blobs(grid.shape, rng, 12, 5)
-    answer = NativeAnswer(grid, native_shape, keep_clicked=keep)
+    answer = NativeAnswer(grid, native_shape, keep_clicked=keep, honour_clicks=honour)
     answer.reset(mask_bbox(raw))
     before = np.zeros(native_shape, bool)
     seeds: list = []
@@ -69,15 +71,20 @@ def test_partial_remap_equals_the_full_one_over_a_sequence_of_changes(codes, kee
             box = tuple(slice(a, min(a + int(rng.integers(3, 15)), n)) for a, n in zip(lo, grid.shape))
             raw[box] = _blobs(tuple(s.stop - s.start for s in box), rng, 2, 4) if step % 3 else False
             answer.changed([tuple(slice(s.start + 2, s.stop + 2) for s in box)], origin=(2, 2, 2))
-            on = np.argwhere(raw)
+            on = np.argwhere(np.ones_like(raw) if honour else raw)
             if len(on) and step % 2:
                 seeds.append(tuple(on[rng.integers(len(on))]))
         prediction = answer.update(lambda b, raw=raw: raw[b], seeds)
-        full = grid.to_native(kept_components(raw, seeds, keep))
+        honoured = raw.copy()
+        if honour and seeds:
+            honoured[tuple(np.array(seeds).T)] = True
+        full = grid.to_native(kept_components(honoured, seeds, keep))
         assert_diff_answer(prediction, full, before)
         np.testing.assert_array_equal(answer.native, full)
         before = full
     assert keep or before.any()
+    if honour:  # the last object's seeds: each one's voxel is in the answer, background or not
+        assert all(answer.model[seed] for seed in seeds)
 
 
 def test_kept_components_far_from_a_change_are_not_labelled_again():

@@ -22,6 +22,12 @@ the mask) keeps nothing. Each component is labelled in a box around the click th
 the component lies inside it, never over the whole grid unless the component spans it, and only
 when the model's mask changed near it since the last answer; the answer then changes only inside
 the boxes of components that appeared or disappeared.
+
+``honour_clicks``: the model voxel of every positive click of the session is lesion in the
+answer, whatever the model says there (the user has just said it is). The network's margin at a
+click can stay below zero however often it is clicked (a dim lesion, a lesion of one voxel): without
+this the answer there is empty and its Dice 0 at every interaction. Applied before ``keep_clicked``,
+so the clicked voxel's component always holds it.
 """
 
 from __future__ import annotations
@@ -109,22 +115,27 @@ class NativeAnswer:
         The native volume's shape (the grid's crop lies inside it).
     keep_clicked : bool
         Answer only the components of the mask that hold a positive click (see the module).
+    honour_clicks : bool
+        A positive click's model voxel is always in the answer (see the module).
     """
 
-    def __init__(self, grid: GridMap, native_shape: Sequence[int], *, keep_clicked: bool = False) -> None:
-        self.grid, self.keep_clicked = grid, bool(keep_clicked)
+    def __init__(self, grid: GridMap, native_shape: Sequence[int], *, keep_clicked: bool = False,
+                 honour_clicks: bool = False) -> None:
+        self.grid, self.keep_clicked, self.honour_clicks = grid, bool(keep_clicked), bool(honour_clicks)
         self.model = np.zeros(grid.shape, bool)
         """The answer on the model grid."""
         self.native = np.zeros(tuple(native_shape), bool)
         """The last answer on the native grid (what :meth:`update` returned, assembled)."""
         self._stale: list[BoxSlices] = []
         self._components: list[tuple[BoxSlices, BoolMask]] = []
+        self._honoured: set[Index3] = set()
 
     def reset(self, raw_box: BoxSlices | None) -> None:
         """The answer is empty again; ``raw_box`` holds every voxel of the model's mask now (None: it is empty)."""
         self.model[...] = False
         self.native[...] = False
         self._components = []
+        self._honoured = set()
         self._stale = [] if raw_box is None or self.keep_clicked else [raw_box]
 
     def changed(self, boxes: Iterable[BoxSlices], origin: Sequence[int] = (0, 0, 0)) -> None:
@@ -141,8 +152,10 @@ class NativeAnswer:
         """The new answer as the native box where it differs from the last one (empty box: nothing changed).
 
         ``raw(box)`` gives the model's mask inside a box of the model grid; ``seeds`` are the model
-        voxels of the session's positive clicks (used with ``keep_clicked``).
+        voxels of the session's positive clicks (used with ``keep_clicked`` and ``honour_clicks``).
         """
+        if self.honour_clicks:
+            raw = self._honouring(raw, seeds)
         gone, regions = self._find_components(raw, seeds) if self.keep_clicked else ([], self._stale)
         before = [self.model[box].copy() for box in regions]
         if self.keep_clicked:
@@ -167,6 +180,23 @@ class NativeAnswer:
         if changed is None:
             return Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3)  # type: ignore[arg-type]
         return Prediction(self.native[changed].copy(), changed)
+
+    def _honouring(self, raw: Raw, seeds: Sequence[Index3]) -> Raw:
+        """``raw`` with the seeds' voxels set; a seed new since the last answer (or one gone) is a change there."""
+        honoured = {tuple(int(v) for v in seed) for seed in seeds}
+        self._stale += [tuple(slice(v, v + 1) for v in voxel) for voxel in honoured ^ self._honoured]  # type: ignore[misc]
+        self._honoured = honoured  # type: ignore[assignment]
+
+        def with_seeds(box: BoxSlices) -> BoolMask:
+            mask = raw(box)
+            inside = [tuple(v - b.start for v, b in zip(voxel, box)) for voxel in honoured
+                      if all(b.start <= v < b.stop for v, b in zip(voxel, box))]
+            if inside:
+                mask = mask.copy()
+                mask[tuple(np.array(inside).T)] = True
+            return mask
+
+        return with_seeds
 
     def _find_components(self, raw: Raw, seeds: Sequence[Index3]) -> tuple[list[tuple[BoxSlices, BoolMask]],
                                                                             list[BoxSlices]]:

@@ -83,6 +83,21 @@ def test_sw_fastedit_clicks_are_simulated_on_the_error(fold_dataset):
         assert set(np.unique(inputs[i, 1].numpy())) == {0.0, 1.0}
 
 
+def test_sw_fastedit_clicked_target_is_the_prompted_lesion_alone(fold_dataset):
+    recipe = recipe_for("sw-fastedit", SWF, interactions=2, target="clicked")
+    cases = [load_grid_case(c, recipe.prepare) for c in discover_dataset(fold_dataset).subset("imagesTr")]
+    on_lesions = PatchSampler(cases, recipe.patch_size, lesion_rate=1.0, flip_rate=0.5)
+    patches = [on_lesions.draw(np.random.default_rng(s)) for s in range(8)]
+    (inputs,), target = recipe.batch(patches, _Background(), np.random.default_rng(1), torch.device("cpu"))
+    truth, positive = target[:, 0].numpy() > 0, inputs[:, 1].numpy() > 0
+    for i, patch in enumerate(patches):
+        assert np.array_equal(truth[i], patch.centred) and truth[i].any()
+        assert (positive[i] & truth[i]).any()  # the first click prompts it, even with no corrective round
+    assert any((p.truth & ~p.centred).any() for p in patches)  # another lesion in the patch is background
+    with pytest.raises(ValueError, match="target must be one of all, clicked"):
+        recipe_for("sw-fastedit", SWF, target="every")
+
+
 def test_dins_clicks_follow_the_original_rules(fold_dataset):
     recipe, sampler = _sampler(fold_dataset, "dins", DINS)
     rng = np.random.default_rng(5)
@@ -144,11 +159,14 @@ def test_dins_small_lesion_boost_weighs_a_one_voxel_lesion_as_the_square_root_of
         recipe_for("dins", DINS, small_lesion_boost=-1)
 
 
-def test_dins_only_settings_are_refused_for_other_models(fold_dataset, tmp_path):
-    with pytest.raises(TrainError, match="sw-fastedit has no such choice"):
-        train(_config(fold_dataset, tmp_path / "run", positive_clicks="per-lesion"), quiet=True)
-    with pytest.raises(TrainError, match="small lesion boost: sw-fastedit has no such setting"):
-        train(_config(fold_dataset, tmp_path / "run2", small_lesion_boost=10.0), quiet=True)
+@pytest.mark.parametrize(("model", "setting", "message"), [
+    ("sw-fastedit", {"positive_clicks": "per-lesion"}, "positive clicks 'per-lesion': sw-fastedit has no such setting"),
+    ("sw-fastedit", {"small_lesion_boost": 10.0}, "small lesion boost 10.0: sw-fastedit has no such setting"),
+    ("dins", {"target": "clicked"}, r"target 'clicked': dins has no such setting \(sw-fastedit has\)"),
+])
+def test_model_only_settings_are_refused_for_other_models(fold_dataset, tmp_path, model, setting, message):
+    with pytest.raises(TrainError, match=message):
+        train(_config(fold_dataset, tmp_path / "run", model=model, **setting), quiet=True)
 
 
 def test_dins_guide_sigma_option_shapes_the_training_guides(fold_dataset):

@@ -32,6 +32,7 @@ def train_command(
     clicks: Annotated[str, typer.Option(help="Click policy of the simulated corrections.")] = "edt-power",
     positive_clicks: Annotated[str, typer.Option(help="dins: the original's positive clicks (drawn from the eroded voxels of all the patch's lesions together), or per-lesion (each click's lesion drawn first, small lesions included).")] = "original",
     small_lesion_boost: Annotated[float, typer.Option(help="dins: weigh each lesion voxel's loss by sqrt(VALUE / its lesion's voxels) more (at least 1x), so one-voxel lesions count; 0: the original loss.")] = 0.0,
+    target: Annotated[str, typer.Option(help="sw-fastedit: segment every lesion of a patch (all, the original), or only the lesion under the patch centre, prompted by a first click in it (clicked: the lesion-wise task).")] = "all",
     lesion_rate: Annotated[float, typer.Option(help="Share of patches centred on a lesion.")] = 0.6,
     val_every: Annotated[int, typer.Option(help="Validate every N epochs (and after the last).")] = 1,
     val_lesions: Annotated[int, typer.Option(help="Lesions per validation case in the simulated lesion-corrective evaluation.")] = 10,
@@ -69,7 +70,8 @@ def train_command(
         config = TrainConfig(model=model, data=data, fold=fold, out=out, epochs=epochs, steps_per_epoch=steps_per_epoch,
                              batch_size=batch_size, lr=lr, seed=seed, init=init, options=options,
                              interactions=interactions, click_policy=clicks, positive_clicks=positive_clicks,
-                             small_lesion_boost=small_lesion_boost, lesion_rate=lesion_rate, frames=frames,
+                             small_lesion_boost=small_lesion_boost, target=target, lesion_rate=lesion_rate,
+                             frames=frames,
                              val_every=val_every, val_lesions=val_lesions, val_interactions=val_interactions,
                              val_patches=val_patches,
                              device=device, amp=amp, threads=threads)

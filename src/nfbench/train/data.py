@@ -50,6 +50,8 @@ class Patch:
     truth: np.ndarray
     case: str
     centre: tuple[int, int, int]
+    centred: np.ndarray
+    """The mask of the one lesion under the patch centre (all False when the centre is not a lesion voxel)."""
 
 
 def load_grid_case(case: Case, prepare: Prepare) -> GridCase:
@@ -127,11 +129,14 @@ class PatchSampler:
         case = self.cases[index]
         centre = tuple(int(v) for v in np.unravel_index(voxel, case.image.shape))
         window = window_around(centre, self.size, case.image.shape)
-        image, truth = cut(case.image, window), cut(case.label, window) > 0
+        image, labels = cut(case.image, window), cut(case.label, window)
+        lesion = case.label[centre]
+        truth, centred = labels > 0, (labels == lesion) if lesion else np.zeros(labels.shape, bool)
         flips = [axis for axis in range(3) if rng.random() < self.flip_rate]
         if flips:
-            image, truth = np.flip(image, flips), np.flip(truth, flips)
-        return Patch(np.ascontiguousarray(image), np.ascontiguousarray(truth), case.name, centre)  # type: ignore[arg-type]
+            image, truth, centred = np.flip(image, flips), np.flip(truth, flips), np.flip(centred, flips)
+        return Patch(*(np.ascontiguousarray(a) for a in (image, truth)), case.name, centre,  # type: ignore[arg-type]
+                     np.ascontiguousarray(centred))
 
 
 @dataclass(frozen=True)

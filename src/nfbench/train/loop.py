@@ -77,6 +77,8 @@ class TrainConfig:
     """DINs: the original's positive clicks, or ``per-lesion`` (each click's lesion drawn first; :class:`~nfbench.train.recipes.DINsRecipe`)."""
     small_lesion_boost: float = 0.0
     """DINs: weigh a lesion voxel's loss by √(value / lesion size in voxels) more, 0 = off (:class:`~nfbench.train.recipes.DINsRecipe`)."""
+    target: str = "all"
+    """SW-FastEdit: every lesion of the patch, or ``clicked``, the one prompted (:class:`~nfbench.train.recipes.SWFastEditRecipe`)."""
     lesion_rate: float = 0.6
     frames: int = 8
     """Consecutive frames per training clip of a 2D video model (``sam2``); unused by the 3D recipes."""
@@ -181,6 +183,11 @@ def _check_out(config: TrainConfig, resume: bool) -> dict | None:
     return torch.load(out / _STATE, map_location="cpu", weights_only=False)
 
 
+_MODEL_SETTINGS = {"positive_clicks": ("original", "dins"), "small_lesion_boost": (0.0, "dins"),
+                   "target": ("all", "sw-fastedit")}
+"""Settings only one recipe takes: their default, and the model that takes them."""
+
+
 def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, command: str | None = None) -> TrainResult:
     """Train (or fine-tune from ``config.init``) a model on a fold, writing ``config.out``; see the module doc."""
     import torch
@@ -190,11 +197,12 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
     try:
         recipe = recipe_for(config.model, config.options, interactions=config.interactions,
                             click_policy=config.click_policy, positive_clicks=config.positive_clicks,
-                            small_lesion_boost=config.small_lesion_boost, frames=config.frames)
-        if config.positive_clicks != "original" and "positive_clicks" not in recipe.settings:
-            raise ValueError(f"positive clicks {config.positive_clicks!r}: {config.model} has no such choice (dins has)")
-        if config.small_lesion_boost and "small_lesion_boost" not in recipe.settings:
-            raise ValueError(f"small lesion boost: {config.model} has no such setting (dins has)")
+                            small_lesion_boost=config.small_lesion_boost, target=config.target,
+                            frames=config.frames)
+        for setting, (default, owner) in _MODEL_SETTINGS.items():
+            if getattr(config, setting) != default and setting not in recipe.settings:
+                raise ValueError(f"{setting.replace('_', ' ')} {getattr(config, setting)!r}: "
+                                 f"{config.model} has no such setting ({owner} has)")
     except ValueError as err:
         raise TrainError(str(err)) from err
     state = _check_out(config, resume)

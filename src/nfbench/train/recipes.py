@@ -32,10 +32,12 @@ from nfbench.types import Click
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["POSITIVE_CLICKS", "RECIPES", "Recipe", "PatchRecipe", "SWFastEditRecipe", "DINsRecipe", "recipe_for"]
+__all__ = ["POSITIVE_CLICKS", "TARGETS", "RECIPES", "Recipe", "PatchRecipe", "SWFastEditRecipe", "DINsRecipe", "recipe_for"]
 
 POSITIVE_CLICKS = ("original", "per-lesion")
 """How the DINs recipe draws its positive clicks (:class:`DINsRecipe`)."""
+TARGETS = ("all", "clicked")
+"""What the SW-FastEdit recipe's target is (:class:`SWFastEditRecipe`)."""
 
 
 class Recipe(ABC):
@@ -166,6 +168,12 @@ class SWFastEditRecipe(PatchRecipe):
     no-gradient prediction and corrective clicks on its error (nfbench's ``click_policy``, default
     ``edt-power``: random, drawn towards the middle of an error), then one training step on the
     last inputs. Flips per axis with p = 0.1, 60 % of patches on a lesion.
+
+    ``target="all"`` (the original) segments every lesion of the patch, clicked or not. With
+    ``"clicked"`` the target is the lesion under the patch centre alone (nothing on a patch centred
+    off the lesions), prompted by a first positive click drawn in it by the click policy before the
+    corrective rounds: the lesion-wise task of the lesion scenarios, where a neighbouring lesion
+    touching the clicked one, or a bright structure beside it, is background until it is clicked.
     """
 
     model = "sw-fastedit"
@@ -173,11 +181,16 @@ class SWFastEditRecipe(PatchRecipe):
     lr = 1e-4
     flip_rate = 0.1
 
+    settings = ("interactions", "click_policy", "target")
+
     def __init__(self, options: Mapping[str, object], *, interactions: int | None = None,
-                 click_policy: str = "edt-power") -> None:
+                 click_policy: str = "edt-power", target: str = "all") -> None:
         super().__init__(options)
         from nfbench.models.sw_fastedit import parse_numbers
 
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        self.target = target
         self.filters = parse_numbers(self.options["filters"], "filters", 6, int)
         self.roi = parse_numbers(self.options["roi_size"], "roi_size", 3, int)
         self.spacing = parse_numbers(self.options["spacing"], "spacing", 3, float)
@@ -208,7 +221,7 @@ class SWFastEditRecipe(PatchRecipe):
 
         from nfbench.models.sw_fastedit import BALL_RADIUS
 
-        truth = np.stack([p.truth for p in patches])
+        truth = np.stack([p.centred if self.target == "clicked" else p.truth for p in patches])
         inputs = np.zeros((len(patches), 3, *self.roi), np.float32)
         inputs[:, 0] = np.stack([p.image for p in patches])
         points: list[dict[bool, list]] = [{True: [], False: []} for _ in patches]
@@ -224,6 +237,10 @@ class SWFastEditRecipe(PatchRecipe):
                 if points[i][sign]:
                     inputs[i, channel] = balls(self.roi, points[i][sign], BALL_RADIUS)
 
+        if self.target == "clicked":
+            for i in np.flatnonzero(truth.reshape(len(patches), -1).any(1)):
+                encode(int(i), next_clicks(np.zeros_like(truth[i]), truth[i], spacing=self.spacing, rng=rng,
+                                           policy=self.click_policy))
         corrective_rounds(predict, encode, truth, rng.integers(0, self.interactions + 1, size=len(patches)),
                           spacing=self.spacing, policy=self.click_policy, rng=rng)
         target = torch.from_numpy(truth[:, None].astype(np.int64)).to(device)

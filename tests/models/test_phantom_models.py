@@ -51,6 +51,9 @@ def test_the_weights_fix_the_network_and_only_safe_options_remain(name):
     with pytest.raises(ModelError, match="takes no weights"):
         load_spec(ModelSpec(name, weights=weights_file(name)))
     assert load_model(name, keep_clicked=False).keep_clicked is False
+    default = load_model(name)
+    assert default.keep_clicked and default.honour_clicks  # on unless switched off
+    assert load_model(name, honour_clicks=False).honour_clicks is False
 
 
 @pytest.fixture(scope="module")

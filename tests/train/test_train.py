@@ -98,6 +98,22 @@ def test_sw_fastedit_clicked_target_is_the_prompted_lesion_alone(fold_dataset):
         recipe_for("sw-fastedit", SWF, target="every")
 
 
+def test_a_patch_knows_the_one_lesion_under_its_centre(fold_dataset):
+    from nfbench.models.blocks.grids import cut, window_around
+
+    recipe = recipe_for("sw-fastedit", SWF)
+    cases = {c.name: c for c in (load_grid_case(c, recipe.prepare) for c in discover_dataset(fold_dataset).subset("imagesTr"))}
+    for rate in (1.0, 0.0):
+        sampler = PatchSampler(list(cases.values()), recipe.patch_size, lesion_rate=rate)
+        for s in range(6):
+            patch = sampler.draw(np.random.default_rng(s))
+            case = cases[patch.case]
+            labels = cut(case.label, window_around(patch.centre, recipe.patch_size, case.label.shape))
+            lesion = case.label[patch.centre]
+            np.testing.assert_array_equal(patch.centred, (labels == lesion) & (lesion > 0))
+            assert rate == 0.0 or patch.centred.any()
+
+
 def test_dins_clicks_follow_the_original_rules(fold_dataset):
     recipe, sampler = _sampler(fold_dataset, "dins", DINS)
     rng = np.random.default_rng(5)

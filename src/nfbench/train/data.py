@@ -135,7 +135,7 @@ class PatchSampler:
         flips = [axis for axis in range(3) if rng.random() < self.flip_rate]
         if flips:
             image, truth, centred = np.flip(image, flips), np.flip(truth, flips), np.flip(centred, flips)
-        return Patch(*(np.ascontiguousarray(a) for a in (image, truth)), case.name, centre,  # type: ignore[arg-type]
+        return Patch(np.ascontiguousarray(image), np.ascontiguousarray(truth), case.name, centre,  # type: ignore[arg-type]
                      np.ascontiguousarray(centred))
 
 

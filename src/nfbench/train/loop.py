@@ -39,7 +39,7 @@ import nfbench
 from nfbench.io.dataset import discover_dataset
 from nfbench.io.splits import read_fold
 from nfbench.train.data import GridCase, load_grid_case
-from nfbench.train.recipes import Recipe, recipe_for
+from nfbench.train.recipes import RECIPES, Recipe, recipe_for
 
 __all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "METRICS"]
 
@@ -183,9 +183,8 @@ def _check_out(config: TrainConfig, resume: bool) -> dict | None:
     return torch.load(out / _STATE, map_location="cpu", weights_only=False)
 
 
-_MODEL_SETTINGS = {"positive_clicks": ("original", "dins"), "small_lesion_boost": (0.0, "dins"),
-                   "target": ("all", "sw-fastedit")}
-"""Settings only one recipe takes: their default, and the model that takes them."""
+_MODEL_SETTINGS = ("positive_clicks", "small_lesion_boost", "target")
+"""Settings that only some recipes take: another value than the default is refused for the others."""
 
 
 def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, command: str | None = None) -> TrainResult:
@@ -199,10 +198,12 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
                             click_policy=config.click_policy, positive_clicks=config.positive_clicks,
                             small_lesion_boost=config.small_lesion_boost, target=config.target,
                             frames=config.frames)
-        for setting, (default, owner) in _MODEL_SETTINGS.items():
-            if getattr(config, setting) != default and setting not in recipe.settings:
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        for setting in _MODEL_SETTINGS:
+            if getattr(config, setting) != defaults[setting] and setting not in recipe.settings:
+                owners = ", ".join(name for name, r in RECIPES.items() if setting in r.settings)
                 raise ValueError(f"{setting.replace('_', ' ')} {getattr(config, setting)!r}: "
-                                 f"{config.model} has no such setting ({owner} has)")
+                                 f"{config.model} has no such setting ({owners} has)")
     except ValueError as err:
         raise TrainError(str(err)) from err
     state = _check_out(config, resume)

@@ -20,7 +20,7 @@ from nfbench.models.baselines.click_regions import (
     ClickRegionSession, Region, Surroundings, ball_in, clicks_in, like_click, own_side, single_voxel,
     target_level, to_local,
 )
-from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed, stable_threshold
+from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed, object_thresholds, stable_threshold
 from nfbench.types import BoolMask, BoxSlices, Click
 
 __all__ = ["RandomWalkerModel"]
@@ -114,7 +114,8 @@ class _RandomWalkerSession(ClickRegionSession):
         background = around.background
         if level <= background:  # nothing brighter than its surroundings to follow
             return None
-        _, stable = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)
+        _, stable = stable_threshold(crop, seed, object_thresholds(level, background), thick_axis=axis,
+                                     leak_ratio=model.leak_ratio)
         candidate = grow_from_seed(crop, seed, background + model.low * (level - background), thick_axis=axis)
         if stable.any():  # the target's scale: the band of uncertainty around its non-leaking region
             candidate &= ndimage.binary_dilation(stable, _SIX, iterations=model.band)

@@ -11,6 +11,8 @@ scale, so a click costs the same on a 4 M- or a 72 M-voxel scan.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -82,16 +84,20 @@ def grow_from_seed(
     return labels == labels[seed]
 
 
-def stable_threshold(
-    crop: np.ndarray, seed: tuple[int, int, int], level: float, background: float, *, thick_axis: int, leak_ratio: float
-) -> tuple[float, BoolMask]:
-    """The lowest threshold of :data:`FRACTIONS` whose region does not leak; returns it and the region.
+def object_thresholds(level: float, background: float) -> list[float]:
+    """The thresholds tried for a target of ``level`` in surroundings of ``background`` (:data:`FRACTIONS`)."""
+    return [background + f * (level - background) for f in FRACTIONS]
 
-    A threshold leaks when raising it to the next fraction shrinks the region more than
+
+def stable_threshold(
+    crop: np.ndarray, seed: tuple[int, int, int], thresholds: list[float], *, thick_axis: int, leak_ratio: float
+) -> tuple[float, BoolMask]:
+    """The lowest of the ascending ``thresholds`` whose region does not leak; returns it and the region.
+
+    A threshold leaks when raising it to the next one shrinks the region more than
     ``leak_ratio`` times: a lesion has sharp edges, so its size barely depends on the threshold,
     while a bridge into skin, muscle or an organ disappears suddenly.
     """
-    thresholds = [background + f * (level - background) for f in FRACTIONS]
     regions = [grow_from_seed(crop, seed, t, thick_axis=thick_axis) for t in thresholds]
     sizes = [np.count_nonzero(r) for r in regions]
     for n in range(len(regions) - 1):
@@ -99,6 +105,19 @@ def stable_threshold(
             return thresholds[n], regions[n]
     best = max(range(len(regions)), key=lambda n: (sizes[n] > 0, n))
     return thresholds[best], regions[best]
+
+
+@dataclass(frozen=True)
+class GrownRegion(Region):
+    """A region with the levels that grew it, so that a later click on its fringe extends it."""
+
+    sign: int  # the polarity its crop was followed in (see Surroundings)
+    background: float
+    top: float  # the lesion level its thresholds came from
+    threshold: float
+
+
+_Found = tuple[float, float, float, BoolMask]  # threshold, lesion level, background, region
 
 
 class RegionGrowModel:
@@ -114,15 +133,23 @@ class RegionGrowModel:
     inverted crop (T1 CSF, hypointense lesions). When the click sat in a darker centre, the level
     is re-estimated from the region's bright rim.
 
+    A positive click beside (within one voxel of) an earlier click's region and dimmer than its
+    threshold marks more of that object (a corrective click on its missed, dim rim): it takes that
+    object's levels instead of its own, which would lie near the surroundings' and leak into them
+    (:meth:`~_RegionGrowSession.extend`).
+
     Negative clicks: a negative click on a voxel of a region that is at least as bright as the
     threshold raises the threshold above it (the bright structure it marks drops out, unless that
     would drop the clicked lesion too), and one brighter than the target caps the range halfway
-    between the two; every negative click is also a barrier that no region enters or crosses: everything
-    past the midway plane between it and the positive click
-    (:func:`~nfbench.models.baselines.click_regions.own_side`), and the
+    between the two. A negative click at least as bright as the final threshold or inside the region
+    (a bridge of lesion-bright tissue, a brighter neighbour, a filled hole) is also a barrier that no
+    region enters or crosses: everything past the midway plane between it and the positive click
+    (:func:`~nfbench.models.baselines.click_regions.own_side`); one that the raised threshold
+    excludes sets no plane, so a dimmer false-positive fringe one thick slice from the positive
+    click goes without the lesion's slices behind it. Every negative click removes the
     voxels of its ``barrier_mm`` ball within a quarter of the lesion-to-surroundings contrast of the
-    clicked voxel's intensity (so a click on a dark fringe does not bite into the lesion). A negative click on the positive click
-    itself therefore empties that click's region.
+    clicked voxel's intensity (so a click on a dark fringe does not bite into the lesion). A negative
+    click on the positive click itself therefore empties that click's region.
     """
 
     name = "region-grow"
@@ -173,38 +200,100 @@ class _RegionGrowSession(ClickRegionSession):
         return self.at_scale(click, model.start_mm, model.max_radius_mm, self.near_mm, spread=model.spread)
 
     def segment_in(self, box: BoxSlices, click: Click, around: Surroundings) -> Region | None:
-        model, axis = self.model, self.thick_axis
         crop = self.oriented(self.image.data[box], around.sign)
         seed = to_local(box, click.ijk)
-        near = ball_in(box, click.ijk, self.near_mm, self.spacing)
-        level, background = target_level(crop, seed, near), around.background
+        joined = self.extended_region(click, around.sign)
+        if joined is None:
+            found = self.grow(crop, box, click, around.background)
+            if found is None:
+                return None
+        else:
+            found = self.extend(crop, seed, joined)
+            if found is None:  # the object would leak: the clicked voxel alone, unless a negative click is on it
+                erased = any(n.ijk == click.ijk for n in self.negatives)
+                alone = np.zeros(crop.shape, bool) if erased else single_voxel(crop.shape, seed)
+                return GrownRegion(box, alone, around.sign, joined.background, joined.top, joined.threshold)
+        threshold, top, background, region = found
+        negatives = self.negatives_in(box)
+        if negatives:
+            threshold, region = self.respect_negatives(crop, box, click, negatives, threshold, top, background, region)
+        elif not region.any():
+            region = single_voxel(crop.shape, seed)
+        return GrownRegion(box, region, around.sign, background, top, threshold)
+
+    def grow(self, crop: np.ndarray, box: BoxSlices, click: Click, background: float) -> _Found | None:
+        """The threshold, lesion level and region of a click that starts an object of its own."""
+        model, axis, seed = self.model, self.thick_axis, to_local(box, click.ijk)
+        level = target_level(crop, seed, ball_in(box, click.ijk, self.near_mm, self.spacing))
         if level <= background:  # a click on tissue no brighter than its surroundings
             return None
-        threshold, region = stable_threshold(crop, seed, level, background, thick_axis=axis, leak_ratio=model.leak_ratio)
+        threshold, region = stable_threshold(crop, seed, object_thresholds(level, background), thick_axis=axis,
+                                             leak_ratio=model.leak_ratio)
         top = level
         for _ in range(RIM_STEPS):  # clicked in a darker centre: the rim tells the lesion's level
             rim = float(np.percentile(crop[region], 90)) if region.any() else top
             if rim <= 1.15 * top:
                 break
-            retry = stable_threshold(crop, seed, rim, background, thick_axis=axis, leak_ratio=model.leak_ratio)
+            retry = stable_threshold(crop, seed, object_thresholds(rim, background), thick_axis=axis,
+                                     leak_ratio=model.leak_ratio)
             if not retry[1].any():
                 break
             (threshold, region), top = retry, rim
-        negatives = self.negatives_in(box)
-        if not negatives:
-            return Region(box, region if region.any() else single_voxel(crop.shape, seed))
-        barrier = ~own_side(box, click, negatives, self.spacing)
-        for negative in clicks_in(box, negatives):
-            barrier |= like_click(crop, box, negative, model.barrier_mm, self.spacing, 0.25 * (level - background))
-        if not any(n.ijk == click.ijk for n in negatives):
-            barrier[seed] = False  # only a negative click on this very voxel erases the clicked lesion
-        inside = sorted(
-            (float(crop[local]), local)
-            for local in (to_local(box, n.ijk) for n in negatives)
-            if all(0 <= v < s for v, s in zip(local, crop.shape)) and region[local]
-        )
+        return threshold, top, background, region
+
+    def extended_region(self, click: Click, sign: int) -> GrownRegion | None:
+        """The earlier region that ``click`` lies beside (within one voxel) while dimmer than its
+        threshold: the click marks more of that object, not a new one.
+
+        Such a click sits on the object's dim fringe (a corrective click in the missed rim), where
+        a level of its own would be close to the surroundings' and its region would leak into them.
+        Only earlier clicks' regions count, and a negative click recomputes regions in click order,
+        so an extended object is always read after its own update.
+        """
+        position = next(n for n, p in enumerate(self.positives) if p is click)
+        value = float(self.oriented(self.image.data[click.ijk], sign))
+        for region in self.regions[:position]:
+            if not isinstance(region, GrownRegion) or region.sign != sign or value >= region.threshold:
+                continue
+            local = to_local(region.box, click.ijk)
+            if region.mask[tuple(slice(max(v - 1, 0), max(v + 2, 0)) for v in local)].any():
+                return region
+        return None
+
+    def extend(self, crop: np.ndarray, seed: tuple[int, int, int], joined: GrownRegion) -> _Found | None:
+        """The object of ``joined`` grown to hold the clicked voxel, with the object's own levels.
+
+        The thresholds tried are the object's (:data:`FRACTIONS` of the way from its surroundings to
+        its level) that lie below the clicked voxel, and the clicked voxel's intensity, the highest
+        that holds it; the lowest that does not leak wins (:func:`stable_threshold`). A voxel dimmer
+        than all the object's thresholds is close to the surroundings: its intensity is the
+        threshold, unless the region then holds more than ``spread`` times the object's voxels (it
+        leaks): None.
+        """
+        model, value = self.model, float(crop[seed])
+        below = [t for t in object_thresholds(joined.top, joined.background) if t < value]
+        threshold, region = stable_threshold(crop, seed, [*below, value], thick_axis=self.thick_axis,
+                                             leak_ratio=model.leak_ratio)
+        if not below and np.count_nonzero(region) > model.spread * np.count_nonzero(joined.mask):
+            return None
+        return threshold, joined.top, joined.background, region
+
+    def respect_negatives(
+        self, crop: np.ndarray, box: BoxSlices, click: Click, negatives: list[Click], threshold: float, top: float,
+        background: float, region: BoolMask,
+    ) -> tuple[float, BoolMask]:
+        """The threshold and region once the negative clicks in reach are obeyed.
+
+        Intensity first: a negative click inside the region raises the threshold above its voxel
+        (or, brighter than the target, caps the range). A negative click at least as bright as the
+        final threshold (a bridge of lesion-bright tissue, a brighter neighbour) or still inside the
+        region (a filled hole) also gets the midway-plane barrier of :func:`own_side`; one that the
+        threshold excludes, a dimmer fringe, does not. Every negative click keeps its like-intensity ball.
+        """
+        model, axis, seed = self.model, self.thick_axis, to_local(box, click.ijk)
+        in_box = [(n, to_local(box, n.ijk)) for n in clicks_in(box, negatives)]
         ceiling = np.inf
-        for value, _ in inside:
+        for value in sorted(float(crop[local]) for _, local in in_box if region[local]):
             if value >= threshold:
                 raised = np.nextafter(np.float32(value), np.float32(np.inf))
                 if grow_from_seed(crop, seed, raised, ceiling=ceiling, thick_axis=axis).any():
@@ -213,4 +302,11 @@ class _RegionGrowSession(ClickRegionSession):
                     lowered = 0.5 * (top + value)
                     if grow_from_seed(crop, seed, threshold, ceiling=lowered, thick_axis=axis).any():
                         ceiling = min(ceiling, lowered)
-        return Region(box, grow_from_seed(crop, seed, threshold, ceiling=ceiling, barrier=barrier, thick_axis=axis))
+        kept = grow_from_seed(crop, seed, threshold, ceiling=ceiling, thick_axis=axis)
+        excluded = [n for n, local in in_box if crop[local] < threshold and not kept[local]]
+        barrier = ~own_side(box, click, [n for n in negatives if n not in excluded], self.spacing)
+        for negative, _ in in_box:
+            barrier |= like_click(crop, box, negative, model.barrier_mm, self.spacing, 0.25 * (top - background))
+        if not any(n.ijk == click.ijk for n in negatives):
+            barrier[seed] = False  # only a negative click on this very voxel erases the clicked lesion
+        return threshold, grow_from_seed(crop, seed, threshold, ceiling=ceiling, barrier=barrier, thick_axis=axis)

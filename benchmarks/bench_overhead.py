@@ -18,6 +18,7 @@ Prints a Markdown block to paste into ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import resource
 import statistics
@@ -51,8 +52,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lesions", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--naive-repeats", type=int, default=2)
+    parser.add_argument("--naive-repeats", type=int, default=2,
+                        help="timed runs of the plain full-volume interaction (0: skip the comparison)")
     args = parser.parse_args()
+    if args.naive_repeats < 0:
+        parser.error(f"--naive-repeats must be 0 or more, got {args.naive_repeats}")
 
     start = time.perf_counter()
     case = make_case(size="full", burden="high", rng=args.seed, n_lesions=args.lesions)
@@ -88,15 +92,17 @@ def main() -> None:
         start = time.perf_counter()
         naive_interaction(pred, truth, case.spacing)
         naive.append((time.perf_counter() - start) * 1000.0)
-    naive_ms = statistics.median(naive)
+    naive_ms = statistics.median(naive) if naive else math.nan
 
     print(f"\nMachine: {platform.processor() or platform.machine()}, {platform.platform()}, CPU only")
     print("| scenario | interactions | overhead median (ms) | overhead p90 (ms) | region-grow latency median (ms) "
           "| peak memory of the evaluate process (MB) | final scan Dice | wall (s) | plain full-volume / nfbench |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, n, med, p90, lat, mem, d, wall in rows:
-        print(f"| {name} | {n} | {med:.1f} | {p90:.1f} | {lat:.1f} | {mem:.0f} | {d:.3f} | {wall:.1f} | {naive_ms / med:.0f}× |")
-    print(f"\nPlain full-volume interaction (scipy label + EDT in mm + Dice): median {naive_ms:.0f} ms over {len(naive)} runs")
+        ratio = f"{naive_ms / med:.0f}×" if naive else "–"
+        print(f"| {name} | {n} | {med:.1f} | {p90:.1f} | {lat:.1f} | {mem:.0f} | {d:.3f} | {wall:.1f} | {ratio} |")
+    if naive:
+        print(f"\nPlain full-volume interaction (scipy label + EDT in mm + Dice): median {naive_ms:.0f} ms over {len(naive)} runs")
 
 
 if __name__ == "__main__":

@@ -355,3 +355,21 @@ def test_a_negative_click_that_intensity_excludes_cuts_no_plane_through_the_lesi
     # The fringe voxels brighter than the clicked one stay (1 of 33 here); the plane barrier took
     # the lesion's far side too (Dice 0.94).
     assert pred[fringe].mean() < 0.1 and dice(pred, truth) > 0.99
+
+
+def test_a_click_on_a_neighbour_is_not_captured_by_a_region_too_small_to_know_its_levels():
+    """A tiny, very bright first region (its thresholds far above the lesion it touches) is no
+    object a dimmer click extends: the neighbour's click grows with its own levels."""
+    shape, spacing = (40, 9, 40), np.array([1.0, 3.0, 1.0])[:, None, None, None]
+    grid = np.indices(shape)
+    data = np.full(shape, 55.0)
+    neighbour = np.sqrt((((grid - np.array([20, 4, 22])[:, None, None, None]) * spacing) ** 2).sum(axis=0)) <= 7.0
+    data[neighbour] = 500.0
+    spot = np.sqrt((((grid - np.array([20, 4, 15])[:, None, None, None]) * spacing) ** 2).sum(axis=0)) <= 1.5
+    data[spot] = 2000.0  # on the neighbour's edge
+    data += np.random.default_rng(0).normal(0, 10, shape)
+    session = FullMaskSession("region-grow", _volume(data, spacing=(1.0, 3.0, 1.0)))
+    session.add_click(Click((20, 4, 15), True))
+    assert np.count_nonzero(session.predict()) < 20  # the spot alone, smaller than the 3 mm ball
+    session.add_click(Click((20, 4, 24), True))
+    assert dice(session.predict() & ~spot, neighbour) > 0.95

@@ -25,7 +25,8 @@ from nfbench.types import BoolMask, Box, BoxSlices, Click
 
 __all__ = [
     "Region", "ClickRegionSession", "ball_in", "clicks_in", "to_local", "target_level", "Surroundings",
-    "like_click", "single_voxel", "polarity", "own_side", "touches_inner_side", "NOTHING_CHANGED",
+    "like_click", "single_voxel", "polarity", "own_side", "touches_inner_side", "relative", "overlap",
+    "NOTHING_CHANGED",
 ]
 
 NOTHING_CHANGED = Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0), slice(0, 0), slice(0, 0)))
@@ -141,9 +142,15 @@ def like_click(crop: np.ndarray, box: BoxSlices, click: Click, radius_mm: float,
     return near
 
 
-def _relative(inner: BoxSlices, outer: BoxSlices) -> BoxSlices:
+def relative(inner: BoxSlices, outer: BoxSlices) -> BoxSlices:
     """``inner`` as slices into a crop ``outer`` that holds it."""
     return tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))  # type: ignore[return-value]
+
+
+def overlap(a: BoxSlices, b: BoxSlices) -> BoxSlices | None:
+    """The box that ``a`` and ``b`` share, or None when they share no voxel."""
+    inter = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b))
+    return inter if all(s.stop > s.start for s in inter) else None  # type: ignore[return-value]
 
 
 class ClickRegionSession:
@@ -263,9 +270,9 @@ class ClickRegionSession:
         """The union of every region inside ``box`` (a new array of the box's shape)."""
         out = np.zeros(tuple(s.stop - s.start for s in box), bool)
         for region in self.regions:
-            inter = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(box, region.box))
-            if all(s.stop > s.start for s in inter):
-                out[_relative(inter, box)] |= region.mask[_relative(inter, region.box)]
+            inter = overlap(box, region.box)
+            if inter is not None:
+                out[relative(inter, box)] |= region.mask[relative(inter, region.box)]
         return out
 
     def predict(self) -> Prediction:

@@ -19,8 +19,9 @@ from scipy import ndimage
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
     ClickRegionSession, Region, Surroundings, ball_in, clicks_in, like_click, own_side, single_voxel,
-    target_level, to_local,
+    overlap, relative, target_level, to_local,
 )
+from nfbench.models.blocks.encodings import ball
 from nfbench.types import BoolMask, BoxSlices, Click
 
 __all__ = ["RegionGrowModel", "grow_from_seed", "fill_holes"]
@@ -133,10 +134,11 @@ class RegionGrowModel:
     inverted crop (T1 CSF, hypointense lesions). When the click sat in a darker centre, the level
     is re-estimated from the region's bright rim.
 
-    A positive click beside (within one voxel of) an earlier click's region and dimmer than its
-    threshold marks more of that object (a corrective click on its missed, dim rim): it takes that
-    object's levels instead of its own, which would lie near the surroundings' and leak into them
-    (:meth:`~_RegionGrowSession.extend`).
+    A positive click dimmer than an earlier click's threshold whose own region at the clicked
+    intensity reaches or touches that click's region (one of at least ``seed_mm``'s ball) marks more
+    of that object (a corrective click on its missed, dim rim): it takes that object's levels
+    instead of its own, which would lie near the surroundings' and leak into them
+    (:meth:`~_RegionGrowSession.extended_region`, :meth:`~_RegionGrowSession.extend`).
 
     Negative clicks: a negative click on a voxel of a region that is at least as bright as the
     threshold raises the threshold above it (the bright structure it marks drops out, unless that
@@ -193,6 +195,8 @@ class _RegionGrowSession(ClickRegionSession):
         self.influence_mm = model.barrier_mm
         self.thick_axis = int(np.argmax(image.spacing))
         self.near_mm = max(model.seed_mm, 1.01 * min(image.spacing))
+        reach = [int(self.near_mm // s) for s in image.spacing]
+        self.near_voxels = int(ball([2 * r + 1 for r in reach], reach, self.near_mm, image.spacing).sum())
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
@@ -202,7 +206,7 @@ class _RegionGrowSession(ClickRegionSession):
     def segment_in(self, box: BoxSlices, click: Click, around: Surroundings) -> Region | None:
         crop = self.oriented(self.image.data[box], around.sign)
         seed = to_local(box, click.ijk)
-        joined = self.extended_region(click, around.sign)
+        joined = self.extended_region(box, crop, click, around.sign)
         if joined is None:
             found = self.grow(crop, box, click, around.background)
             if found is None:
@@ -241,22 +245,32 @@ class _RegionGrowSession(ClickRegionSession):
             (threshold, region), top = retry, rim
         return threshold, top, background, region
 
-    def extended_region(self, click: Click, sign: int) -> GrownRegion | None:
-        """The earlier region that ``click`` lies beside (within one voxel) while dimmer than its
-        threshold: the click marks more of that object, not a new one.
+    def extended_region(self, box: BoxSlices, crop: np.ndarray, click: Click, sign: int) -> GrownRegion | None:
+        """The earlier region that ``click`` joins while dimmer than its threshold: the click marks
+        more of that object, not a new one.
 
-        Such a click sits on the object's dim fringe (a corrective click in the missed rim), where
-        a level of its own would be close to the surroundings' and its region would leak into them.
-        Only earlier clicks' regions count, and a negative click recomputes regions in click order,
-        so an extended object is always read after its own update.
+        The click joins a region that its own region at the clicked intensity (voxels at least as
+        bright as it, 6-connected to it, inside ``box``) reaches or touches. Such a click sits on
+        the object's dim fringe (a corrective click in the missed rim), where a level of its own
+        would be close to the surroundings' and its region would leak into them. A region smaller
+        than a click's neighbourhood ball (``seed_mm``) is not joined: its thresholds did not find
+        its object (a first click's region of two voxels would capture every dimmer click of the
+        lesions around it). Only earlier clicks' regions count, and a negative click recomputes
+        regions in click order, so an extended object is always read after its own update.
         """
         position = next(n for n, p in enumerate(self.positives) if p is click)
-        value = float(self.oriented(self.image.data[click.ijk], sign))
+        seed = to_local(box, click.ijk)
+        value = float(crop[seed])
+        reach: BoolMask | None = None
         for region in self.regions[:position]:
             if not isinstance(region, GrownRegion) or region.sign != sign or value >= region.threshold:
                 continue
-            local = to_local(region.box, click.ijk)
-            if region.mask[tuple(slice(max(v - 1, 0), max(v + 2, 0)) for v in local)].any():
+            inter = overlap(box, region.box)
+            if inter is None or np.count_nonzero(region.mask) < self.near_voxels:
+                continue
+            if reach is None:
+                reach = ndimage.binary_dilation(grow_from_seed(crop, seed, value, thick_axis=self.thick_axis), _SIX)
+            if (reach[relative(inter, box)] & region.mask[relative(inter, region.box)]).any():
                 return region
         return None
 

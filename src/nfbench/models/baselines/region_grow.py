@@ -11,7 +11,7 @@ scale, so a click costs the same on a 4 M- or a 72 M-voxel scan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -118,8 +118,6 @@ class GrownRegion(Region):
     threshold: float
 
 
-_Found = tuple[float, float, float, BoolMask]  # threshold, lesion level, background, region
-
 
 class RegionGrowModel:
     """Connected-threshold region growing from each positive click (weight-free baseline).
@@ -195,8 +193,8 @@ class _RegionGrowSession(ClickRegionSession):
         self.influence_mm = model.barrier_mm
         self.thick_axis = int(np.argmax(image.spacing))
         self.near_mm = max(model.seed_mm, 1.01 * min(image.spacing))
-        reach = [int(self.near_mm // s) for s in image.spacing]
-        self.near_voxels = int(ball([2 * r + 1 for r in reach], reach, self.near_mm, image.spacing).sum())
+        half = [int(self.near_mm // s) for s in image.spacing]
+        self.near_voxels = int(ball([2 * h + 1 for h in half], half, self.near_mm, image.spacing).sum())
         super().__init__(image)
 
     def segment(self, click: Click) -> Region:
@@ -208,26 +206,23 @@ class _RegionGrowSession(ClickRegionSession):
         seed = to_local(box, click.ijk)
         joined = self.extended_region(box, crop, click, around.sign)
         if joined is None:
-            found = self.grow(crop, box, click, around.background)
+            found = self.grow(crop, box, click, around)
             if found is None:
                 return None
         else:
-            found = self.extend(crop, seed, joined)
+            found = self.extend(crop, box, seed, joined)
             if found is None:  # the object would leak: the clicked voxel alone, unless a negative click is on it
                 erased = any(n.ijk == click.ijk for n in self.negatives)
                 alone = np.zeros(crop.shape, bool) if erased else single_voxel(crop.shape, seed)
-                return GrownRegion(box, alone, around.sign, joined.background, joined.top, joined.threshold)
-        threshold, top, background, region = found
+                return replace(joined, box=box, mask=alone)
         negatives = self.negatives_in(box)
         if negatives:
-            threshold, region = self.respect_negatives(crop, box, click, negatives, threshold, top, background, region)
-        elif not region.any():
-            region = single_voxel(crop.shape, seed)
-        return GrownRegion(box, region, around.sign, background, top, threshold)
+            return self.respect_negatives(crop, click, negatives, found)
+        return found if found.mask.any() else replace(found, mask=single_voxel(crop.shape, seed))
 
-    def grow(self, crop: np.ndarray, box: BoxSlices, click: Click, background: float) -> _Found | None:
-        """The threshold, lesion level and region of a click that starts an object of its own."""
-        model, axis, seed = self.model, self.thick_axis, to_local(box, click.ijk)
+    def grow(self, crop: np.ndarray, box: BoxSlices, click: Click, around: Surroundings) -> GrownRegion | None:
+        """The region of a click that starts an object of its own, with the levels that grew it."""
+        model, axis, seed, background = self.model, self.thick_axis, to_local(box, click.ijk), around.background
         level = target_level(crop, seed, ball_in(box, click.ijk, self.near_mm, self.spacing))
         if level <= background:  # a click on tissue no brighter than its surroundings
             return None
@@ -243,7 +238,7 @@ class _RegionGrowSession(ClickRegionSession):
             if not retry[1].any():
                 break
             (threshold, region), top = retry, rim
-        return threshold, top, background, region
+        return GrownRegion(box, region, around.sign, background, top, threshold)
 
     def extended_region(self, box: BoxSlices, crop: np.ndarray, click: Click, sign: int) -> GrownRegion | None:
         """The earlier region that ``click`` joins while dimmer than its threshold: the click marks
@@ -274,7 +269,9 @@ class _RegionGrowSession(ClickRegionSession):
                 return region
         return None
 
-    def extend(self, crop: np.ndarray, seed: tuple[int, int, int], joined: GrownRegion) -> _Found | None:
+    def extend(
+        self, crop: np.ndarray, box: BoxSlices, seed: tuple[int, int, int], joined: GrownRegion
+    ) -> GrownRegion | None:
         """The object of ``joined`` grown to hold the clicked voxel, with the object's own levels.
 
         The thresholds tried are the object's (:data:`FRACTIONS` of the way from its surroundings to
@@ -290,13 +287,12 @@ class _RegionGrowSession(ClickRegionSession):
                                              leak_ratio=model.leak_ratio)
         if not below and np.count_nonzero(region) > model.spread * np.count_nonzero(joined.mask):
             return None
-        return threshold, joined.top, joined.background, region
+        return replace(joined, box=box, mask=region, threshold=threshold)
 
     def respect_negatives(
-        self, crop: np.ndarray, box: BoxSlices, click: Click, negatives: list[Click], threshold: float, top: float,
-        background: float, region: BoolMask,
-    ) -> tuple[float, BoolMask]:
-        """The threshold and region once the negative clicks in reach are obeyed.
+        self, crop: np.ndarray, click: Click, negatives: list[Click], found: GrownRegion
+    ) -> GrownRegion:
+        """``found`` once the negative clicks in reach are obeyed (its threshold and mask).
 
         Intensity first: a negative click inside the region raises the threshold above its voxel
         (or, brighter than the target, caps the range). A negative click at least as bright as the
@@ -304,7 +300,8 @@ class _RegionGrowSession(ClickRegionSession):
         region (a filled hole) also gets the midway-plane barrier of :func:`own_side`; one that the
         threshold excludes, a dimmer fringe, does not. Every negative click keeps its like-intensity ball.
         """
-        model, axis, seed = self.model, self.thick_axis, to_local(box, click.ijk)
+        model, axis, box = self.model, self.thick_axis, found.box
+        seed, threshold, top, region = to_local(box, click.ijk), found.threshold, found.top, found.mask
         in_box = [(n, to_local(box, n.ijk)) for n in clicks_in(box, negatives)]
         ceiling = np.inf
         for value in sorted(float(crop[local]) for _, local in in_box if region[local]):
@@ -320,7 +317,8 @@ class _RegionGrowSession(ClickRegionSession):
         excluded = [n for n, local in in_box if crop[local] < threshold and not kept[local]]
         barrier = ~own_side(box, click, [n for n in negatives if n not in excluded], self.spacing)
         for negative, _ in in_box:
-            barrier |= like_click(crop, box, negative, model.barrier_mm, self.spacing, 0.25 * (top - background))
+            barrier |= like_click(crop, box, negative, model.barrier_mm, self.spacing, 0.25 * (top - found.background))
         if not any(n.ijk == click.ijk for n in negatives):
             barrier[seed] = False  # only a negative click on this very voxel erases the clicked lesion
-        return threshold, grow_from_seed(crop, seed, threshold, ceiling=ceiling, barrier=barrier, thick_axis=axis)
+        mask = grow_from_seed(crop, seed, threshold, ceiling=ceiling, barrier=barrier, thick_axis=axis)
+        return replace(found, mask=mask, threshold=threshold)

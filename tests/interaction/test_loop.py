@@ -10,7 +10,7 @@ import pytest
 from nfbench.interaction.loop import _tile_aligned
 from nfbench.interaction.policies import DEFAULT_PATCH_MM, patch_voxels
 from nfbench.interaction.scenarios import scenario_from_options
-from nfbench.interaction.scoring import CVPR_DICE_GATE
+from nfbench.interaction.scoring import CVPR_DICE_GATE, cvpr_auc
 from nfbench.io.volume import Volume
 from nfbench.lesions import instance_map, lesion_table
 from nfbench.models.base import ModelError
@@ -120,6 +120,9 @@ def test_global_single_clicks_each_prompted_lesion_once_and_fills_its_budget(cas
     image, instances, lesions = case
     result = run(OracleModel(instances), scenario_from_options("global-single", lesions=4), image, instances, lesions)
     assert [instances[c.i, c.j, c.k] for c in result.clicks] == [les.lesion_id for les in lesions[:4]]
+    # Scan-level rows carry the volume of every lesion of the scan, prompted or not.
+    total = sum(les.volume_ml for les in lesions)
+    assert [r.lesion_volume_ml for r in result.interactions] == pytest.approx([total] * len(result.interactions))
     # Asked for more lesions than the scan has: the curve still has K points, the missing ones carried.
     scenario = scenario_from_options("global-single", lesions=len(lesions) + 3)
     rows = run(OracleModel(instances), scenario, image, instances, lesions).interactions
@@ -246,6 +249,20 @@ def test_cvpr25_preset_box_step_then_center_voxel_clicks(case):
         dices = [r.dice_lesion for r in rows[1:]]
         expected = sum((a + b) / 2 for a, b in zip(dices, dices[1:]))
         assert row.auc_dice_cvpr == pytest.approx(expected) and 0 <= row.auc_dice_cvpr <= 4
+
+
+def test_cvpr25_auc_scores_the_five_clicks_after_the_box_and_nothing_else():
+    curve = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0]
+    longer = scenario_from_options("lesion-corrective", preset="cvpr25", interactions=8)
+    assert cvpr_auc(curve, longer) == pytest.approx(2.4)  # steps 2-6, not the last five (3.7)
+    no_box = scenario_from_options("global-corrective", preset="cvpr25", boxes=False, interactions=8)
+    assert cvpr_auc(curve, no_box) == pytest.approx(1.6)  # without a box step the clicks start at step 1
+    short = scenario_from_options("lesion-corrective", preset="cvpr25", interactions=5)
+    assert math.isnan(cvpr_auc(curve[:5], short))  # 4 clicks after the box: no challenge AUC
+    # global-single's steps are one lesion each, not 5 clicks; other presets have no challenge AUC.
+    for scenario in (scenario_from_options("global-single", preset="cvpr25"),
+                     scenario_from_options("lesion-corrective", interactions=8)):
+        assert math.isnan(cvpr_auc(curve, scenario))
 
 
 def test_click_only_model_under_a_box_step_gets_an_empty_first_interaction(case):

@@ -225,11 +225,11 @@ class _Simulation:
         scope = pad_bbox(union_bbox(lesion.bbox, self.answer.box), 1, shape)
         scan.add(union, self.answer.mask, scope)
 
-    def global_session(self, lesions: list[Lesion], progress: ProgressHook | None) -> BoolMask:
+    def global_session(self, lesions: list[Lesion], total_ml: float, progress: ProgressHook | None) -> BoolMask:
+        """One session over the scan: ``lesions`` are the prompted ones, ``total_ml`` the volume of all."""
         scenario, shape, spacing = self.scenario, self.shape, self.spacing
         truth = self.instances > 0
         truth_box = mask_bbox(truth)  # every lesion, prompted or not: errors can lie on any
-        total_ml = float(sum(les.volume_ml for les in lesions))
         self.reset()
         rows: list[InteractionRow] = []
         n_clicks = 0
@@ -337,5 +337,6 @@ def simulate_case(
                 progress(n, len(prompted))
         sim.result.prediction = union
     else:
-        sim.result.prediction = sim.global_session(prompted, progress)
+        total_ml = float(sum(les.volume_ml for les in lesions))
+        sim.result.prediction = sim.global_session(prompted, total_ml, progress)
     return sim.result

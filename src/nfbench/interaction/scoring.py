@@ -35,12 +35,20 @@ def gated_nsd(nsd: float, dice_value: float) -> float:
     return 0.0 if dice_value <= CVPR_DICE_GATE else nsd
 
 
-def cvpr_auc(curve: np.ndarray) -> float:
-    """The challenge's AUC: trapezoid over the last 5 steps (the clicks after the box), range 0-4."""
-    curve = np.asarray(curve, float)
-    if curve.size < CVPR25_CLICKS:
+def cvpr_auc(curve: np.ndarray, scenario: Scenario) -> float:
+    """The challenge's AUC: trapezoid over its 5 click steps (those after the box step), range 0-4.
+
+    The challenge takes a curve's last 5 of its 6 steps; here the 5 clicks that follow the box
+    step (or open the session without one), so that a longer budget still scores the same clicks.
+    NaN where the scenario has no such clicks: a single-click scenario (``global-single``'s steps
+    are one lesion each) or a budget under 5 clicks.
+    """
+    if not (scenario.cvpr_scoring and scenario.corrective):
         return math.nan
-    return float(auc(curve[-CVPR25_CLICKS:], normalise=False))
+    clicks = np.asarray(curve, float)[int(scenario.box_step):][:CVPR25_CLICKS]
+    if clicks.size < CVPR25_CLICKS:
+        return math.nan
+    return float(auc(clicks, normalise=False))
 
 
 def curve_summary(curve: np.ndarray, budget: int) -> dict:
@@ -79,14 +87,13 @@ def score_lesion(
     last = rows[-1]
     n_used = sum(not r.carried_forward for r in rows)
     curve = np.array([r.dice_lesion for r in rows])
-    cvpr = scenario.cvpr_scoring
     return LesionRow(
         **keys.__dict__, lesion_id=lesion.lesion_id, lesion_rank=lesion.rank, lesion_volume_ml=lesion.volume_ml,
         n_interactions=n_used, stopped_early=n_used < scenario.budget,
         dice_lesion=last.dice_lesion, dice_lesion_strict=last.dice_lesion_strict,
         nsd_lesion=surf.nsd, nsd_cvpr_lesion=gated_nsd(surf.nsd, last.dice_lesion), hd95_lesion_mm=surf.hd95_mm,
-        auc_dice_cvpr=cvpr_auc(curve) if cvpr else math.nan,
-        auc_nsd_cvpr=cvpr_auc(np.array([r.nsd_cvpr_lesion for r in rows])) if cvpr else math.nan,
+        auc_dice_cvpr=cvpr_auc(curve, scenario),
+        auc_nsd_cvpr=cvpr_auc(np.array([r.nsd_cvpr_lesion for r in rows]), scenario),
         **curve_summary(curve, scenario.budget),
     )
 
@@ -127,8 +134,7 @@ def score_case(
         summary = curve_summary(curve, scenario.budget)
         scan.update(auc_dice_scan=summary["auc_dice"], auc_dice_scan_norm=summary["auc_dice_norm"],
                     **{f"noc_{round(x * 100)}_scan": float(summary[f"noc_{round(x * 100)}"]) for x in THRESHOLDS})
-        if scenario.cvpr_scoring:
-            scan["auc_dice_scan_cvpr"] = cvpr_auc(curve)
+        scan["auc_dice_scan_cvpr"] = cvpr_auc(curve, scenario)
     latencies = [r.latency_ms for r in interactions if not r.carried_forward and not math.isnan(r.latency_ms)]
     return CaseRow(
         **keys.__dict__, n_lesions=len(lesions), n_lesions_prompted=min(scenario.lesions, len(lesions)),

@@ -125,7 +125,7 @@ class CaseRow(RunKeys):
     fn_volume_ml: float
     auc_dice_scan: float      # over the scan-level curve (global scenarios)
     auc_dice_scan_norm: float
-    auc_dice_scan_cvpr: float # cvpr25 preset, global scenarios: trapezoid over the 5 click steps
+    auc_dice_scan_cvpr: float # cvpr25 preset, global-corrective: trapezoid over the 5 click steps
     noc_80_scan: float
     noc_85_scan: float
     noc_90_scan: float

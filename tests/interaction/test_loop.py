@@ -265,6 +265,35 @@ def test_cvpr25_auc_scores_the_five_clicks_after_the_box_and_nothing_else():
         assert math.isnan(cvpr_auc(curve, scenario))
 
 
+def test_lesion_single_clicks_the_centre_whatever_the_box_gave(case):
+    image, instances, lesions = case
+
+    class SwollenBox(SwollenOracle):
+        """Answers a box with the lesions under it grown by a voxel: the error is all background."""
+
+        capabilities = frozenset({"click", "box"})
+
+        def start(self, image, *, seed=0):
+            session = super().start(image, seed=seed)
+
+            def add_box(box):
+                inside = instances[tuple(slice(lo, hi) for lo, hi in zip(box.lo, box.hi))]
+                for value in np.unique(inside[inside > 0]):
+                    region_box, region = self.region(instances, int(value))
+                    session.mask[region_box] |= region
+                    session._touch(region_box)
+            session.add_box = add_box
+            return session
+
+    boxed = run(SwollenBox(instances), scenario_from_options("lesion-single", preset="cvpr25"), image, instances, lesions)
+    plain = run(SwollenBox(instances), scenario_from_options("lesion-single", preset="cvpr25", boxes=False),
+                image, instances, lesions)
+    assert [r.n_boxes for r in boxed.interactions if r.interaction == 1] == [1] * len(lesions)
+    assert [(c.lesion_id, c.i, c.j, c.k, c.positive) for c in boxed.clicks] == [
+        (c.lesion_id, c.i, c.j, c.k, c.positive) for c in plain.clicks]
+    assert all(c.positive and instances[c.i, c.j, c.k] == c.lesion_id for c in boxed.clicks)
+
+
 def test_click_only_model_under_a_box_step_gets_an_empty_first_interaction(case):
     image, instances, lesions = case
     scenario = scenario_from_options("lesion-corrective", preset="cvpr25")

@@ -182,12 +182,16 @@ class _Simulation:
             boxes = box if t == 1 else []
             clicks: list[Click] = []
             if self.clicks_allowed and not (t == 1 and scenario.box_step):
-                policy = scenario.first_click_policy if not rows else scenario.click_policy
+                # A corrective scenario's clicks after a box step correct the box's answer (the
+                # challenge's rule); lesion-single's one click is the lesion's centre whatever the box gave.
+                corrects = scenario.corrective and bool(rows)
+                policy = scenario.click_policy if corrects else scenario.first_click_policy
                 if policy == "patch":
                     scope = _tile_aligned(scope, self.patch, shape)
                 truth = self.instances[scope] == lesion.lesion_id
                 ignore = (self.instances[scope] > 0) & ~truth
-                local = next_clicks(self.answer.mask[scope], truth, spacing=spacing, rng=self.rng, policy=policy,
+                current = self.answer.mask[scope] if corrects else np.zeros(truth.shape, bool)
+                local = next_clicks(current, truth, spacing=spacing, rng=self.rng, policy=policy,
                                     ignore=ignore, alpha=scenario.alpha, patch_size=self.patch)
                 if not local:
                     break  # nothing left to correct: the lesion is segmented perfectly

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -72,7 +73,7 @@ def test_affine_difference_beyond_tolerance_shows_both(tmp_path, nifti):
     (line,) = _lines(check_dataset(root))
     assert line.startswith("labelsTr/a.nii.gz: affine [[1, 0, 0, 0.5], [0, 1, 0, 0], [0, 0, 1, 0]] differs from "
                            "imagesTr/a_0000.nii.gz [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]")
-    assert "0.5 mm > tolerance 0.001 mm" in line
+    assert "a corner voxel 0.5 mm apart > tolerance 0.001 mm" in line
     assert check_dataset(root, affine_tolerance=0.6).ok
 
 
@@ -119,6 +120,18 @@ def test_non_integer_and_negative_labels(tmp_path, nifti):
         "labels must be 0 (background) and 1..N (lesions)",
         "labelsTr/neg.nii.gz: label holds negative values (2 voxels, minimum -1)",
     ]
+
+
+def test_a_label_scaled_on_save_is_refused_with_the_reason(tmp_path, nifti):
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), nifti)
+    label = np.zeros((4, 4, 4))
+    label[0, 0, 0], label[1, 1, 1], label[2, 2, 2] = 1, 2, 3
+    scaled = nib.Nifti1Image(label, np.eye(4))
+    scaled.set_data_dtype(np.int16)  # nibabel picks scl_slope = 3/32767: 1 reads back as 1.00000002
+    nib.save(scaled, root / "labelsTr" / "a.nii.gz")
+    (line,) = _lines(check_dataset(root))
+    assert "non-integer values (3 voxels" in line and "scl_slope" in line
 
 
 def test_integer_valued_float_label_is_fine(tmp_path, nifti):
@@ -252,16 +265,31 @@ class _Grid:
         self.shape, self.affine = shape, affine
 
 
+def test_a_rotation_counts_by_how_far_it_moves_the_grid_not_by_its_matrix_entries():
+    # A whole-body grid (0.625 x 7.8 x 0.625 mm, 800 x 31 x 2900) turned by 0.09 degrees in the coronal
+    # plane: every entry of the affine changes by less than the tolerance, the far corner moves 2.95 mm.
+    image = _Grid((800, 31, 2900), np.diag([0.625, 7.8, 0.625, 1.0]))
+    angle = np.deg2rad(0.09)
+    turn = np.eye(4)
+    turn[[0, 0, 2, 2], [0, 2, 0, 2]] = np.cos(angle), -np.sin(angle), np.sin(angle), np.cos(angle)
+    turned = _Grid(image.shape, turn @ image.affine)
+    assert np.abs(turned.affine - image.affine).max() < AFFINE_TOLERANCE_MM
+    (problem,) = pair_problems(image, turned, image_name="img")
+    assert "a corner voxel 2.952 mm apart" in problem
+
+
 def test_pair_problems_of_shapes_and_affines():
     image = _Grid((4, 5, 6), np.diag([0.8, 1.1, 3.0, 1.0]))
-    assert pair_problems(image, _Grid((4, 5, 6), image.affine + 0.9 * AFFINE_TOLERANCE_MM), image_name="img") == []
+    nudged = image.affine.copy()
+    nudged[:3, 3] += 0.5 * AFFINE_TOLERANCE_MM  # every corner 0.87 tolerances away
+    assert pair_problems(image, _Grid((4, 5, 6), nudged), image_name="img") == []
     assert pair_problems(image, _Grid((4, 6, 5), image.affine), image_name="img.nii.gz") == [
         "shape (4, 6, 5) differs from img.nii.gz (4, 5, 6)"]
     moved = image.affine.copy()
     moved[2, 3] = 2.0
     assert pair_problems(image, _Grid((4, 5, 6), moved), image_name="img.nii.gz") == [
         "affine [[0.8, 0, 0, 0], [0, 1.1, 0, 0], [0, 0, 3, 2]] differs from img.nii.gz "
-        "[[0.8, 0, 0, 0], [0, 1.1, 0, 0], [0, 0, 3, 0]] (largest difference 2 mm > tolerance 0.001 mm)"]
+        "[[0.8, 0, 0, 0], [0, 1.1, 0, 0], [0, 0, 3, 0]] (a corner voxel 2 mm apart > tolerance 0.001 mm)"]
     assert pair_problems(image, _Grid((4, 5, 6), moved), image_name="img", tolerance=2.0) == []
     broken = image.affine.copy()
     broken[0, 0] = np.nan

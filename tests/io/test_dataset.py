@@ -109,3 +109,29 @@ def test_missing_or_empty_dataset_folders(tmp_path):
     (tmp_path / "e2" / "labelsTr").mkdir()
     problems = discover_dataset(tmp_path / "e2").problems
     assert [p.message for p in problems] == ["folder holds no NIfTI image"]
+
+
+def test_a_case_named_like_a_channel_suffix_pairs_with_its_label(tmp_path, nifti):
+    root = tmp_path / "d"
+    for name in ("sub_0000", "sub_0001"):
+        _touch(root / "imagesTr" / f"{name}.nii.gz", nifti)
+        _touch(root / "labelsTr" / f"{name}.nii.gz", nifti)
+    _touch(root / "imagesTr" / "other_0000.nii.gz", nifti)  # nnU-Net style: the suffix is the channel
+    _touch(root / "labelsTr" / "other.nii.gz", nifti)
+    ds = discover_dataset(root)
+    assert ds.problems == []
+    assert {c.name: c.label.name for c in ds.subset("Tr")} == {
+        "sub_0000": "sub_0000.nii.gz", "sub_0001": "sub_0001.nii.gz", "other": "other.nii.gz"}
+
+
+def test_label_folders_without_images_and_misspelt_subsets_are_reported(tmp_path, nifti):
+    root = tmp_path / "d"
+    for folder in ("imagesTs_1", "labelsTs_1", "labelsTs_2", "imagesTS_3", "labelsTS_3", "notes"):
+        _touch(root / folder / "a.nii.gz", nifti)
+    ds = discover_dataset(root)
+    assert list(ds.subsets) == ["imagesTs_1"]
+    assert sorted((p.path.name, p.message.split(":")[0]) for p in ds.problems) == [
+        ("imagesTS_3", "folder name not understood"),
+        ("labelsTS_3", "folder name not understood"),
+        ("labelsTs_2", "label folder without its image folder imagesTs_2"),
+    ]

@@ -111,6 +111,47 @@ def test_truncated_gzip_is_refused_naming_the_file(tmp_path, nifti):
         load_volume(cut)
 
 
+def test_a_corrupted_byte_is_caught_by_the_gzip_checksum(tmp_path, nifti):
+    plain = nifti(tmp_path / "plain.nii", np.arange(4000, dtype=np.float32).reshape(10, 20, 20))
+    # Deflate's stored blocks copy the bytes as they are: a flipped byte changes one voxel and
+    # leaves the stream valid, so only the checksum in the gzip trailer can tell.
+    packed = bytearray(gzip.compress(plain.read_bytes(), compresslevel=0))
+    packed[-8 - 1000] ^= 0x10
+    flipped = tmp_path / "flipped.nii.gz"
+    flipped.write_bytes(bytes(packed))
+    with pytest.raises(VolumeError, match=r"flipped\.nii\.gz.*corrupt.*CRC"):
+        load_volume(flipped)
+
+
+def test_save_keeps_the_qform_and_sform_as_stored_and_drops_the_display_range(tmp_path):
+    sform = np.array([[0, 0, -1.0, 50], [-0.8, 0, 0, 60], [0, 0.8, 0, -70], [0, 0, 0, 1]])
+    qform = sform.copy()
+    qform[2, 3] += 5.0  # the two disagree by 5 mm: nibabel reads the sform, ITK-based viewers the qform
+    img = nib.Nifti1Image(_stored_image((4, 5, 6)), None)
+    img.set_sform(sform, code=2)
+    img.set_qform(qform, code=1)
+    img.header["cal_min"], img.header["cal_max"] = 0, 2000
+    nib.save(img, tmp_path / "in.nii.gz")
+    vol = load_volume(tmp_path / "in.nii.gz")
+    out = nib.load(save_volume(vol, tmp_path / "mask.nii.gz", data=vol.data > 100))
+    np.testing.assert_allclose(out.get_qform(), qform, atol=1e-5)
+    np.testing.assert_allclose(out.get_sform(), sform)
+    assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (1, 2)
+    assert (float(out.header["cal_min"]), float(out.header["cal_max"])) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("broken", ["singular", "nan"])
+def test_an_affine_that_places_no_voxels_is_refused_naming_the_file(tmp_path, broken):
+    affine = np.eye(4)
+    affine[2, 2] = 0.0 if broken == "singular" else np.nan
+    img = nib.Nifti1Image(np.zeros((3, 4, 5), np.float32), None)
+    img.header.set_sform(affine, code=1)  # stored as given (a qform would be refused by nibabel itself)
+    path = tmp_path / "flat.nii.gz"
+    nib.save(img, path)
+    with pytest.raises(VolumeError, match=r"flat\.nii\.gz: its affine does not place the voxels in space"):
+        load_volume(path)
+
+
 def test_garbage_file_and_missing_file_are_refused(tmp_path):
     junk = tmp_path / "junk.nii.gz"
     junk.write_bytes(gzip.compress(b"not a nifti header at all"))

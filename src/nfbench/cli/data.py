@@ -58,7 +58,7 @@ def _summary_table(report) -> Table:  # noqa: ANN001  (CheckReport; imported laz
 def check_command(
     root: Annotated[Path, typer.Argument(help="Dataset folder (imagesTr/labelsTr, imagesTs*/labelsTs*).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the cases and problems as JSON on stdout.")] = False,
-    affine_tolerance: Annotated[float | None, typer.Option(help="Largest allowed image/label affine difference, mm. Default: AFFINE_TOLERANCE_MM of nfbench.io.check (0.001).")] = None,
+    affine_tolerance: Annotated[float | None, typer.Option(help="Largest allowed distance between the image's and the label's corner voxels, mm. Default: AFFINE_TOLERANCE_MM of nfbench.io.check (0.001).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Check a dataset and list every problem, one line per problem naming the file.

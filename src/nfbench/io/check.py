@@ -9,6 +9,9 @@ too, with the same messages.
 
 from __future__ import annotations
 
+import itertools
+import math
+
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +21,7 @@ import nibabel as nib
 import numpy as np
 
 from nfbench.io.dataset import Case, Problem, discover_dataset
-from nfbench.io.volume import VolumeError, canonical_grid, read_header
+from nfbench.io.volume import VolumeError, canonical_grid, read_header, read_voxels
 from nfbench.lesions import instance_map, lesion_table
 
 __all__ = ["CaseSummary", "CheckReport", "check_dataset", "case_problems", "grid_problems", "label_problems",
@@ -151,7 +154,7 @@ def _read_header(path: Path, problems: list[Problem]) -> _Header | None:
 
 def _read_voxels(path: Path, header: _Header, problems: list[Problem]) -> np.ndarray | None:
     try:
-        return np.asanyarray(header.img.dataobj).reshape(header.stored_shape)
+        return read_voxels(path, header.img).reshape(header.stored_shape)
     except Exception as err:  # noqa: BLE001  (gzip, zlib, EOF and short-read errors all mean "corrupt")
         problems.append(Problem(path, f"truncated or corrupt voxel data ({type(err).__name__}: {err})"))
         return None
@@ -190,9 +193,12 @@ def label_problems(data: np.ndarray, *, keep_ids: bool = True) -> list[str]:
         non_integer |= ~np.isfinite(data)
         n = int(np.count_nonzero(non_integer))
         if n:
-            example = data[non_integer].flat[0]
-            problems.append(f"label holds non-integer values ({n} voxels, e.g. {float(example):g}); "
-                            "labels must be 0 (background) and 1..N (lesions)")
+            example = float(data[non_integer].flat[0])
+            scaled = math.isfinite(example) and abs(example - round(example)) < 1e-3
+            problems.append(f"label holds non-integer values ({n} voxels, e.g. {example!r}); "
+                            "labels must be 0 (background) and 1..N (lesions)"
+                            + ("; values this close to integers come from intensity scaling (scl_slope, "
+                               "scl_inter): store labels as integers without it" if scaled else ""))
     low = np.nanmin(data) if floating else data.min()
     if low < 0:
         n = int(np.count_nonzero(data < 0))
@@ -219,17 +225,21 @@ def pair_problems(image: _Grid, label: _Grid, *, image_name: str, tolerance: flo
 
     ``image`` and ``label`` are loaded :class:`~nfbench.io.volume.Volume` (or anything with a
     canonical ``shape`` and ``affine``), so grids are compared as nfbench reads them: a label
-    stored in another axis order over the same voxels is accepted. Affines may differ by
-    ``tolerance`` mm per entry (:data:`AFFINE_TOLERANCE_MM`). ``image_name`` is how the message
-    names the image; the messages are those ``nfbench data check`` prints after the label's name.
+    stored in another axis order over the same voxels is accepted. The grids' corner voxels may
+    lie up to ``tolerance`` mm apart (:data:`AFFINE_TOLERANCE_MM`): measured at the corners, a
+    rotation counts by the distance it moves the far end of the grid, not by its tiny matrix
+    entries. ``image_name`` is how the message names the image; the messages are those
+    ``nfbench data check`` prints after the label's name.
     """
     label_shape, image_shape = tuple(int(n) for n in label.shape), tuple(int(n) for n in image.shape)
     if label_shape != image_shape:
         return [f"shape {label_shape} differs from {image_name} {image_shape}"]
-    diff = float(np.max(np.abs(np.asarray(label.affine, float) - np.asarray(image.affine, float))))
+    corners = np.array([[*c, 1.0] for c in itertools.product(*[(0, n - 1) for n in image_shape])])
+    moved = (np.asarray(label.affine, float) - np.asarray(image.affine, float)) @ corners.T
+    diff = float(np.max(np.linalg.norm(moved[:3], axis=0)))
     if not diff <= tolerance:  # a NaN difference is refused too
         return [f"affine {_format_affine(label.affine)} differs from {image_name} {_format_affine(image.affine)} "
-                f"(largest difference {diff:.4g} mm > tolerance {tolerance:g} mm)"]
+                f"(a corner voxel {diff:.4g} mm apart > tolerance {tolerance:g} mm)"]
     return []
 
 

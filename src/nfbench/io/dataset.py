@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,15 +67,17 @@ def _strip_nifti(name: str) -> str | None:
     return None
 
 
-def case_name(path: str | Path, *, image: bool = True) -> str | None:
+def case_name(path: str | Path, *, image: bool = True, labelled: Collection[str] = ()) -> str | None:
     """Case name of a NIfTI file (None for a file that is not NIfTI).
 
-    Images may carry the nnU-Net channel suffix ``_0000``, which is not part of the case name.
+    Images may carry the nnU-Net channel suffix ``_0000``, which is not part of the case name,
+    unless a label has the image's whole name (``labelled``: the label names): then the case's
+    own name ends in ``_0000``.
     """
     stem = _strip_nifti(Path(path).name)
     if stem is None:
         return None
-    return _CHANNEL_SUFFIX.sub("", stem) if image else stem
+    return _CHANNEL_SUFFIX.sub("", stem) if image and stem not in labelled else stem
 
 
 def label_folder_for(root: Path, image_folder: str) -> tuple[Path | None, list[Problem]]:
@@ -87,13 +90,13 @@ def label_folder_for(root: Path, image_folder: str) -> tuple[Path | None, list[P
     return (found[0] if found else None), []
 
 
-def _nifti_files(folder: Path, *, image: bool) -> tuple[dict[str, Path], list[Problem]]:
+def _nifti_files(folder: Path, *, image: bool, labelled: Collection[str] = ()) -> tuple[dict[str, Path], list[Problem]]:
     files: dict[str, Path] = {}
     problems: list[Problem] = []
     for path in sorted(folder.iterdir()):
         if not path.is_file():
             continue
-        name = case_name(path, image=image)
+        name = case_name(path, image=image, labelled=labelled)
         if name is None:
             continue  # README, .DS_Store, ...: not part of the dataset
         if name in files:
@@ -118,18 +121,19 @@ def discover_dataset(root: str | Path) -> Dataset:
     subsets: dict[str, list[Case]] = {}
     problems: list[Problem] = []
     for folder in image_folders:
-        images, found = _nifti_files(folder, image=True)
+        label_dir, folder_problems = label_folder_for(root, folder.name)
+        labels: dict[str, Path] = {}
+        label_problems: list[Problem] = []
+        if label_dir is None:
+            missing = root / ("labels" + folder.name[len("images") :])
+            folder_problems.append(Problem(missing, f"label folder for {folder.name} is missing"))
+        else:
+            labels, label_problems = _nifti_files(label_dir, image=False)
+        images, found = _nifti_files(folder, image=True, labelled=labels.keys())
         problems += found
         if not images:
             problems.append(Problem(folder, "folder holds no NIfTI image"))
-        label_dir, found = label_folder_for(root, folder.name)
-        problems += found
-        labels: dict[str, Path] = {}
-        if label_dir is None:
-            problems.append(Problem(root / ("labels" + folder.name[len("images") :]), f"label folder for {folder.name} is missing"))
-        else:
-            labels, found = _nifti_files(label_dir, image=False)
-            problems += found
+        problems += folder_problems + label_problems
         cases = []
         for name, image in images.items():
             label = labels.get(name)
@@ -140,4 +144,19 @@ def discover_dataset(root: str | Path) -> Dataset:
             if name not in images:
                 problems.append(Problem(label, f"label without image (expected {folder.name}/{name}.nii.gz or {name}_0000.nii.gz)"))
         subsets[folder.name] = cases
-    return Dataset(root, subsets, problems)
+    return Dataset(root, subsets, problems + _stray_folders(root, {f.name for f in image_folders}))
+
+
+def _stray_folders(root: Path, image_folders: set[str]) -> list[Problem]:
+    """Label folders without their image folder, and folders misspelling a subset's name: their
+    cases would silently be left out."""
+    problems = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir()):
+        labels = re.fullmatch(r"labels(Tr|Ts.*?)(_instance)?", path.name)
+        if labels and f"images{labels.group(1)}" not in image_folders:
+            problems.append(Problem(path, f"label folder without its image folder images{labels.group(1)}"))
+        elif (not labels and path.name not in image_folders
+              and re.fullmatch(r"(images|labels)(tr|ts.*)", path.name, flags=re.IGNORECASE)):
+            problems.append(Problem(path, "folder name not understood: subsets are imagesTr, imagesTs* and their "
+                                          "labels folders, spelt with this case"))
+    return problems

@@ -13,7 +13,8 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 
 from nfbench.types import Spacing
 
-__all__ = ["Volume", "VolumeError", "load_volume", "save_volume", "read_header", "canonical_grid", "NIFTI_SUFFIXES"]
+__all__ = ["Volume", "VolumeError", "load_volume", "save_volume", "read_header", "read_voxels", "canonical_grid",
+           "NIFTI_SUFFIXES"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _RAS = axcodes2ornt(("R", "A", "S"))
@@ -78,9 +79,14 @@ def read_header(path: str | Path) -> nib.Nifti1Image:
     if not path.exists():
         raise VolumeError(f"{path}: file does not exist")
     try:
-        return nib.load(path)  # type: ignore[return-value]
+        img = nib.load(path)
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
         raise VolumeError(f"{path}: not a readable NIfTI file ({err})") from err
+    axes = np.asarray(img.affine, float)[:3, :3]
+    if not np.isfinite(axes).all() or np.linalg.matrix_rank(axes) < 3:
+        raise VolumeError(f"{path}: its affine does not place the voxels in space (voxel axes "
+                          f"{np.round(axes, 4).tolist()}): set a valid qform or sform")
+    return img  # type: ignore[return-value]
 
 
 def _spatial_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -108,6 +114,22 @@ def canonical_grid(affine: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.
     return affine @ inv_ornt_aff(to_ras, shape), tuple(ras_shape)  # type: ignore[return-value]
 
 
+def read_voxels(path: Path, img: nib.Nifti1Image) -> np.ndarray:
+    """The voxels of ``img`` (scaled as nibabel scales them), checked against the gzip checksum.
+
+    nibabel stops reading a ``.nii.gz`` once it has the voxels, before the gzip trailer, so a
+    corrupted file would load with wrong voxels and no error. Reading through our own stream and
+    then draining it to its end makes :mod:`gzip` verify the CRC, at no second decompression.
+    """
+    if not path.name.endswith(".gz"):
+        return np.asanyarray(img.dataobj)
+    with gzip.open(path, "rb") as stream:
+        data = np.asanyarray(type(img).from_stream(stream).dataobj)
+        while stream.read(1 << 20):
+            pass
+    return data
+
+
 def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Volume:
     """Load a NIfTI file and bring it to the closest canonical RAS+ orientation.
 
@@ -128,7 +150,7 @@ def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Vo
     path = Path(path)
     shape = _spatial_shape(path, tuple(int(s) for s in img.shape))
     try:
-        data = np.asanyarray(img.dataobj)
+        data = read_voxels(path, img)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
         raise VolumeError(f"{path}: truncated or corrupt voxel data ({err})") from err
     data = data.reshape(shape)
@@ -144,7 +166,9 @@ def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Vo
 def save_volume(volume: Volume, path: str | Path, *, data: np.ndarray | None = None) -> Path:
     """Write ``data`` (default: ``volume.data``), given in the canonical grid, in the file's original orientation.
 
-    The original affine and header are kept; the stored dtype follows ``data`` (bool → uint8).
+    The original header is kept with its qform and sform as stored, so the output overlays its
+    image in any viewer even where the two disagree (nibabel reads the sform, ITK the qform); the
+    stored dtype follows ``data`` (bool → uint8).
     """
     array = volume.data if data is None else data
     if array.dtype == bool:
@@ -152,11 +176,10 @@ def save_volume(volume: Volume, path: str | Path, *, data: np.ndarray | None = N
     original = volume.to_original(array)
     header = volume.header.copy()
     header.set_data_dtype(original.dtype)
-    img = nib.Nifti1Image(original, volume.original_affine, header)
-    if header["sform_code"] > 0:
-        img.set_sform(volume.original_affine, code=int(header["sform_code"]))
-    if header["qform_code"] > 0:
-        img.set_qform(volume.original_affine, code=int(header["qform_code"]))
+    header["cal_min"] = header["cal_max"] = 0  # the image's display range would hide a mask
+    img = nib.Nifti1Image(original, None, header)
+    if not np.allclose(header.get_best_affine(), volume.original_affine):  # a header not describing the volume
+        img = nib.Nifti1Image(original, volume.original_affine, header)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(img, path)

@@ -373,3 +373,34 @@ def test_a_click_on_a_neighbour_is_not_captured_by_a_region_too_small_to_know_it
     assert np.count_nonzero(session.predict()) < 20  # the spot alone, smaller than the 3 mm ball
     session.add_click(Click((20, 4, 24), True))
     assert dice(session.predict() & ~spot, neighbour) > 0.95
+
+
+@pytest.mark.parametrize("name", ["region-grow", "random-walker"])
+@pytest.mark.parametrize("image", ["flat", "noise"])
+def test_a_positive_click_keeps_its_voxel_whatever_negative_clicks_come_near(name, image):
+    rng = np.random.default_rng(4)
+    data = np.full((30, 30, 30), 500.0) if image == "flat" else rng.normal(100.0, 10.0, (30, 30, 30))
+    session = FullMaskSession(name, _volume(data))
+    positive = (15, 15, 15)
+    session.add_click(Click(positive, True))  # nothing stands out: the clicked voxel alone
+    for negative in ((16, 15, 15), (17, 15, 15), (15, 15, 25)):
+        session.add_click(Click(negative, False))
+        pred = session.predict()
+        assert pred[positive] and not pred[negative]
+    session.add_click(Click(positive, False))  # clicked both ways: the negative has the last word
+    assert not session.predict()[positive]
+
+
+def test_region_grow_answers_an_int16_image_spanning_its_range_as_its_float_copy():
+    data, truth, centre = _target_lesion(rng=2)
+    wide = np.where(truth, 32000, -32000).astype(np.int16)
+    answers = []
+    for dtype in (np.int16, np.float32):
+        affine = np.eye(4)
+        session = FullMaskSession("region-grow", Volume(wide.astype(dtype), affine, affine, nib.Nifti1Header()))
+        session.add_click(Click(centre, True))
+        outside = tuple(np.argwhere(~truth & np.roll(truth, 1, axis=0))[0])  # just beside the lesion
+        session.add_click(Click(outside, False))
+        answers.append(session.predict())
+    np.testing.assert_array_equal(answers[0], answers[1])
+    assert dice(answers[1], truth) > 0.99

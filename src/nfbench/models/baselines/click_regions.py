@@ -12,7 +12,7 @@ answers give one box around all their regions: the contract has one box per answ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -137,7 +137,7 @@ def like_click(crop: np.ndarray, box: BoxSlices, click: Click, radius_mm: float,
     voxels of its ball with it, and one on a bright neighbour must not take the darker lesion.
     """
     local = to_local(box, click.ijk)
-    near = ball_in(box, click.ijk, radius_mm, spacing) & (np.abs(crop - crop[local]) <= tolerance)
+    near = ball_in(box, click.ijk, radius_mm, spacing) & (np.abs(crop - float(crop[local])) <= tolerance)  # no int wrap
     near[local] = True
     return near
 
@@ -181,6 +181,20 @@ class ClickRegionSession:
     def segment(self, click: Click) -> Region:
         """The region of one positive click, given the current negative clicks."""
         raise NotImplementedError
+
+    def region_of(self, click: Click) -> Region:
+        """:meth:`segment`'s region with the clicked voxel in it, unless a negative click is on
+        that very voxel: whatever the intensities or the other clicks say, the user's click is
+        obeyed where it was placed (the last word on a voxel clicked both ways is the negative's).
+        """
+        region = self.segment(click)
+        local = to_local(region.box, click.ijk)
+        keep = not any(n.ijk == click.ijk for n in self.negatives)
+        if region.mask[local] == keep:
+            return region
+        mask = region.mask.copy()
+        mask[local] = keep
+        return replace(region, mask=mask)
 
     def at_scale(self, click: Click, start_mm: float, max_mm: float, near_mm: float, spread: float = np.inf) -> Region:
         """The region of :meth:`segment_in` in a crop that starts at ``start_mm`` around the click
@@ -254,13 +268,13 @@ class ClickRegionSession:
             raise ValueError(f"click {click.ijk} is outside the image of shape {self.shape}")
         if click.positive:
             self.positives.append(click)
-            self.regions.append(self.segment(click))
+            self.regions.append(self.region_of(click))
             self._changed = union_bbox(self._changed, self.regions[-1].box)
             return
         self.negatives.append(click)
         for n, region in enumerate(self.regions):
             if clicks_in(region.box, [click], self._margin()):
-                self.regions[n] = self.segment(self.positives[n])
+                self.regions[n] = self.region_of(self.positives[n])
                 self._changed = union_bbox(self._changed, region.box, self.regions[n].box)
 
     def add_box(self, box: Box) -> None:

@@ -176,10 +176,3 @@ class _RandomWalkerSession(ClickRegionSession):
                 lesion = np.repeat(lesion, s, axis=a)
             lesion = lesion[tuple(slice(0, n) for n in data.shape)]
         return lesion
-
-    def nothing_found(self, box: BoxSlices, click: Click) -> Region:
-        """The clicked voxel, unless a negative click's ball covers it."""
-        mask = single_voxel(tuple(s.stop - s.start for s in box), to_local(box, click.ijk))
-        for negative in self.negatives_in(box):
-            mask &= ~ball_in(box, negative.ijk, self.seed_mm, self.spacing)
-        return Region(box, mask)

@@ -281,6 +281,17 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(
     assert log("straight") == log("resumed")
 
 
+def test_a_run_killed_between_its_log_and_its_checkpoint_logs_each_epoch_once_and_keeps_its_command(
+        fold_dataset, tmp_path, kill_after_first_checkpoint):
+    out = tmp_path / "run"
+    kill_after_first_checkpoint(lambda: train(_config(fold_dataset, out), quiet=True, command="nfbench train A"))
+    with (out / "metrics.csv").open("a") as handle:  # epoch 2 logged, then killed before its last.pt
+        handle.write("2,2,0.001,0.5,0.5,,,1,0.1\n")
+    result = train(_config(fold_dataset, out), resume=True, quiet=True, command="nfbench train A --resume")
+    assert [int(r["epoch"]) for r in _rows(out / "metrics.csv")] == [1, 2]
+    assert result.card["command"] == "nfbench train A"  # the command that makes the run, not its resume
+
+
 def test_refusals_name_the_problem(fold_dataset, tmp_path, copy_of):
     out = tmp_path / "run"
     train(_config(fold_dataset, out, epochs=1), quiet=True)
@@ -345,3 +356,16 @@ def test_fine_tuning_starts_from_a_checkpoint(fold_dataset, tmp_path, model):
         assert all(torch.equal(network.state_dict()[k], saved[k]) for k in saved)  # one epoch: best is last
     tuned = train(_config(fold_dataset, tmp_path / "b", model, epochs=1, init=tmp_path / "a" / "last.pt"), quiet=True)
     assert tuned.card["init"]["sha256"] and tuned.card["init"]["path"].endswith("last.pt")
+
+
+def test_dins_plateau_schedule_cuts_the_rate_when_keras_would():
+    # Keras' ReduceLROnPlateau(patience=30) cuts after the 30th epoch in a row without improvement
+    # on the first: at the end of epoch 31 on a flat loss.
+    recipe = recipe_for("dins", DINS)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    scheduler = recipe.scheduler(optimizer, 100)
+    rates = []
+    for _ in range(32):
+        recipe.step_scheduler(scheduler, 1.0)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[29] == pytest.approx(3e-4) and rates[30] == pytest.approx(6e-5)

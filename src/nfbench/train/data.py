@@ -3,8 +3,9 @@
 A case is loaded once, mapped to the model's grid (orientation, spacing, normalisation exactly as
 the model's session does at evaluation) and kept in memory with its lesions' voxels, so a step
 costs a crop, not a file read. Patches are centred on a lesion voxel with probability
-``lesion_rate`` (the lesion drawn in proportion to voxels^0.25 or to √voxels, alternately, so
-tiny and large lesions are both learned), otherwise on a random voxel of the body. For 2D video
+``lesion_rate`` (a case with lesions drawn uniformly, then one of its lesions in proportion to
+voxels^0.25 or to √voxels, alternately, so tiny and large lesions are both learned; a lesion of a
+case with few lesions is drawn more often than one of a high-burden case), otherwise on a random voxel of the body. For 2D video
 models a case is a stack of frames and :class:`ClipSampler` cuts clips of consecutive frames that
 start on a lesion.
 """
@@ -158,7 +159,8 @@ class ClipSampler(PatchSampler):
     """Clips of ``frames`` consecutive frames from cases whose arrays are frame stacks ``(n, rows, columns)``.
 
     A lesion voxel is drawn as :meth:`PatchSampler.centre` draws patch centres on lesions (the
-    lesion in proportion to voxels^0.25 or √voxels, alternately; then a voxel uniformly): it is the
+    case uniformly, then its lesion in proportion to voxels^0.25 or √voxels, alternately; then a voxel
+    uniformly): it is the
     first click, and its frame the clip's first frame, so the click is uniform over the lesion on
     that frame (SAM2's training, ``get_next_point(method="uniform")``). The clip runs forwards or
     backwards (drawn, or the way that fits; shorter when neither does), as evaluation propagates

@@ -251,8 +251,12 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
         scaler.load_state_dict(state["scaler"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:  # dropout draws on the GPU
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         sampler._draws = state["draws"]
         epoch, best = state["epoch"], state["best"]
+        _keep_log_rows(out / _LOG, epoch)
+        command = json.loads((out / _CONFIG).read_text()).get("command") or command  # the run's, not the resume's
     started = time.perf_counter() - (state or {}).get("seconds", 0.0)
     total = config.epochs * config.steps_per_epoch
     with _progress(quiet) as bar:
@@ -290,10 +294,24 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
             _atomic_save({"net": network.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                           "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                          "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                           "draws": sampler._draws, "epoch": epoch, "best": best, "seconds": seconds}, out / _STATE)
     card = _card(config, recipe, network, best, out, time.perf_counter() - started, command, validator.describe())
     (out / _CARD).write_text(json.dumps(card, indent=2) + "\n")
     return TrainResult(out, out / _BEST, card)
+
+
+def _keep_log_rows(log: Path, epoch: int) -> None:
+    """Drop the ``metrics.csv`` rows past the saved ``epoch``: a run killed after logging an epoch
+    but before saving its state redoes that epoch on resume, and must not log it twice."""
+    with log.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= epoch]
+    if len(kept) < len(rows):
+        partial = log.with_suffix(".csv.partial")
+        with partial.open("w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
+        partial.replace(log)
 
 
 def _fmt(value: float | None) -> str:

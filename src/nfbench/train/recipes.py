@@ -164,10 +164,11 @@ def corrective_rounds(predict: Callable[[], np.ndarray], encode: Callable[[int, 
 class SWFastEditRecipe(PatchRecipe):
     """SW-FastEdit (seed_spec §5.2): DiceCE (squared, background left out), Adam 1e-4, cosine per epoch.
 
-    Clicks as the original's training loop: each sample gets ``U{0..interactions}`` rounds of
-    no-gradient prediction and corrective clicks on its error (nfbench's ``click_policy``, default
-    ``edt-power``: random, drawn towards the middle of an error), then one training step on the
-    last inputs. Flips per axis with p = 0.1, 60 % of patches on a lesion.
+    Clicks as the original's training loop, but with a drawn number of rounds: each sample gets
+    ``U{0..interactions}`` rounds of no-gradient prediction and corrective clicks on its error
+    (nfbench's ``click_policy``, default ``edt-power``: random, drawn towards the middle of an
+    error), then one training step on the last inputs. The original always runs all of them
+    (``max_train_interactions``); a drawn number also trains the answers to the first few clicks. Flips per axis with p = 0.1, 60 % of patches on a lesion.
 
     ``target="all"`` (the original) segments every lesion of the patch, clicked or not. With
     ``"clicked"`` the target is the lesion under the patch centre alone (nothing on a patch centred
@@ -288,7 +289,8 @@ class DINsRecipe(PatchRecipe):
     one voxel otherwise weighs nothing beside a large one, and the network learned to answer
     background under a click on it (0 by default, the original loss). The original's L2 penalty of
     3e-5 on the convolution kernels is Adam weight decay 6e-5 on them (the gradient of ``λ‖w‖²`` is ``2λw``). ``ReduceLROnPlateau`` on the validation
-    loss: factor 0.2, patience 30 epochs, min_delta 1e-4, min_lr 1e-6.
+    loss: factor 0.2, patience 30 epochs as Keras counts them (the rate falls after the 30th epoch in a
+    row without improvement), min_delta 1e-4, min_lr 1e-6.
     """
 
     model = "dins"
@@ -455,7 +457,9 @@ class DINsRecipe(PatchRecipe):
     def scheduler(self, optimizer, epochs):
         import torch
 
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.2, patience=30, threshold=1e-4,
+        # Keras cuts the rate once `patience` epochs in a row fail to improve, PyTorch after
+        # `patience` + 1: the original's 30 is PyTorch's 29.
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.2, patience=29, threshold=1e-4,
                                                           threshold_mode="abs", min_lr=1e-6)
 
     def step_scheduler(self, scheduler, val_loss):

@@ -15,8 +15,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts show "[default]" in brackets: markup would swallow them
 )
-data_app = typer.Typer(help="Prepare and check datasets: phantoms, checks, folds, 2D slices.", no_args_is_help=True)
+data_app = typer.Typer(help="Prepare and check datasets: phantoms, checks, folds, 2D slices.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 stdout = Console()

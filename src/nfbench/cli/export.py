@@ -11,8 +11,9 @@ from nfbench.cli._app import app, fail, stdout
 
 __all__ = ["convert_app", "convert_dins_command", "export_app", "export_dins_command"]
 
-export_app = typer.Typer(help="Export model weights to other formats (ONNX).", no_args_is_help=True)
-convert_app = typer.Typer(help="Convert weights of other formats into nfbench's PyTorch models.", no_args_is_help=True)
+export_app = typer.Typer(help="Export model weights to other formats (ONNX).", no_args_is_help=True, rich_markup_mode=None)
+convert_app = typer.Typer(help="Convert weights of other formats into nfbench's PyTorch models.", no_args_is_help=True,
+                          rich_markup_mode=None)
 app.add_typer(export_app, name="export")
 app.add_typer(convert_app, name="convert")
 

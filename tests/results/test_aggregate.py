@@ -198,9 +198,10 @@ def test_load_runs_labels_each_protocol_by_what_differs(tmp_path):
     runs = {"r1": dict(policy="center", budget=3), "r2": dict(policy="center", budget=5),
             "r3": dict(policy="uniform", budget=3, stop_dice=0.9)}
     folders = []
-    for run_id, keys in runs.items():
-        run = tables(session("m", LC, "t", "c1", [0.5], run_id=run_id, **keys) + session("m", GC, "t", "c1", [0.5], lesion_id=0, run_id=run_id),
-                     [], [case("m", LC, "t", "c1", 0.5, run_id=run_id, **keys), case("m", GC, "t", "c1", 0.5, run_id=run_id)])
+    for n, (run_id, keys) in enumerate(runs.items()):
+        scan = f"s{n}"  # each run's global-corrective scan is another case: the runs hold distinct results
+        run = tables(session("m", LC, "t", "c1", [0.5], run_id=run_id, **keys) + session("m", GC, "t", scan, [0.5], lesion_id=0, run_id=run_id),
+                     [], [case("m", LC, "t", "c1", 0.5, run_id=run_id, **keys), case("m", GC, "t", scan, 0.5, run_id=run_id)])
         folders.append(write_run(tmp_path / run_id, run, run_id=run_id))
     loaded = load_runs(folders)
     labels = {"r1": f"{LC} (center, budget 3, no stop)", "r2": f"{LC} (center, budget 5, no stop)",
@@ -211,6 +212,16 @@ def test_load_runs_labels_each_protocol_by_what_differs(tmp_path):
         assert dict(zip(lc["run_id"], lc["scenario"])) == labels
     assert set(summary_table(loaded)["scenario"]) == {*labels.values(), GC}  # GC: one protocol, three runs
     assert _at(summary_table(loaded), "cases", scenario=GC) == 3
+
+
+def test_runs_holding_the_same_case_result_are_refused(tmp_path):
+    folders = []
+    for run_id, cases in (("a", ("c1", "c2")), ("b", ("c2", "c3"))):
+        run = tables([row for c in cases for row in session("m", LC, "t", c, [0.5], run_id=run_id)], [],
+                     [case("m", LC, "t", c, 0.5, run_id=run_id) for c in cases])
+        folders.append(write_run(tmp_path / run_id, run, run_id=run_id))
+    with pytest.raises(RunError, match=r"1 case result\(s\) are in more than one run \(first: m, .*t/c2 in .*a and .*b\)"):
+        load_runs(folders)
 
 
 def test_a_run_whose_sessions_stop_before_their_budget_is_refused(tmp_path):

@@ -142,6 +142,7 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
         _check_sessions(parts["interactions"][-1], run)
     tables = {name: pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
               for name, frames in parts.items()}
+    _check_distinct_cases(tables["cases"], seen)
     labels = _protocol_labels(tables["cases"])
     cases = tables["cases"]
     previews = {}
@@ -161,6 +162,21 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
 def preview_key(model: str, scenario: str, test_set: str, case: str, fold: object, seed: object) -> tuple:
     """The key of :attr:`RunTables.previews` for one case result (a study holds several folds and seeds)."""
     return (model, scenario, test_set, case, None if fold is None or pd.isna(fold) else int(fold), int(seed))
+
+
+def _check_distinct_cases(cases: pd.DataFrame, folders: dict[str, Path]) -> None:
+    """Two runs holding the same case result (model, protocol, fold, seed, test set, case) would
+    count it twice in every mean: refused, naming both runs."""
+    keys = ["model", *PROTOCOL, "fold", "seed", "test_set", "case"]
+    ok = cases[cases["status"] == "ok"]
+    twice = ok[ok.duplicated(keys, keep=False)]
+    if len(twice):
+        _, group = next(iter(twice.groupby(keys, dropna=False, sort=False)))
+        first = group.iloc[0]
+        runs = sorted({str(folders[str(r)]) for r in group["run_id"]})
+        raise RunError(f"{twice[keys].drop_duplicates().shape[0]} case result(s) are in more than one run (first: {first['model']}, "
+                       f"{first['scenario']}, {first['test_set']}/{first['case']} in {' and '.join(runs)}); a report "
+                       "over both would count them twice: give runs with distinct cases")
 
 
 def _check_sessions(interactions: pd.DataFrame, run: Path) -> None:

@@ -115,6 +115,18 @@ def test_noc_is_averaged_per_case_and_nof_counts_lesions():
     assert table.loc["scan", "noc_80"] == 3.0 and table.loc["scan", "noc_90"] == 60.0
 
 
+def test_scan_nof_counts_scans_and_levels_past_the_stop_are_not_measured():
+    stop = dict(stop_dice=0.8, budget=3)
+    inter = (session("m", GC, "t", "c1", [0.7, 0.85], lesion_id=0, **stop)
+             + session("m", GC, "t", "c2", [0.5, 0.6, 0.7], lesion_id=0, **stop)
+             + lesion_free("m", GC, "t", "c3", **stop))
+    cases = [case("m", GC, "t", "c1", 0.85, noc_80_scan=2, noc_85_scan=2, noc_90_scan=3, **stop),
+             case("m", GC, "t", "c2", 0.7, noc_80_scan=3, noc_85_scan=3, noc_90_scan=3, **stop)]
+    row = noc_table(tables(inter, [], cases)).set_index("level").loc["scan"]
+    assert row["noc_80"] == 2.5 and row["nof_80"] == 1 and row["n_scans"] == 2  # the lesion-free scan is not one
+    assert pd.isna(row["noc_85"]) and pd.isna(row["nof_85"]) and pd.isna(row["noc_90"]) and pd.isna(row["nof_90"])
+
+
 def test_summary_table_reads_after_1_and_3_and_the_stop():
     rows = session("a", LC, "t", "c1", [0.5, 0.7, 0.8], latency_ms=20.0)
     rows += session("a", LC, "t", "c2", [0.9], budget=3, latency_ms=40.0)  # stopped early

@@ -71,6 +71,7 @@ def test_report_command_writes_every_artefact(run, tmp_path):
     comparisons = sheets["comparisons"]
     assert set(comparisons["scenario"]) == {"lesion-corrective", "global-corrective"}
     assert (comparisons["model_a"] == "half").all() and (comparisons["mean_difference"] <= 0).all()
+    assert "Few cases." in text and "cannot reach 0.05" in text  # one case per test set: no test can
 
 
 def test_report_command_refuses_a_folder_that_is_not_a_run(tmp_path):
@@ -96,6 +97,16 @@ def test_comparisons_use_the_budget_or_the_scenarios_last_interaction():
     assert table.loc["lesion-single", "n_cases"] == 6
     at3 = comparison_table(tables(rows, [], cases)).set_index("scenario")
     assert at3.loc["lesion-corrective", "mean_difference"] == 0.0 and at3.loc["lesion-corrective", "p_value"] == 1.0
+
+
+def test_a_one_model_report_has_an_empty_but_headed_comparisons_table(tmp_path):
+    rows = session("a", "lesion-corrective", "t", "c1", [0.5, 0.7, 0.9])
+    folder = write_run(tmp_path / "run", tables(rows, [lesion("a", "lesion-corrective", "t", "c1", 1, 0.9)],
+                                                [case("a", "lesion-corrective", "t", "c1", 0.9)]))
+    write_report([folder], tmp_path / "report", quiet=True, dpi=30)
+    comparisons = pd.read_csv(tmp_path / "report" / "tables" / "comparisons.csv")
+    assert comparisons.empty and {"model_a", "model_b", "p_value", "p_holm"} <= set(comparisons.columns)
+    assert "| scenario | click_policy | budget |" in (tmp_path / "report" / "tables.md").read_text()
 
 
 def test_markdown_table():

@@ -63,10 +63,10 @@ def table(frame: pd.DataFrame, *, digits: int = 3) -> str:
     return f"<div class='scroll'>{body}</div>"
 
 
-def warning_list(items: list[str]) -> str:
-    """A highlighted list of warnings (results of one report that do not agree in provenance)."""
+def warning_list(items: list[str], *, title: str = "Mixed provenance.") -> str:
+    """A highlighted list of warnings (by default: results of one report that do not agree in provenance)."""
     entries = "".join(f"<li>{html.escape(item)}</li>" for item in items)
-    return f"<div class='warning'><strong>Mixed provenance.</strong><ul>{entries}</ul></div>"
+    return f"<div class='warning'><strong>{html.escape(title)}</strong><ul>{entries}</ul></div>"
 
 
 def section(title: str, *parts: str, anchor: str, note: str = "") -> str:

@@ -387,8 +387,9 @@ def size_table(lesions: pd.DataFrame) -> pd.DataFrame:
 def noc_table(tables: RunTables) -> pd.DataFrame:
     """NoC@X (mean over cases of the per-case mean over lesions) and NoF@X (lesions that never reached
     X within the budget, counted over all lesions) for lesion scenarios; NoC@X of the scan-level
-    curve (mean over cases) for global scenarios. NoC is capped at the budget (DESIGN §2), so read
-    it next to NoF."""
+    curve (mean over cases) and NoF@X (scans that never reached X) for global scenarios. NoC is
+    capped at the budget (DESIGN §2), so read it next to NoF. A level above the protocol's
+    ``stop_dice`` is empty: sessions stop before they could reach it."""
     levels = [round(x * 100) for x in THRESHOLDS]
     rows = []
     les = tables.lesions
@@ -402,13 +403,23 @@ def noc_table(tables: RunTables) -> pd.DataFrame:
     if len(scans):
         columns = [f"noc_{x}_scan" for x in levels]
         scan = _mean_by(per_case(scans, columns), GROUP, columns)
+        curves = tables.interactions[~_lesion_scenario(tables.interactions["scenario"])
+                                     & ~tables.interactions["lesion_free"].astype(bool)]
+        best = curves.groupby(SESSION, dropna=False)["dice_scan"].max().reset_index()
+        failed = best.assign(**{f"nof_{x}": best["dice_scan"] < x / 100 for x in levels}, n_scans=1)
+        nof = failed.groupby(GROUP, dropna=False)[["n_scans", *(f"nof_{x}" for x in levels)]].sum().reset_index()
+        scan = scan.merge(nof, on=GROUP, how="left")
         rows.append(scan.rename(columns=lambda c: c.removesuffix("_scan")).assign(level="scan"))
-    columns = [*GROUP, "level", *(f"noc_{x}" for x in levels), "n_lesions", *(f"nof_{x}" for x in levels)]
+    columns = [*GROUP, "level", *(f"noc_{x}" for x in levels), "n_lesions", "n_scans", *(f"nof_{x}" for x in levels)]
     if not rows:
         return pd.DataFrame(columns=columns)
     table = pd.concat(rows, ignore_index=True).reindex(columns=columns)
-    counts = ["n_lesions", *(f"nof_{x}" for x in levels)]
-    return table.astype({c: "Int64" for c in counts})
+    counts = ["n_lesions", "n_scans", *(f"nof_{x}" for x in levels)]
+    table = table.astype({c: "Int64" for c in counts})
+    for x in levels:  # sessions stop at stop_dice: a higher level is never measured
+        above = table["stop_dice"].notna() & (table["stop_dice"] < x / 100)
+        table.loc[above, [f"noc_{x}", f"nof_{x}"]] = pd.NA
+    return table
 
 
 def fold_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:

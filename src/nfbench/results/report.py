@@ -52,6 +52,9 @@ from nfbench.results.stats import N_RESAMPLES, paired_comparisons
 
 __all__ = ["comparison_table", "markdown_table", "report_tables", "write_report"]
 
+MIN_TEST_CASES = 6
+"""Below this many paired cases no two-sided Wilcoxon p-value can reach 0.05 (the smallest is 2/2^n)."""
+
 METHODS = (
     "Lesion metrics are averaged over each case's lesions first, then (for a case seen under several folds or "
     "seeds) over those, then over cases: the case is the unit. std is the between-case standard deviation "
@@ -90,10 +93,9 @@ def comparison_table(tables: RunTables, *, budget: int | None = None, shared_cas
         label = (f"lesion Dice after {at} interaction(s)" if lesion else "scan Dice at the last interaction")
         part = per_case_at(rows[rows["lesion_id"] > 0] if lesion else rows, value, at).rename(columns={value: "dice"})
         parts.append(part.assign(compared=label))
-    if not parts:
-        return pd.DataFrame()
-    return paired_comparisons(pd.concat(parts, ignore_index=True), value="dice",
-                              by=[*PROTOCOL, "test_set", "compared"], shared_cases=shared_cases)
+    by = [*PROTOCOL, "test_set", "compared"]
+    per_case = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*by, "model", "case", "dice"])
+    return paired_comparisons(per_case, value="dice", by=by, shared_cases=shared_cases)
 
 
 def report_tables(tables: RunTables, *, budget: int | None = None, shared_cases: bool = False) -> dict[str, pd.DataFrame]:
@@ -133,7 +135,8 @@ _FIGURES = {
                            "error bars: 95% bootstrap CI; n = lesions).",
     "noc": "NoC@80/85/90: interactions needed to reach the Dice level (per lesion in lesion scenarios, per scan in "
            "global scenarios; capped at the budget, so a level never reached counts as the budget: see NoF in the "
-           "table), mean over cases.",
+           "table), mean over cases; n/a where not measured (a level above the protocol's stop_dice, at which "
+           "sessions stop).",
     "detection_f1": "Lesion detection F1 of the final prediction, matched by any overlap and by IoU ≥ 0.1 (mean over "
                     "cases).",
     "latency": "Model latency per interaction (add_click + predict, ms, log scale).",
@@ -197,6 +200,12 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
     if refused:
         print(f"report: warning: {refused} model pair(s) not compared because their case sets differ "
               "(--pair-shared-cases compares them on the shared cases)", file=sys.stderr, flush=True)
+    compared = sheets["comparisons"]["n_cases"][lambda n: n > 0]  # rows not compared have none
+    few = ([f"{int((compared < MIN_TEST_CASES).sum())} comparison(s) rest on fewer than {MIN_TEST_CASES} cases "
+            f"(smallest n = {int(compared.min())}): their p-values cannot reach 0.05, and bootstrap intervals of so "
+            "few cases are little more than their range"] if len(compared) and compared.min() < MIN_TEST_CASES else [])
+    for warning in few:
+        print(f"report: warning: {warning}", file=sys.stderr, flush=True)
     _write_tables(sheets, out)
     figures = _figures(tables, out / "figures", dpi=dpi, say=say)
 
@@ -204,6 +213,8 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
         return _html.figure(out / "figures" / f"{name}.png", figures[name], anchor=name, dpi=dpi) if name in figures else ""
 
     n = budget or DEFAULT_BUDGET
+    tolerances = sorted({float(c.get("tolerance_mm", 2.0)) for c in tables.configs})
+    tolerance = " and ".join(f"{t:g} mm" for t in tolerances) or "2 mm"
     written = f"written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by nfbench {nfbench.__version__}"
     sections = [
         ("summary", "Summary", [_html.table(sheets["summary"])], METHODS),
@@ -216,15 +227,29 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
           "values; n_hd95_*_inf counts the infinite values (empty prediction or truth) and hd95_*_mm_capped is the "
           "mean with infinity replaced by the image diagonal in mm. Runs of the cvpr25 preset add the CVPR 2025 "
           "challenge's scores: nsd_cvpr_* (NSD set to 0 where Dice ≤ 0.2) beside our NSD, and auc_dice_cvpr, "
-          "auc_nsd_cvpr, auc_dice_scan_cvpr, the trapezoid over the 5 click steps (range 0–4).")),
-        ("comparisons", "Paired comparisons", [_html.table(sheets["comparisons"])],
-         "Wilcoxon signed-rank tests over the cases of both models, paired by test set and case; p_holm is "
-         "Holm-corrected over all rows. Two models whose case sets differ (a failed case, a case run for one only) "
+          "auc_nsd_cvpr, auc_dice_scan_cvpr, the trapezoid over the 5 click steps after the box (range 0–4). "
+          f"Scan-level metrics (dice_scan, nsd_scan, hd95_scan, detection) score the final prediction against every "
+          "lesion of the scan, also in lesion scenarios, where only the K largest were prompted. nsd_*: normalised "
+          f"surface Dice at the run's tolerance ({tolerance}); f1_any / f1_iou10: lesion detection F1, a lesion found "
+          "by any overlap / by IoU ≥ 0.1 with a predicted 26-connected component; fp_volume_ml: the volume of "
+          "predicted components that touch no lesion; fn_volume_ml: the volume of lesions no predicted component "
+          "touches (both per scan, not voxel-wise errors); auc_dice_norm: the trapezoid of the lesion Dice curve "
+          "over its interactions divided by their number minus one (0–1); n_interactions: interactions actually "
+          "made; mean_latency_ms: the model's add_click + predict; wall_time_s: the scenario's simulation and "
+          "scoring on the case (the model's start is not in it); peak_memory_mb: the evaluating process's highest "
+          "resident memory during it, sampled every 5 ms (the model, the image and nfbench together).")),
+        ("comparisons", "Paired comparisons", [_html.warning_list(few, title="Few cases.") if few else "", _html.table(sheets["comparisons"])],
+         "Two-sided Wilcoxon signed-rank tests (scipy.stats.wilcoxon: zero differences dropped, the exact "
+         "distribution up to 50 cases without ties; the statistic is the smaller rank sum) over the cases of both "
+         "models, paired by test set and case; rank_biserial is the matched-pairs effect size; p_holm is "
+         "Holm-corrected over all rows. With n cases no two-sided p can fall below 2/2^n, so fewer than 6 cases "
+         "cannot reach 0.05. Two models whose case sets differ (a failed case, a case run for one only) "
          "are not compared unless asked (--pair-shared-cases), since the shared cases alone can favour the model "
          "that missed the hard ones: the pairing column says which rows were compared on what."),
         ("size", "Lesion-size strata", [fig("dice_by_lesion_size"), _html.table(sheets["lesion_size"])], ""),
         ("noc", "Interactions to reach a Dice level", [fig("noc"), _html.table(sheets["noc"])],
-         "NoF = lesions that never reached the level within the budget."),
+         "NoF = lesions (lesion scenarios) or scans (global scenarios) that never reached the level within the "
+         "budget, of n_lesions or n_scans. Levels above a protocol's stop_dice are empty: its sessions stop there."),
         ("detection", "Detection and latency", [fig("detection_f1"), fig("latency")], ""),
     ]
     if not sheets["folds"].empty:

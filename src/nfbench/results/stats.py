@@ -115,7 +115,8 @@ def paired_comparisons(per_case: pd.DataFrame, *, value: str, by: list[str], sha
                          "mean_difference": float(diff.mean()) if diff.size else math.nan,
                          "wilcoxon_statistic": stat, "p_value": p, "rank_biserial": rank_biserial(diff),
                          "pairing": pairing})
-    table = pd.DataFrame(rows)
-    if len(table):
-        table["p_holm"] = holm(table["p_value"].to_numpy())
+    columns = [*by, "model_a", "model_b", "n_cases", f"mean_{value}_a", f"mean_{value}_b", "mean_difference",
+               "wilcoxon_statistic", "p_value", "rank_biserial", "pairing"]
+    table = pd.DataFrame(rows, columns=columns)  # headed even with one model: nothing to compare
+    table["p_holm"] = holm(table["p_value"].to_numpy()) if len(table) else pd.Series(dtype=float)
     return table

@@ -72,6 +72,11 @@ def test_report_command_writes_every_artefact(run, tmp_path):
     assert set(comparisons["scenario"]) == {"lesion-corrective", "global-corrective"}
     assert (comparisons["model_a"] == "half").all() and (comparisons["mean_difference"] <= 0).all()
     assert "Few cases." in text and "cannot reach 0.05" in text  # one case per test set: no test can
+    beyond = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "r99"), "--budget", "99"])
+    assert beyond.exit_code == 1 and "--budget 99: the runs' lesion scenarios have at most" in beyond.output
+    (tmp_path / "a_file").write_text("")
+    on_file = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "a_file")])
+    assert on_file.exit_code == 1 and "exists and is not a folder" in on_file.output
 
 
 def test_report_command_refuses_a_folder_that_is_not_a_run(tmp_path):

@@ -43,6 +43,13 @@ def test_run_errors_name_the_folder_and_the_fix(tmp_path):
         read_run_table(tmp_path, "cases")
     with pytest.raises(RunError, match="did not finish"):
         read_run_table(tmp_path / "r", "cases")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunError, match="file: exists and is not a folder"):
+        RunStore(tmp_path / "file", {"run_id": "f"})
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("")
+    with pytest.raises(RunError, match="thesis: folder holds other files and no nfbench run"):
+        RunStore(tmp_path / "thesis", {"run_id": "t"})
 
 
 def test_case_key_is_file_name_safe():

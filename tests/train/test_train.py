@@ -292,6 +292,21 @@ def test_a_run_killed_between_its_log_and_its_checkpoint_logs_each_epoch_once_an
     assert result.card["command"] == "nfbench train A"  # the command that makes the run, not its resume
 
 
+def test_a_run_stopped_before_its_first_epoch_ended_starts_again(fold_dataset, tmp_path, monkeypatch):
+    from nfbench.train import loop
+
+    out = tmp_path / "run"
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(loop, "_patch_loss", interrupted)  # Ctrl-C during the first epoch
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(fold_dataset, out, epochs=1), quiet=True)
+    assert (out / "train.json").exists() and not (out / "last.pt").exists()
+    monkeypatch.undo()
+    result = train(_config(fold_dataset, out, epochs=1), quiet=True)  # no "already holds a training run"
+    assert result.card["epochs"] == 1 and not (out / "candidate.pt").exists()
+
+
 def test_refusals_name_the_problem(fold_dataset, tmp_path, copy_of):
     out = tmp_path / "run"
     train(_config(fold_dataset, out, epochs=1), quiet=True)
@@ -301,6 +316,12 @@ def test_refusals_name_the_problem(fold_dataset, tmp_path, copy_of):
         train(_config(fold_dataset, out, epochs=1, seed=4), resume=True, quiet=True)
     with pytest.raises(TrainError, match="no training run to resume"):
         train(_config(fold_dataset, tmp_path / "empty"), resume=True, quiet=True)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("")
+    with pytest.raises(TrainError, match="folder holds other files and no training run"):
+        train(_config(fold_dataset, tmp_path / "notes"), quiet=True)
+    with pytest.raises(TrainError, match=r"seed = -1 \(must be a whole number >= 0\)"):
+        _config(fold_dataset, tmp_path / "neg", seed=-1)
     with pytest.raises(TrainError, match="fold_5/train_set.txt: no such fold file"):
         train(_config(fold_dataset, tmp_path / "f5", fold=5), quiet=True)
     with pytest.raises(TrainError, match="has no option 'filtres'"):

@@ -21,7 +21,7 @@ data_app = typer.Typer(help="Prepare and check datasets: phantoms, checks, folds
                        rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
-stdout = Console()
+stdout = Console(soft_wrap=True)  # piped output keeps its paths and commands on one line
 stderr = Console(stderr=True)
 
 

@@ -89,7 +89,7 @@ def check_command(
 def split_command(
     root: Annotated[Path, typer.Argument(help="Dataset folder; folds cover its imagesTr cases.")],
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the shuffle.")] = 42,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the shuffle.")] = 42,
     group_regex: Annotated[str | None, typer.Option(help="Patient id pattern searched in case names (group 1, or the whole match); one patient never sits in train and val of a fold. Default: P_(\\d+), the patient id of the original naming {n}_{year}_P_{pid}_T2.")] = None,
     no_group: Annotated[bool, typer.Option("--no-group", help="Split per scan on purpose: scans of one patient may sit in train and val.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace folds already in ROOT/splits.")] = False,

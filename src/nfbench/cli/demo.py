@@ -17,7 +17,7 @@ __all__ = ["demo_command"]
 def demo_command(
     out: Annotated[Path | None, typer.Option(help="Folder for the demo's data, run and report [~/.cache/nfbench/demo].")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Models to compare on every case [every available weight-free model; the slow ones on one case].")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated user.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the simulated user.")] = 0,
     difficulty: Annotated[
         _Difficulty, typer.Option("--difficulty", help="Phantom difficulty (see `nfbench data phantom`).")
     ] = _Difficulty.realistic,

@@ -79,7 +79,7 @@ def evaluate_command(
     clicks: Annotated[str | None, typer.Option(help="Click policy: center, center-voxel, uniform, edt-power, patch [preset].")] = None,
     alpha: Annotated[float | None, typer.Option(help="Exponent of the edt-power policy [8].")] = None,
     boxes: Annotated[bool | None, typer.Option("--boxes/--no-boxes", help="Box-capable models get a 2D box per prompted lesion (on its largest coronal slice) with the first click [preset: cvpr25 yes].")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of every random choice.")] = 0,
     fold: Annotated[int | None, typer.Option(help="Fold of the model being evaluated (recorded only).")] = None,
     case: Annotated[list[str] | None, typer.Option("--case", help="Evaluate only these cases (repeatable).")] = None,
     surface_metrics: Annotated[bool, typer.Option("--surface-metrics", help="Lesion NSD after every interaction (always at the end).")] = False,

@@ -62,6 +62,8 @@ def convert_dins_command(
     from nfbench.models.base import ModelError
     from nfbench.models.dins_onnx import network_from_onnx
 
+    if not out.parent.is_dir():
+        fail(f"{out}: its folder {out.parent} does not exist")
     try:
         network, widths = network_from_onnx(onnx_file)
         torch.save(network.state_dict(), out)

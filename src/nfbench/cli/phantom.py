@@ -64,7 +64,7 @@ def phantom(
             "easy: flat high-contrast data (earlier versions, smoke tests); hard: lower contrast, more noise.",
         ),
     ] = _Difficulty.realistic,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the whole dataset.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the whole dataset.")] = 0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the NIfTI files of an earlier phantom in OUT.")
     ] = False,

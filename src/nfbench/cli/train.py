@@ -38,7 +38,7 @@ def train_command(
     val_lesions: Annotated[int, typer.Option(help="Lesions per validation case in the simulated lesion-corrective evaluation.")] = 10,
     val_interactions: Annotated[int, typer.Option(help="Clicks per lesion in validation; the best epoch has the best Dice after them.")] = 3,
     val_patches: Annotated[int, typer.Option(help="Fixed validation patches (sam2: clips) for the validation loss; sam2 picks the best epoch by the Dice of its clips.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of the initial weights, patches and clicks.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the initial weights, patches and clicks.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = True,
     threads: Annotated[int, typer.Option(help="Torch CPU threads (0: torch's default, all cores).")] = 0,

@@ -189,7 +189,13 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
     if budget is not None and budget < 1:
         raise ValueError(f"budget must be at least 1, got {budget}")
     tables = load_runs(list(runs))
+    lesion_budgets = tables.cases.loc[tables.cases["scenario"].str.startswith("lesion-"), "budget"]
+    if budget is not None and len(lesion_budgets) and budget > lesion_budgets.max():
+        raise ValueError(f"--budget {budget}: the runs' lesion scenarios have at most {int(lesion_budgets.max())} "
+                         "interactions")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder; choose another report folder")
     out.mkdir(parents=True, exist_ok=True)
     say(f"{len(tables.configs)} run(s), {len(tables.cases)} case rows")
     sheets = report_tables(tables, budget=budget, shared_cases=shared_cases)

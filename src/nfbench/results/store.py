@@ -78,6 +78,10 @@ class RunStore:
         self.root = Path(root)
         self.parts = self.root / "parts"
         existing = self.root / "config.json"
+        if self.root.exists() and not self.root.is_dir():
+            raise RunError(f"{self.root}: exists and is not a folder; choose another run folder")
+        if not existing.exists() and self.root.is_dir() and any(self.root.iterdir()):
+            raise RunError(f"{self.root}: folder holds other files and no nfbench run; choose an empty or new run folder")
         if existing.exists():
             if not resume:
                 raise RunError(f"{self.root}: run folder already exists; resume it or choose another run folder")

@@ -56,6 +56,8 @@ class EvaluationPlan:
             raise ValueError("no scenario to run")
         if not (math.isfinite(self.tolerance_mm) and self.tolerance_mm > 0):
             raise ValueError(f"the NSD tolerance must be a positive number of mm, got {self.tolerance_mm}")
+        if int(self.seed) != self.seed or self.seed < 0:
+            raise ValueError(f"the seed must be a whole number >= 0, got {self.seed}")
 
     def config(self, run_id: str) -> dict:
         return {

@@ -15,7 +15,9 @@ weights an uninterrupted run would have.
 
 Files in ``out``: ``train.json`` (the configuration), ``metrics.csv`` (one row per epoch),
 ``last.pt``, ``best.pt`` (the best weights, in the format ``--weights`` loads), ``card.json`` (the
-model card, written at the end).
+model card, written at the end) and, for models validated by simulated interaction, ``validation/``
+(the last validation's run folder, which ``nfbench report`` reads). A run stopped before its first
+epoch ended starts again from scratch in the same folder.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ __all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "METRICS"]
 METRICS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_dice_1", "val_dice_last", "best_epoch", "seconds")
 """Columns of ``metrics.csv``."""
 _STATE, _BEST, _CONFIG, _CARD, _LOG = "last.pt", "best.pt", "train.json", "card.json", "metrics.csv"
+_CANDIDATE = "candidate.pt"
+"""The weights under validation, removed when the run ends."""
 _VAL_SEED = 1  # the validation patches' stream, apart from the training stream
 
 
@@ -98,12 +102,16 @@ class TrainConfig:
                  "val_lesions": self.val_lesions, "val_interactions": self.val_interactions,
                  "val_patches": self.val_patches}
         bad = [f"{k} = {v}" for k, v in whole.items() if int(v) != v or v < 1]
-        if (self.interactions or 0) < 0 or self.threads < 0:
-            bad.append(f"interactions = {self.interactions}, threads = {self.threads} (must be >= 0)")
+        if (self.interactions or 0) < 0:
+            bad.append(f"interactions = {self.interactions} (must be >= 0)")
+        if self.threads < 0:
+            bad.append(f"threads = {self.threads} (must be >= 0)")
         if self.lr is not None and not self.lr > 0:
-            bad.append(f"lr = {self.lr}")
+            bad.append(f"lr = {self.lr} (must be > 0)")
         if not 0 <= self.lesion_rate <= 1:
-            bad.append(f"lesion_rate = {self.lesion_rate}")
+            bad.append(f"lesion_rate = {self.lesion_rate} (must be in [0, 1])")
+        if int(self.seed) != self.seed or self.seed < 0:
+            bad.append(f"seed = {self.seed} (must be a whole number >= 0)")
         if bad:
             raise TrainError(f"training settings out of range: {'; '.join(bad)} (whole numbers >= 1 unless noted)")
 
@@ -165,11 +173,18 @@ def _check_out(config: TrainConfig, resume: bool) -> dict | None:
     """The saved state to resume from, or None for a fresh run; refuses a folder that holds another run."""
     out, record = Path(config.out), config.record()
     saved_config = out / _CONFIG
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"{out}: exists and is not a folder; choose another output folder")
+    started = saved_config.is_file()
+    if not started and out.is_dir() and any(out.iterdir()):
+        raise TrainError(f"{out}: folder holds other files and no training run; choose an empty or new folder")
+    if started and not (out / _STATE).is_file():
+        return None  # stopped before its first epoch ended: nothing to keep, it starts again
     if not resume:
-        if saved_config.exists():
+        if started:
             raise TrainError(f"{out}: already holds a training run; resume it or choose another folder")
         return None
-    if not saved_config.is_file() or not (out / _STATE).is_file():
+    if not started:
         raise TrainError(f"{out}: no training run to resume (no {_CONFIG} and {_STATE})")
     saved = json.loads(saved_config.read_text())
     defaults = {f.name: f.default for f in fields(TrainConfig)}  # a setting added since the run started had its default
@@ -298,6 +313,7 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
                           "draws": sampler._draws, "epoch": epoch, "best": best, "seconds": seconds}, out / _STATE)
     card = _card(config, recipe, network, best, out, time.perf_counter() - started, command, validator.describe())
     (out / _CARD).write_text(json.dumps(card, indent=2) + "\n")
+    (out / _CANDIDATE).unlink(missing_ok=True)
     return TrainResult(out, out / _BEST, card)
 
 
@@ -360,7 +376,7 @@ class _Validator:
         from nfbench.runner.evaluate import EvaluationPlan
 
         self.recipe, self.out = recipe, Path(config.out)
-        self.weights = self.out / "candidate.pt"
+        self.weights = self.out / _CANDIDATE
         self.spec = ModelSpec(config.model, weights=self.weights, options=dict(config.options), device=str(device))
         scenario = scenario_from_options("lesion-corrective", lesions=config.val_lesions,
                                          interactions=config.val_interactions)

@@ -65,6 +65,22 @@ def test_evaluate_refuses_bad_options_in_one_line(tiny_dataset, tmp_path, extra,
     assert "Traceback" not in result.output and not (tmp_path / "r").exists()
 
 
+def test_options_no_scenario_takes_are_named(tiny_dataset, tmp_path):
+    args = ["evaluate", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--model", "sphere",
+            "--test-set", "imagesTs_1", "--scenario", "lesion-single", "--interactions", "5", "--budget", "7",
+            "--alpha", "3", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for option in ("--interactions 5 is ignored", "--budget 7 is ignored", "--alpha 3.0 is ignored"):
+        assert option in result.output
+
+
+def test_a_negative_seed_is_refused_before_anything_is_written(tiny_dataset, tmp_path):
+    args = ["evaluate", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--model", "sphere", "--seed", "-1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "--seed" in result.output and not (tmp_path / "r").exists()
+
+
 def test_two_jobs_give_the_tables_of_one(tiny_dataset, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     for out, jobs in ((one, "1"), (two, "2")):

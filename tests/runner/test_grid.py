@@ -186,6 +186,10 @@ def test_provenance_of_every_case_result_and_mixed_versions_in_the_report(tiny_d
     assert first["numpy_version"] != "" and first["model_package"] == "nfbench" and first["device"] == "cpu"
     assert first["host"] and '"radius_mm": "%d0"' % first["fold"] in first["task_config"]
     assert provenance_warnings(load_runs([study.out])) == []
+    failed = prov.copy()  # a case that failed before its model loaded records no model package: not a version
+    failed.loc[0, ["model_package", "model_package_version"]] = ""
+    failed.to_parquet(study.out / "provenance.parquet", index=False)
+    assert provenance_warnings(load_runs([study.out])) == []
     # two versions of torch and two weights files for one model and fold: the report says so
     prov.loc[0, "torch_version"] = "0.0.1"
     prov.loc[prov.index[prov["fold"] == prov.loc[0, "fold"]][:2], "weights_sha256"] = ["a" * 64, "b" * 64]

@@ -540,6 +540,7 @@ def provenance_warnings(tables: RunTables) -> list[str]:
         if prov[column].nunique(dropna=False) > 1:
             found.append(f"the results come from different {column.replace('_', ' ')}s: {_spread(prov[column])}")
     for model, rows in prov.groupby("model"):
+        rows = rows[rows["model_package"].fillna("") != ""]  # a case that failed before its model loaded has none
         if rows["model_package_version"].nunique(dropna=False) > 1:
             found.append(f"{model}: its package {rows['model_package'].iloc[0]} has different versions: "
                          f"{_spread(rows['model_package_version'])}")

@@ -219,8 +219,9 @@ def test_dry_run_of_the_paper_study_lists_every_task(tiny_dataset, tmp_path):
     args = ["grid", str(ROOT / "configs" / "paper.yaml"), "--dry-run", "--set", f"data={data}",
             "--set", f"weights_root={tmp_path / 'weights'}"]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    # the tasks are listed, then the run it would be is refused: no weights file is there
+    assert result.exit_code == 1 and "problem(s) with the study's models" in result.output
+    lines = result.stdout.splitlines()
     # 3 models × 3 folds × 7 cases, each in lesion-corrective and global-corrective (paper preset)
     assert lines[-1].startswith("63 tasks, 126 case results (0 already in runs/paper)")
     assert len([line for line in lines if line.startswith(("sw-fastedit ", "dins-onnx ", "sam2 "))]) == 63
@@ -229,7 +230,9 @@ def test_dry_run_of_the_paper_study_lists_every_task(tiny_dataset, tmp_path):
     assert f"{tmp_path / 'weights'}/SW-FastEdit/fold_2/checkpoint.pt (missing)" in result.output
     assert f"{tmp_path / 'weights'}/SAM2/fold_3 (missing)" in result.output
     only = CliRunner().invoke(app, [*args, "--only", "model=sam2,fold=1", "--only", "fold=3"])
-    assert only.output.splitlines()[-1].startswith("14 tasks, 28 case results")
+    assert only.stdout.splitlines()[-1].startswith("14 tasks, 28 case results")
+    nothing = CliRunner().invoke(app, [*args, "--only", "model=nosuch"])
+    assert nothing.exit_code == 1 and "no task matches --only model=nosuch" in nothing.output
     # the shipped studies are package data; configs/ at the repository root is the same folder
     assert study_path("paper").read_bytes() == (ROOT / "configs" / "paper.yaml").read_bytes()
     assert load_study(study_path("demo")).phantom is not None

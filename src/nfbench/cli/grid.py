@@ -40,7 +40,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 def grid_command(
     study: Annotated[str, typer.Argument(help="Study file (YAML), or the name of a shipped one: demo, paper.")],
     out: Annotated[Path | None, typer.Option(help="Run folder [the study's `out`]; an existing one is continued.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tasks and exit; nothing is run or written.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the tasks, check the models can run them, and exit; nothing is evaluated (a study's phantom is made, to know its cases).")] = False,
     only: Annotated[list[str] | None, typer.Option("--only", help="Keep the tasks with KEY=VALUE[,KEY=VALUE] (keys: model, fold, seed, test_set, case, scenario, click_policy; a key twice: either value).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="NAME=VALUE: replace a var of the study (e.g. weights_root) or its data, out or name.")] = None,
     executor: Annotated[str, typer.Option(help="local (processes on this machine) or dask (a Dask cluster).")] = "local",
@@ -57,7 +57,7 @@ def grid_command(
     from nfbench.io.volume import VolumeError
     from nfbench.models.base import ModelError
     from nfbench.results.store import RunError
-    from nfbench.runner.grid import StudyError, load_study, parse_only, plan_grid, run_grid
+    from nfbench.runner.grid import StudyError, check_tasks, load_study, parse_only, plan_grid, run_grid
 
     if scheduler is not None and executor != "dask":
         fail("--scheduler needs --executor dask")
@@ -65,7 +65,9 @@ def grid_command(
         loaded = load_study(study_path(study), overrides=_pairs(set_ or [], "--set"))
         chosen = parse_only(only or [])
         if dry_run:
-            _list_tasks(loaded, plan_grid(loaded, only=chosen, check=False, quiet=quiet), out or loaded.out)
+            tasks = plan_grid(loaded, only=chosen, check=False, quiet=quiet)
+            _list_tasks(loaded, tasks, out or loaded.out)
+            check_tasks(tasks, only=chosen)  # listed first, so missing weights show beside their tasks
             return
         summary = run_grid(loaded, out, only=chosen, executor=executor, jobs=jobs, scheduler=scheduler, quiet=quiet)
     except (StudyError, ModelError, RunError, VolumeError, ValueError, ImportError, OSError) as err:

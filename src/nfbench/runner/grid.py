@@ -336,6 +336,14 @@ class GridSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
+def check_tasks(tasks: list[Task], *, only: dict[str, set[str]] | None = None, loaded: dict | None = None) -> None:
+    """Refuse a plan that cannot run: no task (``only`` matched nothing), or a model that cannot
+    run its tasks (those of ``loaded`` models, given ready, are not checked)."""
+    if not tasks:
+        raise StudyError("no task matches" + (f" --only {_only_text(only)}" if only else ""))
+    _check_models([t for t in tasks if t.spec.name not in (loaded or {})])
+
+
 def _check_models(tasks: list[Task]) -> None:
     """Every spec of the tasks: options, dependencies, weight files, and prompts the scenarios give;
     all problems at once, before any work."""
@@ -396,9 +404,7 @@ def run_grid(study: Study, out: str | Path | None = None, *, only: dict[str, set
         raise StudyError(f"the number of parallel jobs must be a whole number >= 1, got {jobs}")
     out = Path(out or study.out)
     tasks = plan_grid(study, only=only, quiet=quiet)
-    if not tasks:
-        raise StudyError("no task matches" + (f" --only {_only_text(only)}" if only else ""))
-    _check_models([t for t in tasks if not models or t.spec.name not in models])
+    check_tasks(tasks, only=only, loaded=models or {})
     store = RunStore(out, study.config(out.name), resume=True)
     done = store.finished()
     pending, skipped = [], 0

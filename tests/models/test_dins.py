@@ -164,7 +164,8 @@ def test_registered_model_takes_its_options_as_cli_strings(tmp_path):
     path, _ = _weights(tmp_path)
     register_model("dins-test", dins.DINsModel)
     try:
-        assert dins.DINsModel.requirements() == ["no weight file given (pass weights=PATH when loading the model)"]
+        assert dins.DINsModel.requirements() == [
+            "no weight file given (--weights PATH on the command line, weights=PATH when loading the model in Python)"]
         model = load_spec(ModelSpec("dins-test", path, {"base_filters": "2", "max_filters": "4", "roi": "32,32,4",
                                                         "spacing": "3.4,3.4,7.8"}, "cpu"))
         assert (model.roi, model.spacing) == ((32, 32, 4), (3.4, 3.4, 7.8))

@@ -92,8 +92,9 @@ def test_requirement_helpers_name_what_is_missing(tmp_path):
     assert missing_modules("numpy", "scipy.ndimage") == []
     (message,) = missing_modules("nfbench_no_such_module.sub", extra="sam2")
     assert "'nfbench_no_such_module.sub' is not installed" in message and 'pip install "nfbench[sam2]"' in message
-    assert "pass weights=PATH" in missing_file(None)[0]
+    assert "--weights PATH on the command line" in missing_file(None)[0]
     assert "does not exist" in missing_file(tmp_path / "model.pt")[0]
+    assert "is a folder, not a file" in missing_file(tmp_path)[0]
     (tmp_path / "model.pt").write_bytes(b"")
     assert missing_file(tmp_path / "model.pt") == []
 

@@ -80,7 +80,10 @@ def missing_modules(*modules: str, extra: str | None = None) -> list[str]:
 def missing_file(path: str | Path | None, *, option: str = "weights", what: str = "weight file") -> list[str]:
     """One sentence when a required file was not given or does not exist, naming the option to pass."""
     if path is None:
-        return [f"no {what} given (pass {option}=PATH when loading the model)"]
+        cli = "--weights PATH" if option == "weights" else f"-o {option}=PATH"
+        return [f"no {what} given ({cli} on the command line, {option}=PATH when loading the model in Python)"]
+    if Path(path).is_dir():
+        return [f"{what} {str(path)!r} is a folder, not a file"]
     if not Path(path).is_file():
         return [f"{what} {str(path)!r} does not exist"]
     return []

@@ -326,6 +326,15 @@ def test_the_real_package_runs_through_the_engine_with_boxes(tiny_folder, one_to
     assert result.prediction.shape == image.shape and result.prediction.any()  # its windows, foreground
 
 
+def test_the_real_package_refusing_an_image_is_a_model_error_and_the_model_goes_on(tiny_folder, one_torch_thread):
+    model = NNInteractiveModel(weights=tiny_folder, autozoom=False, threads=1)
+    with pytest.raises(ModelError, match="refused the image: Input image is entirely zero"):
+        model.start(_volume(np.zeros((70, 12, 30))))
+    session = model.start(_volume(np.random.default_rng(2).normal(100, 20, (70, 12, 30))))
+    session.add_click(Click((35, 6, 15), True))
+    assert check_prediction("nninteractive", session.predict(), (70, 12, 30)).mask.any()
+
+
 def _real_weights() -> Path | None:
     if not os.environ.get(MODEL_DIR_ENV) or importlib.util.find_spec("nnInteractive") is None:
         return None

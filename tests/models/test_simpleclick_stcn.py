@@ -45,8 +45,8 @@ def _click_in(instances, lesion) -> Click:
     return Click(tuple(int(v) for v in nearest), True)
 
 
-def _mask_after(model, image, clicks):
-    session = model.start(image)
+def _mask_after(model, image, clicks, session=None):
+    session = session or model.start(image)
     for click in clicks:
         session.add_click(click)
     answer = session.predict()
@@ -152,3 +152,16 @@ def test_a_negative_click_on_a_frame_the_object_leaked_into_removes_what_it_hit(
     components, _ = ndimage.label(before, structure=np.ones((3, 3), bool))
     np.testing.assert_array_equal(session.clicked[frame], before & (components != components[row, column]))
     assert not session.masks[frame][row, column]
+
+
+def test_two_cases_open_at_once_do_not_share_simpleclicks_cached_frames(unseen_case):
+    image, instances, lesions = unseen_case
+    other = make_case(size="small", burden="low", rng=4243, n_lesions=5).volumes(image_dtype=np.float32)[0]
+    assert other.shape == image.shape  # the same frames and crops: a cache keyed by frame would mix them
+    model = load_model("simpleclick-stcn-phantom")
+    click = _click_in(instances, max(lesions, key=lambda item: item.n_voxels))
+    alone = _mask_after(model, image, [click])[1]
+    first, second = model.start(other), model.start(image)
+    first.add_click(click)
+    first.predict()  # encodes the other case's frame of the click
+    np.testing.assert_array_equal(_mask_after(model, image, [click], session=second)[1], alone)

@@ -263,13 +263,16 @@ class _NNInteractiveSession:
         spacing = tuple(image.spacing[a] for a in perm)
         engine = model.package_session
         with _output(model.verbose):
-            engine.set_image(np.expand_dims(image.data.transpose(perm), 0), {"spacing": spacing})
-            engine.set_target_buffer(self.target)
-            # set_image preprocesses on a thread of its own; wait here so that the work counts in
-            # start(), not in the latency of the first prompt (the package has no public wait).
-            wait = getattr(engine, "_finish_preprocessing_and_initialize_interactions", None)
-            if callable(wait):
-                wait()
+            try:
+                engine.set_image(np.expand_dims(image.data.transpose(perm), 0), {"spacing": spacing})
+                engine.set_target_buffer(self.target)
+                # set_image preprocesses on a thread of its own; wait here so that the work counts in
+                # start(), not in the latency of the first prompt (the package has no public wait).
+                wait = getattr(engine, "_finish_preprocessing_and_initialize_interactions", None)
+                if callable(wait):
+                    wait()
+            except ValueError as err:  # the package's refusals of an image (an all-zero one)
+                raise ModelError(f"model {NAME!r} refused the image: {err}") from err
 
     # -- mapping between nfbench's canonical grid and the package's --------------------------------
     def to_package(self, ijk: Sequence[int]) -> tuple[int, int, int]:

@@ -26,6 +26,7 @@ checkpoint's ``config``.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -423,3 +424,10 @@ class SliceClicker:
     def clear(self) -> None:
         """Forget the cached frames (a new case)."""
         self._cache.clear()
+
+    def for_case(self) -> SliceClicker:
+        """A predictor with the same network and settings and a cache of its own: the cache is keyed
+        by frame, so two cases open at once must not share one."""
+        clicker = copy.copy(self)
+        clicker._cache = OrderedDict()
+        return clicker

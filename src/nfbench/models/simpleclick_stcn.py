@@ -132,8 +132,7 @@ class _Session:
 
         self.stack = FrameStack.of(image.shape, image.spacing)
         self.frames = self.stack.frames(np.asarray(image.data, np.float32))
-        self.clicker = model.clicker
-        self.clicker.clear()
+        self.clicker = model.clicker.for_case()
         self.propagator = Propagator(model.stcn, self.frames, device=model.device, top_k=model.top_k,
                                      threshold=model.threshold, max_side=model.max_side or None,
                                      threads=model.threads)

@@ -97,6 +97,16 @@ def test_refuses_a_folder_holding_an_earlier_phantom(written):
         write_phantom_dataset(written, cases=1, test_cases=0, size="tiny", progress=False)
 
 
+def test_a_dataset_without_test_cases_has_no_empty_test_folders_and_passes_the_check(tmp_path):
+    from nfbench.io.check import check_dataset
+
+    out = write_phantom_dataset(tmp_path / "tr", cases=1, test_cases=0, size="tiny", progress=False)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["imagesTr", "labelsTr"]
+    assert check_dataset(out).ok
+    with pytest.raises(ValueError, match="at least one case"):
+        write_phantom_dataset(tmp_path / "none", cases=0, test_cases=0, size="tiny", progress=False)
+
+
 def test_cli_writes_the_layout_quietly(tmp_path):
     out = tmp_path / "ds"
     args = ["data", "phantom", str(out), "--size", "tiny", "--cases", "2", "--test-cases", "1",

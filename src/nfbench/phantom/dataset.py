@@ -130,6 +130,8 @@ def write_phantom_dataset(
     level = difficulty_for(difficulty)
     if cases < 0 or test_cases < 0:
         raise ValueError(f"case counts must be >= 0, got cases={cases}, test_cases={test_cases}")
+    if cases + test_cases == 0:
+        raise ValueError("a phantom dataset needs at least one case (cases or test_cases > 0)")
     out = Path(out)
     folders = [out / f"{kind}{subset}" for subset in SUBSETS for kind in ("images", "labels")]
     busy = [f for f in folders if f.is_dir() and any(f.iterdir())]
@@ -139,7 +141,8 @@ def write_phantom_dataset(
     entries = plan_dataset(
         cases=cases, test_cases=test_cases, burden=burden, rng=np.random.default_rng(plan_seq)
     )
-    for folder in folders:
+    used = {entry.subset for entry in entries}  # an empty subset folder would fail `nfbench data check`
+    for folder in [out / f"{kind}{subset}" for subset in SUBSETS if subset in used for kind in ("images", "labels")]:
         folder.mkdir(parents=True, exist_ok=True)
         if overwrite:
             for f in folder.glob("*.nii*"):

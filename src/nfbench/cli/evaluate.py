@@ -111,16 +111,17 @@ def evaluate_command(
                 name, preset=preset, lesions=lesions, interactions=interactions if per_lesion else budget,
                 stop_dice=stop, click_policy=clicks, alpha=alpha, boxes=boxes))
         names = {s.name for s in scenarios}
-        for given, option, applies in ((interactions, "--interactions", "lesion-corrective" in names),
-                                       (budget, "--budget", "global-corrective" in names),
-                                       (alpha, "--alpha", any(s.click_policy == "edt-power" for s in scenarios))):
+        unused = [
+            (interactions, "--interactions", "lesion-corrective" in names, "only lesion-corrective takes it (the "
+             "single-click scenarios have one click per lesion; global-corrective's is --budget)"),
+            (budget, "--budget", "global-corrective" in names,
+             "only global-corrective takes it (lesion-corrective's is --interactions)"),
+            (alpha, "--alpha", any(s.click_policy == "edt-power" for s in scenarios),
+             "only the edt-power click policy (--clicks edt-power) takes it"),
+        ]
+        for given, option, applies, why in unused:
             if given is not None and not applies:
-                stderr.print(f"[yellow]warning:[/] {option} {given} is ignored: "
-                             + {"--interactions": "only lesion-corrective takes it (the single-click scenarios have one "
-                                                  "click per lesion; global-corrective's is --budget)",
-                                "--budget": "only global-corrective takes it (lesion-corrective's is --interactions)",
-                                "--alpha": "only the edt-power click policy (--clicks edt-power) takes it"}[option],
-                             highlight=False, soft_wrap=True)
+                stderr.print(f"[yellow]warning:[/] {option} {given} is ignored: {why}", highlight=False, soft_wrap=True)
         plan = EvaluationPlan(data=data, test_sets=tuple(dict.fromkeys(test_set)), models=tuple(specs),
                               scenarios=tuple(scenarios), seed=seed, fold=fold, cases=tuple(case or ()),
                               surface_metrics=surface_metrics, tolerance_mm=tolerance_mm,

@@ -51,6 +51,7 @@ __all__ = [
     "curves",
     "describe",
     "fold_table",
+    "is_lesion_scenario",
     "load_runs",
     "main_table",
     "noc_table",
@@ -256,7 +257,7 @@ def per_case_at(interactions: pd.DataFrame, value: str, interaction: int | None 
     return per_case(interactions[interactions["interaction"] == at], value, by_fold=by_fold)
 
 
-def _lesion_scenario(scenario: pd.Series) -> pd.Series:
+def is_lesion_scenario(scenario: pd.Series) -> pd.Series:
     """``lesion-*`` scenarios prompt one lesion per session (a protocol label starts with the name)."""
     return scenario.astype(str).str.startswith("lesion-")
 
@@ -268,7 +269,7 @@ def _level_rows(interactions: pd.DataFrame, level: str) -> tuple[pd.DataFrame, s
         raise ValueError(f"level must be 'lesion' or 'scan', got {level!r}")
     if level == "lesion":
         return interactions[interactions["lesion_id"] > 0], "dice_lesion"
-    scan = (interactions["lesion_id"] == 0) & ~_lesion_scenario(interactions["scenario"])
+    scan = (interactions["lesion_id"] == 0) & ~is_lesion_scenario(interactions["scenario"])
     return interactions[scan], "dice_scan"
 
 
@@ -399,11 +400,11 @@ def noc_table(tables: RunTables) -> pd.DataFrame:
         failed = counts.assign(**{f"nof_{x}": ~counts[f"reached_{x}"].astype(bool) for x in levels}, n_lesions=1)
         nof = failed.groupby(GROUP, dropna=False)[["n_lesions", *(f"nof_{x}" for x in levels)]].sum().reset_index()
         rows.append(lesion.merge(nof, on=GROUP).assign(level="lesion"))
-    scans = tables.ok_cases[~_lesion_scenario(tables.ok_cases["scenario"])]
+    scans = tables.ok_cases[~is_lesion_scenario(tables.ok_cases["scenario"])]
     if len(scans):
         columns = [f"noc_{x}_scan" for x in levels]
         scan = _mean_by(per_case(scans, columns), GROUP, columns)
-        curves = tables.interactions[~_lesion_scenario(tables.interactions["scenario"])
+        curves = tables.interactions[~is_lesion_scenario(tables.interactions["scenario"])
                                      & ~tables.interactions["lesion_free"].astype(bool)]
         best = curves.groupby(SESSION, dropna=False)["dice_scan"].max().reset_index()
         failed = best.assign(**{f"nof_{x}": best["dice_scan"] < x / 100 for x in levels}, n_scans=1)
@@ -462,7 +463,7 @@ def summary_table(tables: RunTables | list[str | Path]) -> pd.DataFrame:
             columns[f"lesion Dice @{n}"] = _mean_by(per_case_at(lesion_rows, "dice_lesion", n), GROUP, ["dice_lesion"])
     if len(scan_rows):
         columns["scan Dice at stop"] = _mean_by(per_case_at(scan_rows, "dice_scan"), GROUP, ["dice_scan"])
-        scans = tables.ok_cases[~_lesion_scenario(tables.ok_cases["scenario"])]
+        scans = tables.ok_cases[~is_lesion_scenario(tables.ok_cases["scenario"])]
         columns["interactions used"] = _mean_by(per_case(scans, "n_interactions"), GROUP, ["n_interactions"])
     measured = inter[~inter["carried_forward"].astype(bool)]
     columns["latency ms"] = _mean_by(per_case(measured, "latency_ms"), GROUP, ["latency_ms"])

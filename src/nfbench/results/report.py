@@ -29,6 +29,7 @@ from nfbench.results.aggregate import (
     config_summary,
     curves,
     fold_table,
+    is_lesion_scenario,
     load_runs,
     main_table,
     noc_table,
@@ -189,12 +190,12 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
     if budget is not None and budget < 1:
         raise ValueError(f"budget must be at least 1, got {budget}")
     tables = load_runs(list(runs))
-    lesion_budgets = tables.cases.loc[tables.cases["scenario"].str.startswith("lesion-"), "budget"]
+    lesion_budgets = tables.cases.loc[is_lesion_scenario(tables.cases["scenario"]), "budget"]
     if budget is not None and len(lesion_budgets) and budget > lesion_budgets.max():
         raise ValueError(f"--budget {budget}: the runs' lesion scenarios have at most {int(lesion_budgets.max())} "
                          "interactions")
     out = Path(out)
-    if out.exists() and not out.is_dir():
+    if out.exists() and not out.is_dir():  # a report folder may hold other files: reports are rewritten
         raise ValueError(f"{out}: exists and is not a folder; choose another report folder")
     out.mkdir(parents=True, exist_ok=True)
     say(f"{len(tables.configs)} run(s), {len(tables.cases)} case rows")
@@ -220,7 +221,7 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
 
     n = budget or DEFAULT_BUDGET
     tolerances = sorted({float(c.get("tolerance_mm", 2.0)) for c in tables.configs})
-    tolerance = " and ".join(f"{t:g} mm" for t in tolerances) or "2 mm"
+    tolerance = " and ".join(f"{t:g} mm" for t in tolerances)
     written = f"written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by nfbench {nfbench.__version__}"
     sections = [
         ("summary", "Summary", [_html.table(sheets["summary"])], METHODS),

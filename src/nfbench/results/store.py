@@ -24,7 +24,8 @@ import pandas as pd
 
 from nfbench.results.schema import ROW_TYPES, TABLES, row_values
 
-__all__ = ["RunStore", "RunError", "case_key", "finished_keys", "row_key", "write_part", "read_run_table", "load_config"]
+__all__ = ["RunStore", "RunError", "case_key", "finished_keys", "output_folder_problem", "row_key", "write_part",
+           "read_run_table", "load_config"]
 
 _IGNORED_FOR_RESUME = ("created", "versions", "run_id", "study_file", "study_sha256")
 
@@ -71,6 +72,16 @@ def _frame(name: str, rows: list) -> pd.DataFrame:
     return pd.DataFrame([row_values(r) for r in rows], columns=list(TABLES[name]))
 
 
+def output_folder_problem(folder: Path, marker: str, what: str) -> str | None:
+    """Why ``folder`` cannot hold a new or continued ``what`` (recognised by its ``marker`` file):
+    it is a file, or it holds other files and no ``marker``; None when it can."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder}: exists and is not a folder; choose another {what} folder"
+    if folder.is_dir() and not (folder / marker).exists() and any(folder.iterdir()):
+        return f"{folder}: folder holds other files and no {what}; choose an empty or new folder"
+    return None
+
+
 class RunStore:
     """Writes one run folder; ``resume=True`` reopens it and keeps the finished cases."""
 
@@ -78,10 +89,9 @@ class RunStore:
         self.root = Path(root)
         self.parts = self.root / "parts"
         existing = self.root / "config.json"
-        if self.root.exists() and not self.root.is_dir():
-            raise RunError(f"{self.root}: exists and is not a folder; choose another run folder")
-        if not existing.exists() and self.root.is_dir() and any(self.root.iterdir()):
-            raise RunError(f"{self.root}: folder holds other files and no nfbench run; choose an empty or new run folder")
+        problem = output_folder_problem(self.root, "config.json", "nfbench run")
+        if problem:
+            raise RunError(problem)
         if existing.exists():
             if not resume:
                 raise RunError(f"{self.root}: run folder already exists; resume it or choose another run folder")

@@ -5,8 +5,8 @@ the model's session does at evaluation) and kept in memory with its lesions' vox
 costs a crop, not a file read. Patches are centred on a lesion voxel with probability
 ``lesion_rate`` (a case with lesions drawn uniformly, then one of its lesions in proportion to
 voxels^0.25 or to √voxels, alternately, so tiny and large lesions are both learned; a lesion of a
-case with few lesions is drawn more often than one of a high-burden case), otherwise on a random voxel of the body. For 2D video
-models a case is a stack of frames and :class:`ClipSampler` cuts clips of consecutive frames that
+case with few lesions is drawn more often than one of a high-burden case), otherwise on a random
+voxel of the body. For 2D video models a case is a stack of frames and :class:`ClipSampler` cuts clips of consecutive frames that
 start on a lesion.
 """
 
@@ -160,8 +160,7 @@ class ClipSampler(PatchSampler):
 
     A lesion voxel is drawn as :meth:`PatchSampler.centre` draws patch centres on lesions (the
     case uniformly, then its lesion in proportion to voxels^0.25 or √voxels, alternately; then a voxel
-    uniformly): it is the
-    first click, and its frame the clip's first frame, so the click is uniform over the lesion on
+    uniformly): it is the first click, and its frame the clip's first frame, so the click is uniform over the lesion on
     that frame (SAM2's training, ``get_next_point(method="uniform")``). The clip runs forwards or
     backwards (drawn, or the way that fits; shorter when neither does), as evaluation propagates
     both ways from a prompt; flipped left–right with probability ``flip_rate``.

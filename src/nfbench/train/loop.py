@@ -173,11 +173,12 @@ def _check_out(config: TrainConfig, resume: bool) -> dict | None:
     """The saved state to resume from, or None for a fresh run; refuses a folder that holds another run."""
     out, record = Path(config.out), config.record()
     saved_config = out / _CONFIG
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"{out}: exists and is not a folder; choose another output folder")
+    from nfbench.results.store import output_folder_problem
+
+    problem = output_folder_problem(out, _CONFIG, "training run")
+    if problem:
+        raise TrainError(problem)
     started = saved_config.is_file()
-    if not started and out.is_dir() and any(out.iterdir()):
-        raise TrainError(f"{out}: folder holds other files and no training run; choose an empty or new folder")
     if started and not (out / _STATE).is_file():
         return None  # stopped before its first epoch ended: nothing to keep, it starts again
     if not resume:
@@ -255,7 +256,11 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
                  else _SampleValidator(config, recipe, device, val_patches))
     epoch, best = 0, {"epoch": 0, "dice": -1.0}
     if state is None:
-        validator.check(network)  # an option the model refuses fails now, not after the first epoch
+        try:
+            validator.check(network)  # an option the model refuses fails now, not after the first epoch
+        except TrainError:
+            (out / _CANDIDATE).unlink(missing_ok=True)  # leave the folder as it was: empty
+            raise
         (out / _CONFIG).write_text(json.dumps({**config.record(), "command": command}, indent=2) + "\n")
         with (out / _LOG).open("w", newline="") as handle:
             csv.writer(handle).writerow(METRICS)

@@ -179,7 +179,7 @@ def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *,
             values = row[columns].astype(float).to_numpy()
             ax.bar(x, values, width, color=colours[row["model"]], label=row["model"])
             for at in x[np.isnan(values)]:  # a missing bar must not read as zero
-                ax.text(at, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=6, color=colours[row["model"]])
+                ax.text(at, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=8, color=colours[row["model"]])
         ax.set_xticks(np.arange(len(columns)), labels)
         ax.set(title=_title(panel), ylabel=ylabel)
         if ylim is not None:

@@ -22,6 +22,13 @@ def test_check_clean_dataset_exits_0_with_table(dataset):
     assert "case_001" in result.stdout and "2 cases, no problems" in result.stdout
 
 
+def test_piped_check_table_keeps_long_case_names_whole(dataset):
+    name = "3_2022_P_719_T2_with_a_long_suffix"
+    result = runner.invoke(app, ["data", "check", str(dataset((name,))), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert name in result.stdout  # an 80-column table used to cut it to "3_2022…"
+
+
 def test_check_lists_every_problem_one_line_each_and_exits_1(dataset, nifti):
     root = dataset(("case_001", "case_003"))
     nifti(root / "labelsTr" / "case_003.nii.gz", np.zeros((12, 5, 20), np.uint8))

@@ -143,6 +143,10 @@ def test_unknown_case_or_test_set_is_an_error(tiny_dataset, tmp_path):
                           scenarios=(scenario_from_options("lesion-single"),))
     with pytest.raises(ValueError, match="no test set 'imagesTs_9'"):
         evaluate(plan, tmp_path / "run", quiet=True)
+    plan = EvaluationPlan(data=tiny_dataset, test_sets=("Ts_1",), models=("sphere",),
+                          scenarios=(scenario_from_options("lesion-single"),))
+    with pytest.raises(ValueError, match="no test set 'Ts_1'.*in full: imagesTs_1"):
+        evaluate(plan, tmp_path / "run", quiet=True)
 
 
 @pytest.mark.parametrize("tolerance", [-5.0, 0.0, float("nan")])

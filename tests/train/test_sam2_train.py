@@ -168,6 +168,7 @@ def test_cli_trains_sam2_and_refuses_bad_options(fold_dataset, tmp_path):
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run"), "-o", "image_size=64"])
     assert result.exit_code == 0, result.output
     assert "best epoch 1: validation lesion Dice on clips" in result.output
+    assert "sam2 without --init trains from random weights" in result.output
     card = json.loads((tmp_path / "run" / "card.json").read_text())
     assert card["model"] == "sam2" and card["options"] == {"config": TINY["config"], "image_size": "64"}
     assert f"--config {TINY['config']}" in card["command"] and "--frames 2" in card["command"]

@@ -6,6 +6,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 import nfbench
 
@@ -23,6 +24,12 @@ app.add_typer(data_app, name="data")
 
 stdout = Console(soft_wrap=True)  # piped output keeps its paths and commands on one line
 stderr = Console(stderr=True)
+
+
+def print_table(table: Table) -> None:
+    """A table on stdout; piped, at its natural width, so that no case or model name is cut at 80 columns."""
+    wide = stdout if stdout.is_terminal else Console(file=stdout.file, width=max(stdout.width, 240), soft_wrap=True)
+    wide.print(table)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

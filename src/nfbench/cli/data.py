@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
-from nfbench.cli._app import data_app, fail, stderr, stdout
+from nfbench.cli._app import data_app, fail, print_table, stderr, stdout
 
 __all__ = ["check_command", "split_command", "slice_command"]
 
@@ -76,7 +76,7 @@ def check_command(
         stdout.out(json.dumps(report.to_dict(), indent=2), highlight=False)
     else:
         if report.cases:
-            stdout.print(_summary_table(report))
+            print_table(_summary_table(report))
         for line in report.problem_lines():
             stdout.print(f"[red]problem[/] {escape(line)}", highlight=False, soft_wrap=True)
         verdict = "no problems" if report.ok else f"{len(report.problems)} problem(s)"

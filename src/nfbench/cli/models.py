@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nfbench.cli._app import app, stdout
+from nfbench.cli._app import app, print_table
 
 __all__ = ["models_command"]
 
@@ -35,4 +35,4 @@ def models_command(
         status = "[green]yes[/]" if m.available else "[red]no[/]"
         detail = m.description if m.available else "; ".join(m.missing)
         table.add_row(m.name, status, "needed" if m.needs_weights else "none", ", ".join(sorted(m.capabilities)), detail)
-    stdout.print(table)
+    print_table(table)

@@ -127,8 +127,10 @@ def select_cases(data: Path, test_sets: tuple[str, ...], cases: tuple[str, ...] 
         raise VolumeError("; ".join(str(p) for p in dataset.problems))
     missing_sets = [t for t in test_sets if t not in dataset.subsets]
     if missing_sets:
+        hints = [f"images{t}" for t in missing_sets if f"images{t}" in dataset.subsets]
+        hint = f" (the folder names in full: {', '.join(hints)})" if hints else ""
         raise ValueError(f"{data}: no test set {', '.join(map(repr, missing_sets))}; "
-                         f"it has {', '.join(sorted(dataset.subsets))}")
+                         f"it has {', '.join(sorted(dataset.subsets))}{hint}")
     chosen = [(t, c) for t in test_sets for c in dataset.subset(t) if not cases or c.name in cases]
     unknown = sorted(set(cases) - {c.name for _, c in chosen})
     if unknown:

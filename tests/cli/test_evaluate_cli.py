@@ -97,6 +97,7 @@ def test_cvpr25_preset_scores_like_the_challenge(tiny_dataset, tmp_path):
             "--preset", "cvpr25", "--quiet"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "model 'sphere' takes no boxes: in 'lesion-corrective' (cvpr25) its box step" in result.output
     rows = pd.read_parquet(tmp_path / "r" / "interactions.parquet")
     lesions = pd.read_parquet(tmp_path / "r" / "lesions.parquet")
     assert set(rows["budget"]) == {6} and set(rows["click_policy"]) == {"center-voxel"}

@@ -35,7 +35,7 @@ def test_parts_are_atomic_and_failed_cases_are_retried(tmp_path):
 
 def test_run_errors_name_the_folder_and_the_fix(tmp_path):
     RunStore(tmp_path / "r", {"run_id": "r", "seed": 1})
-    with pytest.raises(RunError, match="already exists; resume it or choose another"):
+    with pytest.raises(RunError, match=r"already exists; resume it \(--resume\) or choose another"):
         RunStore(tmp_path / "r", {"run_id": "r", "seed": 1})
     with pytest.raises(RunError, match="differs in seed"):
         RunStore(tmp_path / "r", {"run_id": "r", "seed": 2}, resume=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 
 from nfbench.interaction.scenarios import scenario_from_options
 from nfbench.io.dataset import discover_dataset
-from nfbench.io.volume import VolumeError, load_volume
+from nfbench.io.volume import VolumeError, load_volume, save_volume
 from nfbench.lesions import instance_map
 from nfbench.results.schema import TABLES
 from nfbench.results.store import RunError
@@ -82,9 +83,28 @@ def test_existing_run_needs_resume_and_same_configuration(tiny_dataset, tmp_path
     assert summary.skipped == 4 and summary.failed == []
 
 
+def test_resume_refuses_results_of_data_that_changed_and_takes_options_in_any_order(tiny_dataset, tmp_path):
+    data = shutil.copytree(tiny_dataset, tmp_path / "data")  # its label is replaced below
+    dataset = discover_dataset(data)
+    models = {"oracle": CaseOracle(dataset)}
+    plan = _plan(data)
+    evaluate(plan, tmp_path / "run", models=models, quiet=True)
+    reordered = plan.__class__(**{**plan.__dict__, "test_sets": plan.test_sets[::-1], "scenarios": plan.scenarios[::-1]})
+    assert evaluate(reordered, tmp_path / "run", models=models, quiet=True, resume=True).skipped == 4
+
+    case = dataset.subset("imagesTs_2")[0]
+    volume = load_volume(case.label)
+    save_volume(volume, case.label, data=np.zeros_like(volume.data))  # the label replaced
+    with pytest.raises(RunError, match=f"data of 2 finished case result.*{case.name}.*label .*{case.label.name}"):
+        evaluate(plan, tmp_path / "run", models=models, quiet=True, resume=True)
+    for part in (tmp_path / "run" / "parts").glob(f"*{case.name}*"):
+        shutil.rmtree(part)  # as the message says: those cases are evaluated again
+    summary = evaluate(plan, tmp_path / "run", models=models, quiet=True, resume=True)
+    assert summary.skipped == 2 and summary.evaluated == 2
+
+
 def test_lesion_free_case_evaluates(tiny_dataset, tmp_path):
     from nfbench.phantom import make_case
-    from nfbench.io.volume import save_volume
 
     phantom = make_case(size="tiny", burden="low", rng=1, n_lesions=0)
     image, label = phantom.volumes()

@@ -28,6 +28,8 @@ __all__ = ["RunStore", "RunError", "case_key", "finished_keys", "output_folder_p
            "read_run_table", "load_config"]
 
 _IGNORED_FOR_RESUME = ("created", "versions", "run_id", "study_file", "study_sha256")
+# Lists whose order decides no number (results are keyed and sorted): a resume may give them in another order.
+_UNORDERED_FOR_RESUME = ("test_sets", "models", "model_specs", "scenarios", "cases")
 
 
 class RunError(ValueError):
@@ -94,9 +96,10 @@ class RunStore:
             raise RunError(problem)
         if existing.exists():
             if not resume:
-                raise RunError(f"{self.root}: run folder already exists; resume it or choose another run folder")
+                raise RunError(f"{self.root}: run folder already exists; resume it (--resume) or choose another run folder")
             old = json.loads(existing.read_text())
-            differ = sorted(k for k in set(old) | set(config) if k not in _IGNORED_FOR_RESUME and old.get(k) != config.get(k))
+            differ = sorted(k for k in set(old) | set(config)
+                            if k not in _IGNORED_FOR_RESUME and _resume_value(k, old.get(k)) != _resume_value(k, config.get(k)))
             if differ:
                 raise RunError(f"{self.root}: cannot resume, the configuration differs in {', '.join(differ)}")
             self.config = old
@@ -134,6 +137,13 @@ class RunStore:
                 frame.to_csv(self.root / f"{name}.csv", index=False)
             frames[name] = frame
         return frames
+
+
+def _resume_value(key: str, value: object) -> object:
+    """A configuration entry as a resume compares it (the lists of ``_UNORDERED_FOR_RESUME`` in any order)."""
+    if key in _UNORDERED_FOR_RESUME and isinstance(value, list):
+        return sorted(json.dumps(v, sort_keys=True, default=str) for v in value)
+    return value
 
 
 def finished_keys(root: str | Path) -> set[str]:

@@ -20,13 +20,15 @@ from nfbench.io.check import grid_problems
 from nfbench.io.dataset import Case, Problem, discover_dataset
 from nfbench.io.volume import VolumeError
 from nfbench.models.base import InteractiveModel
+from nfbench.models.registry import check_spec
 from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
 from nfbench.runner.executors import Outcome, run_local
+from nfbench.runner.provenance import check_data_unchanged
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
-__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks"]
+__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks", "prompt_warnings"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,20 @@ def _check_prompts(plan: EvaluationPlan, models: dict[str, InteractiveModel]) ->
                                  "(ask for boxes, or use the cvpr25 preset)")
 
 
+def prompt_warnings(plan: EvaluationPlan) -> list[str]:
+    """What a reader should know before a run: a click-only model in a scenario whose first interaction
+    is a box step answers nothing there (Dice 0 at interaction 1; its clicks start at interaction 2)."""
+    notes = []
+    for spec in plan.models:
+        if "box" in check_spec(spec).capabilities:
+            continue
+        for scenario in plan.scenarios:
+            if scenario.box_step:
+                notes.append(f"model {spec.name!r} takes no boxes: in {scenario.name!r} ({scenario.preset}) its box "
+                             "step (interaction 1) answers nothing and scores 0; its clicks start at interaction 2")
+    return notes
+
+
 def select_cases(data: Path, test_sets: tuple[str, ...], cases: tuple[str, ...] = (), *,
                  check: bool = True) -> list[tuple[str, Case]]:
     """The (test set, case) pairs of ``test_sets`` in the dataset ``data``, in order (only ``cases``
@@ -193,7 +209,9 @@ def evaluate(
     _check_prompts(plan, loaded)
     cases = select_cases(plan.data, plan.test_sets, plan.cases)
     store = RunStore(out, plan.config(out.name), resume=resume)
-    tasks, skipped = plan_tasks(plan, cases, store.run_id, store.finished(),
+    done = store.finished()
+    check_data_unchanged(store.root, done)
+    tasks, skipped = plan_tasks(plan, cases, store.run_id, done,
                                 store.root / "predictions" if save_predictions else None)
     summary = EvaluationSummary(out, n_cases=len(cases), skipped=skipped)
     outcome = Outcome()

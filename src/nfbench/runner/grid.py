@@ -50,6 +50,7 @@ from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
 from nfbench.runner.evaluate import select_cases, versions
 from nfbench.runner.executors import WORKER_MODEL_LIMIT, Outcome, run_dask, run_local
+from nfbench.runner.provenance import check_data_unchanged
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
@@ -407,6 +408,7 @@ def run_grid(study: Study, out: str | Path | None = None, *, only: dict[str, set
     check_tasks(tasks, only=only, loaded=models or {})
     store = RunStore(out, study.config(out.name), resume=True)
     done = store.finished()
+    check_data_unchanged(store.root, done)
     pending, skipped = [], 0
     for task in tasks:
         task = replace(task, run_id=store.run_id)

@@ -13,15 +13,19 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
+
+import pandas as pd
 
 import nfbench
 from nfbench.interaction.scenarios import Scenario
 from nfbench.models.spec import ModelSpec, file_identity
 from nfbench.results.schema import ProvenanceRow, RunKeys
+from nfbench.results.store import RunError
 
-__all__ = ["case_provenance", "git_commit", "package_version", "task_config", "weights_sha256"]
+__all__ = ["case_provenance", "changed_data", "check_data_unchanged", "data_file_stamp", "git_commit", "package_version", "task_config", "weights_sha256"]
 
 NOT_INSTALLED = "not installed"
 
@@ -126,10 +130,54 @@ def task_config(task: object, scenario: Scenario) -> dict:
                   "options": {k: spec.options[k] for k in sorted(spec.options)}, "device": spec.device},
         "scenario": scenario.as_dict(),
         "seed": task.seed, "fold": task.fold, "test_set": task.test_set, "case": task.case,
-        "image": str(task.image), "label": None if task.label is None else str(task.label),
+        "image": str(Path(task.image).resolve()), "label": None if task.label is None else str(Path(task.label).resolve()),
+        "files": {"image": data_file_stamp(task.image), "label": None if task.label is None else data_file_stamp(task.label)},
         "surface_metrics": task.surface_metrics, "tolerance_mm": task.tolerance_mm,
         "recompute_instances": task.recompute_instances,
     }
+
+
+def data_file_stamp(path: Path) -> list[int] | None:
+    """Size and modification time (ns) of an image or label: what a resume compares to notice data
+    that changed under a run (cheap, unlike a hash of a 100 MB volume); None for a missing file."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def check_data_unchanged(root: Path, keys: Iterable[str]) -> None:
+    """Refuse to continue a run whose finished case results were computed from other data: kept,
+    they would mix silently with results of the new files (the tables could not tell them apart)."""
+    changed = changed_data(root, keys)
+    if changed:
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        raise RunError(f"{root}: cannot resume, the data of {len(changed)} finished case result(s) changed since "
+                       f"they were written: {'; '.join(changed[:3])}{more}; evaluate into a new run folder, or "
+                       f"delete those cases' folders under {Path(root) / 'parts'} to evaluate them again")
+
+
+def changed_data(root: Path, keys: Iterable[str]) -> list[str]:
+    """The finished case results of the run folder ``root`` whose image or label is no longer the
+    file they were computed from (changed, replaced or gone), as ``KEY (image|label path)``.
+
+    A part written before files were stamped has nothing to compare and is kept.
+    """
+    changed = []
+    for key in sorted(keys):
+        table = Path(root) / "parts" / key / "provenance.parquet"
+        if not table.is_file():
+            continue
+        for text in pd.read_parquet(table, columns=["task_config"])["task_config"]:
+            config = json.loads(text)
+            stamps = config.get("files") or {}
+            moved = [f"{what} {config[what]}" for what in ("image", "label")
+                     if stamps.get(what) is not None and data_file_stamp(config[what]) != stamps[what]]
+            if moved:
+                changed.append(f"{key} ({', '.join(moved)})")
+                break
+    return changed
 
 
 def case_provenance(keys: RunKeys, task: object, scenario: Scenario, model: object | None, *, model_seed: int,

@@ -183,7 +183,7 @@ def _check_out(config: TrainConfig, resume: bool) -> dict | None:
         return None  # stopped before its first epoch ended: nothing to keep, it starts again
     if not resume:
         if started:
-            raise TrainError(f"{out}: already holds a training run; resume it or choose another folder")
+            raise TrainError(f"{out}: already holds a training run; resume it (--resume) or choose another folder")
         return None
     if not started:
         raise TrainError(f"{out}: no training run to resume (no {_CONFIG} and {_STATE})")

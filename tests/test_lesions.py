@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nfbench.lesions import instance_map, is_binary_label, lesion_table, lesions_frame, voxel_volume_ml
+from nfbench.lesions import (
+    instance_ids_problem, instance_map, is_binary_label, lesion_table, lesions_frame, voxel_volume_ml,
+)
 
 
 def _two_blobs() -> np.ndarray:
@@ -93,3 +95,46 @@ def test_voxel_volume_is_the_absolute_determinant_in_ml(matrix, mm3):
     affine[:3, :3] = matrix
     affine[:3, 3] = (100.0, -50.0, 7.0)  # the origin does not matter
     assert voxel_volume_ml(affine) == pytest.approx(mm3 / 1000)
+
+
+def _separate_blobs(values: list[int], shape=(30, 6, 30)) -> np.ndarray:
+    """One 2×2×2 blob per entry of ``values``, far enough apart to be separate 26-connected regions."""
+    label = np.zeros(shape, np.uint8)
+    for n, value in enumerate(values):
+        i, k = 3 * (n % 9), 3 * (n // 9)
+        label[i : i + 2, 1:3, k : k + 2] = value
+    return label
+
+
+def test_mask_scaled_to_255_is_not_read_as_lesion_ids():
+    label = _separate_blobs([255] * 11)
+    problem = instance_ids_problem(label)
+    assert problem is not None
+    assert "label values (255)" in problem and "11 separate 26-connected regions" in problem
+    assert "--recompute-instances" in problem and "recompute_instances" in problem
+    assert len(np.unique(instance_map(label, recompute=True))) == 12  # the fix the message names
+
+
+def test_class_map_is_not_read_as_lesion_ids():
+    problem = instance_ids_problem(_separate_blobs([1, 2, 1, 2, 1, 2, 1, 2, 2]))
+    assert problem is not None and "label values (1, 2)" in problem and "9 separate" in problem
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_instance_maps_are_accepted(dtype):
+    label = _separate_blobs(list(range(1, 20))).astype(dtype)
+    assert instance_ids_problem(label) is None
+    label[25, 4, 25] = 7  # lesion 7 in two pieces
+    assert instance_ids_problem(label) is None
+    touching = np.zeros((6, 6, 6), dtype)
+    touching[0:2, 0:2, 0:2], touching[2:4, 2:4, 2:4] = 2, 3  # separate instances touching at a corner
+    assert instance_ids_problem(touching) is None
+
+
+def test_binary_and_one_region_labels_are_accepted():
+    assert instance_ids_problem(_separate_blobs([1] * 11)) is None  # binary: split into components anyway
+    assert instance_ids_problem(np.zeros((3, 3, 3), np.uint8)) is None
+    # 0/255 with one lesion is indistinguishable from an instance map with lesion 255: read as such.
+    assert instance_ids_problem(_separate_blobs([255])) is None
+    assert instance_ids_problem(_separate_blobs([255] * 2)) is None  # at most two regions per value
+    assert instance_ids_problem(_separate_blobs([255] * 3)) is not None

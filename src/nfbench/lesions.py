@@ -11,7 +11,17 @@ import pandas as pd
 from nfbench.components import connected_components
 from nfbench.types import BoxSlices
 
-__all__ = ["Lesion", "instance_map", "lesion_table", "lesions_frame", "is_binary_label", "voxel_volume_ml"]
+__all__ = ["Lesion", "instance_map", "instance_ids_problem", "lesion_table", "lesions_frame", "is_binary_label",
+           "voxel_volume_ml", "MAX_PIECES_PER_ID"]
+
+MAX_PIECES_PER_ID = 2
+"""How many separate 26-connected pieces a non-binary label may hold per distinct non-zero value.
+
+In an instance map each ID is one lesion, in one piece or, where thick slices cut it, a few: on
+the phantom's instance maps there are at most 1.07 pieces per ID. A mask saved as 0/255, or a
+class map (0/1/2), holds many lesions per value. More than 2 pieces per value, on average, is
+refused as not lesion IDs (:func:`instance_ids_problem`); a single lesion split in two is kept.
+"""
 
 
 def voxel_volume_ml(affine: np.ndarray) -> float:
@@ -48,12 +58,53 @@ def _smallest_uint(n: int) -> type:
     return np.uint64
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box holding every True voxel of a non-empty mask (lesions fill a small part of a scan)."""
+    axes = range(mask.ndim)
+    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in axes if a != axis))) for axis in axes]
+    return tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
+
+
+def _list_values(values: np.ndarray, *, shown: int = 5) -> str:
+    text = ", ".join(str(int(v)) for v in values[:shown])
+    return text if values.size <= shown else f"{text}, ... ({values.size} values)"
+
+
+def instance_ids_problem(label: np.ndarray) -> str | None:
+    """Why a non-binary label's values cannot be lesion IDs; None when they can (or the label is binary).
+
+    Non-binary values are used as lesion IDs, so a mask scaled to 0/255 or a class map would
+    silently count one lesion per value. Such a label is recognised by its pieces: more than
+    :data:`MAX_PIECES_PER_ID` times as many regions as distinct non-zero values, a region being a
+    26-connected set of voxels of one value (one ``cc3d`` pass over the labelled voxels' bounding
+    box; touching instances stay separate regions, so an instance map has at least one per ID).
+    Passed, as the rule cannot tell them from instance maps: any label with at most two regions
+    per value, so an instance map with lesions in two pieces, but also a 0/255 mask with one
+    lesion (read as lesion 255: right) or two (read as one lesion in two pieces) and a class map
+    with at most two lesions per class. ``label`` holds integer values (of any numeric type).
+    """
+    if is_binary_label(label):
+        return None
+    mask = label > 0
+    values = np.unique(label[mask])
+    crop = label[_bounding_box(mask)]
+    _, pieces = connected_components(crop if crop.dtype.kind in "biu" else crop.astype(np.int64), connectivity=26)
+    if pieces <= MAX_PIECES_PER_ID * values.size:
+        return None
+    return (f"label values ({_list_values(values)}) look like a mask scaled to 0/255 or a class map, not lesion "
+            f"IDs: {pieces} separate 26-connected regions for {values.size} distinct value(s), more than "
+            f"{MAX_PIECES_PER_ID} per value; store lesions as a 0/1 mask or as IDs 1..N, or have evaluate recompute "
+            "the instances from connected components (nfbench evaluate --recompute-instances; "
+            "recompute_instances=True in the evaluation plan)")
+
+
 def instance_map(label: np.ndarray, *, recompute: bool = False) -> np.ndarray:
     """Instance IDs (0 = background) of a binary or instance label.
 
     A binary label (values 0/1) is split into 26-connected components. An instance label keeps
     its IDs unless ``recompute`` is set, in which case the components of ``label > 0`` are used.
-    The returned array has the smallest unsigned type that holds the IDs.
+    The returned array has the smallest unsigned type that holds the IDs. Whether the values can
+    be IDs at all is for the checks to say (:func:`instance_ids_problem`), not for this function.
     """
     if not recompute and not is_binary_label(label):
         return label.astype(_smallest_uint(int(label.max())), copy=False)

@@ -353,3 +353,45 @@ def test_case_problems_of_a_usable_case_and_of_recomputed_instances(tmp_path, ni
     image.write_bytes(b"not a NIfTI file")
     (problem,) = case_problems(image, label, keep_ids=False)
     assert problem.path == image and problem.message.startswith("not a readable NIfTI file")
+
+
+def _blobs(value_of, n: int, shape=(30, 6, 30)) -> np.ndarray:
+    """``n`` separate 2×2×2 lesions, the n-th holding ``value_of(n)``."""
+    label = np.zeros(shape, np.uint8)
+    for i in range(n):
+        label[3 * (i % 9) : 3 * (i % 9) + 2, 1:3, 3 * (i // 9) : 3 * (i // 9) + 2] = value_of(i)
+    return label
+
+
+def test_labels_whose_values_are_not_lesion_ids_are_reported(tmp_path, nifti):
+    image = np.ones((30, 6, 30), np.float32)
+    root = tmp_path / "d"
+    _labelled(root, "scaled", image, _blobs(lambda i: 255, 11), nifti)  # a 0/1 mask saved as 0/255
+    _labelled(root, "classes", image, _blobs(lambda i: 1 + i % 2, 9), nifti)  # a class map
+    _labelled(root, "instances", image, _blobs(lambda i: i + 1, 11), nifti)
+    report = check_dataset(root)
+    classes, scaled = _lines(report)
+    assert classes.startswith("labelsTr/classes.nii.gz: label values (1, 2) look like")
+    assert "9 separate 26-connected regions for 2 distinct value(s)" in classes
+    assert scaled.startswith("labelsTr/scaled.nii.gz: label values (255) look like a mask scaled to 0/255")
+    assert "11 separate 26-connected regions" in scaled and "nfbench evaluate --recompute-instances" in scaled
+    summary = {c.case: (c.ok, c.n_lesions) for c in report.cases}
+    assert summary == {"classes": (False, None), "instances": (True, 11), "scaled": (False, None)}
+
+
+def test_instance_map_with_a_lesion_in_two_pieces_passes(tmp_path, nifti):
+    label = _blobs(lambda i: i + 1, 3)
+    label[20, 4, 20] = 2  # lesion 2 has a second piece, far from the first
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones(label.shape, np.float32), label, nifti)
+    report = check_dataset(root)
+    assert report.ok and report.cases[0].n_lesions == 3
+
+
+def test_complex_image_is_reported(tmp_path, nifti):
+    root = tmp_path / "d"
+    _labelled(root, "a", np.ones((4, 4, 4), np.complex64), np.zeros((4, 4, 4), np.uint8), nifti)
+    assert _lines(check_dataset(root)) == [
+        "imagesTr/a_0000.nii.gz: image holds complex values (complex64); store a real image (e.g. the magnitude) "
+        "to evaluate it"
+    ]

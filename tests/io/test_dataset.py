@@ -135,3 +135,30 @@ def test_label_folders_without_images_and_misspelt_subsets_are_reported(tmp_path
         ("labelsTS_3", "folder name not understood"),
         ("labelsTs_2", "label folder without its image folder imagesTs_2"),
     ]
+
+
+def test_any_images_or_labels_folder_that_is_no_subset_is_reported(tmp_path, nifti):
+    root = tmp_path / "d"
+    for folder in ("imagesTr", "labelsTr", "imagesTest", "labelsTest", "imagestr2", "labelsVal", "Images_old",
+                   "labelsTr_instance_v2", "splits"):
+        _touch(root / folder / "a.nii.gz", nifti)
+    ds = discover_dataset(root)
+    assert list(ds.subsets) == ["imagesTr"]
+    reported = {p.path.name: p.message for p in ds.problems}
+    assert sorted(reported) == ["Images_old", "imagesTest", "imagestr2", "labelsTest", "labelsTr_instance_v2",
+                                "labelsVal"]
+    for message in reported.values():
+        assert message.startswith("folder name not understood: subsets are imagesTr, imagesTs and imagesTs_<name>")
+        assert "labelsTr, labelsTs and labelsTs_<name>" in message
+
+
+def test_misnamed_folders_are_reported_when_no_subset_is_found(tmp_path, nifti):
+    root = tmp_path / "d"
+    for folder in ("imagesTest", "labelsTest"):
+        _touch(root / folder / "a.nii.gz", nifti)
+    ds = discover_dataset(root)
+    assert [(p.path.name, p.message.split(":")[0]) for p in ds.problems] == [
+        ("d", "no imagesTr or imagesTs* folder found"),
+        ("imagesTest", "folder name not understood"),
+        ("labelsTest", "folder name not understood"),
+    ]

@@ -198,3 +198,11 @@ def test_scaled_integer_file_keeps_its_values(tmp_path, affine_of):
     out = nib.load(save_volume(vol, tmp_path / "out.nii.gz"))
     np.testing.assert_array_equal(out.get_fdata(), nib.load(tmp_path / "scaled.nii.gz").get_fdata())
     np.testing.assert_array_equal(out.affine, nib.load(tmp_path / "scaled.nii.gz").affine)
+
+
+def test_complex_voxels_are_refused_as_a_real_image(tmp_path, nifti):
+    path = nifti(tmp_path / "c.nii.gz", np.full((3, 4, 5), 1 + 2j, np.complex64))
+    with pytest.raises(VolumeError, match=r"c\.nii\.gz: image holds complex values \(complex64\)"):
+        load_volume(path, dtype=np.float32)
+    assert load_volume(path).data.dtype == np.complex64  # the stored type, when no cast is asked for
+    assert load_volume(path, dtype=np.complex128).data.dtype == np.complex128

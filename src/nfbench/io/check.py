@@ -1,10 +1,10 @@
 """Dataset validation: every problem of a dataset folder, and a per-case summary.
 
 Headers are read first (shape, affine, dimensionality) and voxels only for the value checks
-(finite image values, integer, non-negative and not too sparse labels) and the lesion count, so a
-check of a large dataset costs one decompression per file. :func:`label_problems`,
-:func:`pair_problems` and :func:`case_problems` are the checks of one case that ``evaluate`` runs
-too, with the same messages.
+(real and finite image values; integer, non-negative, not too sparse labels whose values can be
+lesion IDs) and the lesion count, so a check of a large dataset costs one decompression per file.
+:func:`image_problems`, :func:`label_problems`, :func:`pair_problems` and :func:`case_problems`
+are the checks of one case that ``evaluate`` runs too, with the same messages.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import nibabel as nib
 import numpy as np
 
 from nfbench.io.dataset import Case, Problem, discover_dataset
-from nfbench.io.volume import VolumeError, canonical_grid, read_header, read_voxels
-from nfbench.lesions import instance_map, lesion_table
+from nfbench.io.volume import VolumeError, canonical_grid, complex_problem, read_header, read_voxels
+from nfbench.lesions import instance_ids_problem, instance_map, lesion_table
 
-__all__ = ["CaseSummary", "CheckReport", "check_dataset", "case_problems", "grid_problems", "label_problems",
-           "pair_problems",
+__all__ = ["CaseSummary", "CheckReport", "check_dataset", "case_problems", "grid_problems", "image_problems",
+           "label_problems", "pair_problems",
            "AFFINE_TOLERANCE_MM", "MAX_UNUSED_LABEL_IDS"]
 
 AFFINE_TOLERANCE_MM = 1e-3
@@ -164,13 +164,25 @@ def _canonical_geometry(header: _Header) -> tuple[tuple[int, int, int], tuple[fl
     return header.shape, spacing, "".join(nib.aff2axcodes(header.stored_affine))  # type: ignore[return-value]
 
 
-def _check_image_values(path: Path, data: np.ndarray, problems: list[Problem]) -> None:
+def image_problems(data: np.ndarray) -> list[str]:
+    """Why an image's voxels cannot be evaluated; empty when they can.
+
+    Refused: complex values (:func:`~nfbench.io.volume.complex_problem`) and NaN or infinite
+    voxels, which models and intensity statistics would silently turn into wrong results. One
+    ``np.isfinite`` pass, for floating types only; the voxels are counted only when some are bad.
+    The messages are those ``nfbench data check`` prints after the image's file name.
+    """
+    complex_values = complex_problem(data.dtype)
+    if complex_values:
+        return [complex_values]
     if not np.issubdtype(data.dtype, np.floating):
-        return
+        return []
+    finite = np.isfinite(data)
+    if finite.all():
+        return []
     n_nan = int(np.count_nonzero(np.isnan(data)))
-    n_inf = int(np.count_nonzero(np.isinf(data)))
-    if n_nan or n_inf:
-        problems.append(Problem(path, f"image holds non-finite values ({n_nan} NaN, {n_inf} infinite voxels)"))
+    n_inf = data.size - int(np.count_nonzero(finite)) - n_nan
+    return [f"image holds non-finite values ({n_nan} NaN, {n_inf} infinite voxels)"]
 
 
 def label_problems(data: np.ndarray, *, keep_ids: bool = True) -> list[str]:
@@ -179,7 +191,9 @@ def label_problems(data: np.ndarray, *, keep_ids: bool = True) -> list[str]:
     Refused: an unsupported data type, non-integer values (NaN and infinity included), negative
     values and, when the values are used as lesion IDs (``keep_ids``; not when instances are
     recomputed from connected components), more than :data:`MAX_UNUSED_LABEL_IDS` unused IDs below
-    the largest. The messages are those ``nfbench data check`` prints after the label's file name.
+    the largest, or values that are not IDs at all (a 0/255 mask or a class map:
+    :func:`~nfbench.lesions.instance_ids_problem`). The messages are those ``nfbench data check``
+    prints after the label's file name.
     """
     if data.dtype == bool or data.size == 0:
         return []
@@ -208,10 +222,11 @@ def label_problems(data: np.ndarray, *, keep_ids: bool = True) -> list[str]:
     if high > MAX_UNUSED_LABEL_IDS:  # only then can the unused IDs exceed the limit
         used = int(np.unique(data[data > 0]).size)
         if high - used > MAX_UNUSED_LABEL_IDS:
-            problems.append(f"label IDs are too sparse: the largest is {high} but {used} distinct lesion IDs are used "
-                            f"({high - used} unused, more than {MAX_UNUSED_LABEL_IDS}; per-lesion tables would "
-                            f"exhaust memory); renumber the lesions 1..{used}")
-    return problems
+            return [f"label IDs are too sparse: the largest is {high} but {used} distinct lesion IDs are used "
+                    f"({high - used} unused, more than {MAX_UNUSED_LABEL_IDS}; per-lesion tables would "
+                    f"exhaust memory); renumber the lesions 1..{used}"]
+    not_ids = instance_ids_problem(data)
+    return [not_ids] if not_ids else []
 
 
 def _format_affine(affine: np.ndarray) -> str:
@@ -296,7 +311,7 @@ def _check_case(root: Path, case: Case, tolerance: float) -> tuple[CaseSummary, 
     image_hdr = _read_header(case.image, problems)
     image_data = _read_voxels(case.image, image_hdr, problems) if image_hdr else None
     if image_data is not None:
-        _check_image_values(case.image, image_data, problems)
+        problems += [Problem(case.image, message) for message in image_problems(image_data)]
     del image_data
     n_lesions = volume_ml = None
     usable = None if case.label is None else _usable_label(
@@ -351,9 +366,11 @@ def check_dataset(
     Checked: folders present and non-empty; every image has a label and every label an image
     (paired by case name); no case name twice within a folder or across subsets; readable gzip
     and NIfTI; 3D (a trailing singleton axis is accepted); image and label on the same voxels
-    (:func:`pair_problems`: canonical shape and affine); image values finite; label values
-    integer, non-negative and not too sparse (:func:`label_problems`). A label with no lesion is
-    valid. Lesions are counted as :func:`nfbench.lesions.instance_map` defines them.
+    (:func:`pair_problems`: canonical shape and affine); image values real and finite
+    (:func:`image_problems`); label values integer, non-negative, not too sparse and, for a
+    non-binary label, usable as lesion IDs (:func:`label_problems`). A label with no lesion is
+    valid. Lesions are counted as :func:`nfbench.lesions.instance_map` defines them. Folders
+    named like a subset but not understood are reported (their files would be left out).
     """
     if not affine_tolerance >= 0:
         raise ValueError(f"affine tolerance must be a non-negative number of mm, got {affine_tolerance}")

@@ -117,7 +117,7 @@ def discover_dataset(root: str | Path) -> Dataset:
         return Dataset(root, {}, [Problem(root, "dataset folder does not exist")])
     image_folders = sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"images(Tr|Ts.*)", p.name))
     if not image_folders:
-        return Dataset(root, {}, [Problem(root, "no imagesTr or imagesTs* folder found")])
+        return Dataset(root, {}, [Problem(root, "no imagesTr or imagesTs* folder found"), *_stray_folders(root, set())])
     subsets: dict[str, list[Case]] = {}
     problems: list[Problem] = []
     for folder in image_folders:
@@ -147,16 +147,20 @@ def discover_dataset(root: str | Path) -> Dataset:
     return Dataset(root, subsets, problems + _stray_folders(root, {f.name for f in image_folders}))
 
 
+_UNDERSTOOD_FOLDERS = ("subsets are imagesTr, imagesTs and imagesTs_<name> (any name starting imagesTs) with "
+                       "their labels folders labelsTr, labelsTs and labelsTs_<name> (or the same ending _instance), "
+                       "spelt with this case; the files of this folder are not read")
+
+
 def _stray_folders(root: Path, image_folders: set[str]) -> list[Problem]:
-    """Label folders without their image folder, and folders misspelling a subset's name: their
-    cases would silently be left out."""
+    """Label folders without their image folder, and folders named images*/labels* (any case) that
+    are no subset (``imagesTest``, ``imagestr2``, ``labelsVal``): their cases would silently be left out."""
     problems = []
     for path in sorted(p for p in root.iterdir() if p.is_dir()):
         labels = re.fullmatch(r"labels(Tr|Ts.*?)(_instance)?", path.name)
         if labels and f"images{labels.group(1)}" not in image_folders:
             problems.append(Problem(path, f"label folder without its image folder images{labels.group(1)}"))
         elif (not labels and path.name not in image_folders
-              and re.fullmatch(r"(images|labels)(tr|ts.*)", path.name, flags=re.IGNORECASE)):
-            problems.append(Problem(path, "folder name not understood: subsets are imagesTr, imagesTs* and their "
-                                          "labels folders, spelt with this case"))
+              and re.match(r"images|labels", path.name, flags=re.IGNORECASE)):
+            problems.append(Problem(path, f"folder name not understood: {_UNDERSTOOD_FOLDERS}"))
     return problems

@@ -14,7 +14,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 from nfbench.types import Spacing
 
 __all__ = ["Volume", "VolumeError", "load_volume", "save_volume", "read_header", "read_voxels", "canonical_grid",
-           "NIFTI_SUFFIXES"]
+           "complex_problem", "NIFTI_SUFFIXES"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _RAS = axcodes2ornt(("R", "A", "S"))
@@ -130,6 +130,18 @@ def read_voxels(path: Path, img: nib.Nifti1Image) -> np.ndarray:
     return data
 
 
+def complex_problem(dtype: np.dtype | type) -> str | None:
+    """Why voxels of ``dtype`` cannot be used as a real image (None when they can).
+
+    Casting complex voxels to a real type keeps the real part with only numpy's ComplexWarning,
+    so a complex image (MR phase data, an FFT) would be evaluated on half of its content.
+    """
+    if not np.issubdtype(np.dtype(dtype), np.complexfloating):
+        return None
+    return (f"image holds complex values ({np.dtype(dtype)}); store a real image (e.g. the magnitude) "
+            "to evaluate it")
+
+
 def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Volume:
     """Load a NIfTI file and bring it to the closest canonical RAS+ orientation.
 
@@ -144,11 +156,17 @@ def load_volume(path: str | Path, *, dtype: np.dtype | type | None = None) -> Vo
     Returns
     -------
     Volume
-        A trailing singleton 4th axis is squeezed; a real 4D volume raises :class:`VolumeError`.
+        A trailing singleton 4th axis is squeezed; a real 4D volume raises :class:`VolumeError`,
+        and so do complex voxels asked for as a real ``dtype`` (:func:`complex_problem`), before
+        any voxel is read.
     """
     img = read_header(path)
     path = Path(path)
     shape = _spatial_shape(path, tuple(int(s) for s in img.shape))
+    wants_real = dtype is not None and not np.issubdtype(np.dtype(dtype), np.complexfloating)
+    complex_values = complex_problem(img.get_data_dtype()) if wants_real else None
+    if complex_values:
+        raise VolumeError(f"{path}: {complex_values}")
     try:
         data = read_voxels(path, img)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:

@@ -19,7 +19,7 @@ import numpy as np
 from nfbench.interaction.loop import simulate_case
 from nfbench.interaction.scenarios import Scenario
 from nfbench.interaction.scoring import score_case
-from nfbench.io.check import label_problems
+from nfbench.io.check import image_problems, label_problems
 from nfbench.io.volume import Volume, VolumeError, load_volume, save_volume
 from nfbench.lesions import Lesion, instance_map, lesion_table
 from nfbench.models.base import InteractiveModel
@@ -127,16 +127,23 @@ class _LoadedCase:
     lesions: list[Lesion]
 
 
+def _refuse(path: Path, problems: list[str]) -> None:
+    """Raise the problems of one file as the case's error, with the messages of ``nfbench data check``."""
+    if problems:
+        raise VolumeError(f"{path}: {'; '.join(problems)}")
+
+
 def _load_case(task: Task) -> _LoadedCase:
     """The case's image, label and lesions; the grids were checked when the task was planned
-    (:func:`~nfbench.runner.evaluate.select_cases`), the label's values are checked here."""
+    (:func:`~nfbench.runner.evaluate.select_cases`), the voxel values are checked here: complex or
+    non-finite image voxels, and label values that are not integers or not lesion IDs (unless the
+    instances are recomputed), would give wrong scores with no error."""
     if task.label is None:
         raise VolumeError(f"{task.image}: image without label")
-    image = load_volume(task.image, dtype=np.float32)
+    image = load_volume(task.image, dtype=np.float32)  # refuses complex voxels
+    _refuse(task.image, image_problems(image.data))
     label = load_volume(task.label)
-    problems = label_problems(label.data, keep_ids=not task.recompute_instances)
-    if problems:
-        raise VolumeError(f"{task.label}: {'; '.join(problems)}")
+    _refuse(task.label, label_problems(label.data, keep_ids=not task.recompute_instances))
     data = label.data if label.data.dtype.kind in "biu" else label.data.astype(np.int64)
     instances = instance_map(data, recompute=task.recompute_instances)
     return _LoadedCase(image, label, instances, lesion_table(instances, affine=image.affine))

@@ -103,6 +103,24 @@ def test_resume_refuses_results_of_data_that_changed_and_takes_options_in_any_or
     assert summary.skipped == 2 and summary.evaluated == 2
 
 
+def test_cases_off_their_grid_or_without_label_are_refused_with_what_to_do(tiny_dataset, tmp_path):
+    import nibabel as nib
+
+    data = shutil.copytree(tiny_dataset, tmp_path / "data")
+    case = discover_dataset(data).subset("imagesTs_1")[0]
+    label = nib.load(case.label)
+    affine = label.affine.copy()
+    affine[0, 3] += 0.02  # a label 0.02 mm off its image
+    nib.save(nib.Nifti1Image(np.asarray(label.dataobj), affine, label.header), case.label)
+    plan = EvaluationPlan(data=data, test_sets=("imagesTs_1",), models=("sphere",),
+                          scenarios=(scenario_from_options("lesion-single"),))
+    with pytest.raises(VolumeError, match=r"0\.02 mm apart > tolerance.*give the label its image's affine"):
+        evaluate(plan, tmp_path / "run", quiet=True)
+    case.label.unlink()
+    with pytest.raises(VolumeError, match="image without label.*--case evaluates only the cases named"):
+        evaluate(plan, tmp_path / "run", quiet=True)
+
+
 def test_lesion_free_case_evaluates(tiny_dataset, tmp_path):
     from nfbench.phantom import make_case
 

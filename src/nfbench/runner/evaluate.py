@@ -160,7 +160,14 @@ def select_cases(data: Path, test_sets: tuple[str, ...], cases: tuple[str, ...] 
                           else grid_problems(c.image, c.label))]
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise VolumeError(f"{len(problems)} problem(s) with the cases to evaluate: {'; '.join(problems[:5])}{more}")
+        hints = []
+        if any("mm apart > tolerance" in p for p in problems):
+            hints.append("labels must lie on their image's grid: where the difference is only rounding, give the "
+                         "label its image's affine (nfbench data check --affine-tolerance MM tells which)")
+        if any(p.endswith("image without label") for p in problems):
+            hints.append("--case evaluates only the cases named")
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise VolumeError(f"{len(problems)} problem(s) with the cases to evaluate: {'; '.join(problems[:5])}{more}{hint}")
     return chosen
 
 

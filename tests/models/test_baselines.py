@@ -404,3 +404,16 @@ def test_region_grow_answers_an_int16_image_spanning_its_range_as_its_float_copy
         answers.append(session.predict())
     np.testing.assert_array_equal(answers[0], answers[1])
     assert dice(answers[1], truth) > 0.99
+
+
+@pytest.mark.parametrize("name", ["region-grow", "random-walker"])
+def test_intensities_near_the_float32_limit_are_answered_as_the_image_scaled_down(name):
+    data, truth, centre = _target_lesion(rng=3)
+    answers = []
+    for scale in (1.0, 3e38 / 480.0):  # about ±3e38: differences of neighbours overflow float32
+        centred = (data - 500.0) * scale
+        session = FullMaskSession(name, _volume(centred, spacing=(1.0, 3.0, 1.0)))
+        session.add_click(Click(centre, True))
+        answers.append(session.predict())
+    assert dice(answers[0], truth) > 0.95
+    assert dice(answers[1], answers[0]) > 0.99

@@ -63,6 +63,12 @@ def clicks_in(box: BoxSlices, clicks: list[Click], margin: tuple[int, int, int] 
     return [c for c in clicks if all(s.start - m <= v < s.stop + m for s, v, m in zip(box, c.ijk, margin))]
 
 
+def percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile`` in float64: its interpolation subtracts neighbouring values, which overflows
+    float32 for intensities beyond ±1.7e38 (and gives NaN thresholds)."""
+    return float(np.percentile(values.astype(np.float64, copy=False), q))
+
+
 def target_level(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> float:
     """The lesion level at a positive click: the larger of the clicked voxel and the 75th
     percentile of its small neighbourhood ``near``.
@@ -71,7 +77,7 @@ def target_level(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -
     clicked voxel alone is at the mercy of noise. A click in the darker centre of a "target sign"
     lesion gives a lower lesion level; the thresholds derived from it then still hold the bright rim.
     """
-    return max(float(crop[seed]), float(np.percentile(crop[near], 75)))
+    return max(float(crop[seed]), percentile(crop[near], 75))
 
 
 @dataclass(frozen=True)
@@ -124,9 +130,9 @@ def polarity(crop: np.ndarray, seed: tuple[int, int, int], near: BoolMask) -> in
     voxel and the 75th percentile of its neighbourhood ``near``, or the darker of the voxel and the
     25th percentile (a small lesion fills only part of ``near``).
     """
-    middle = float(np.median(crop))
-    up = max(float(crop[seed]), float(np.percentile(crop[near], 75))) - middle
-    down = middle - min(float(crop[seed]), float(np.percentile(crop[near], 25)))
+    middle = float(np.median(crop.astype(np.float64, copy=False)))  # float32 overflows averaging two values near ±3e38
+    up = max(float(crop[seed]), percentile(crop[near], 75)) - middle
+    down = middle - min(float(crop[seed]), percentile(crop[near], 25))
     return 1 if up >= down else -1
 
 
@@ -241,7 +247,7 @@ class ClickRegionSession:
         box = box_around(click.ijk, radius_mm, self.spacing, self.shape)
         crop = self.image.data[box]
         sign = polarity(crop, to_local(box, click.ijk), ball_in(box, click.ijk, near_mm, self.spacing))
-        return Surroundings(sign, float(np.percentile(self.oriented(crop, sign), 30)))
+        return Surroundings(sign, percentile(self.oriented(crop, sign), 30))
 
     def oriented(self, crop: np.ndarray, sign: int) -> np.ndarray:
         """``crop``, contrast-inverted for a dark target (``sign`` -1), so that the models always

@@ -17,7 +17,7 @@ from skimage.segmentation import random_walker
 from nfbench.bbox import mask_bbox
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
-    ClickRegionSession, Region, Surroundings, ball_in, clicks_in, like_click, own_side, single_voxel,
+    ClickRegionSession, Region, Surroundings, ball_in, clicks_in, like_click, own_side, percentile, single_voxel,
     target_level, to_local,
 )
 from nfbench.models.baselines.region_grow import fill_holes, grow_from_seed, object_thresholds, stable_threshold
@@ -121,7 +121,7 @@ class _RandomWalkerSession(ClickRegionSession):
             candidate &= ndimage.binary_dilation(stable, _SIX, iterations=model.band)
         if not candidate[seed]:
             candidate = single_voxel(crop.shape, seed)
-        rim = float(np.percentile(crop[candidate], 90))
+        rim = percentile(crop[candidate], 90)
         bright = crop >= background + model.high * (rim - background)
         if rim > 1.15 * level and fill_holes(bright, axis)[seed] and not bright[seed]:
             level = rim  # clicked in a darker centre enclosed by a bright rim: scale by the rim
@@ -131,7 +131,7 @@ class _RandomWalkerSession(ClickRegionSession):
             for s, m, n in zip(mask_bbox(candidate), margin, crop.shape)  # type: ignore[arg-type]
         )
         inner = tuple(slice(box[a].start + sub[a].start, box[a].start + sub[a].stop) for a in range(3))
-        data = (crop[sub].astype(np.float32) - background) / (level - background)
+        data = ((crop[sub].astype(np.float64) - background) / (level - background)).astype(np.float32)
         labels = np.where(candidate[sub], 0, 2).astype(np.uint8)
         core = grow_from_seed(data, to_local(inner, click.ijk), model.high, thick_axis=axis)
         labels[core & ndimage.binary_erosion(candidate[sub], _SIX)] = 1  # the sure core, off the background seeds

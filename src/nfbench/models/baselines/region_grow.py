@@ -19,7 +19,7 @@ from scipy import ndimage
 from nfbench.io.volume import Volume
 from nfbench.models.baselines.click_regions import (
     ClickRegionSession, Region, Surroundings, ball_in, clicks_in, like_click, own_side, single_voxel,
-    overlap, relative, target_level, to_local,
+    overlap, percentile, relative, target_level, to_local,
 )
 from nfbench.models.blocks.encodings import ball
 from nfbench.types import BoolMask, BoxSlices, Click
@@ -230,7 +230,7 @@ class _RegionGrowSession(ClickRegionSession):
                                              leak_ratio=model.leak_ratio)
         top = level
         for _ in range(RIM_STEPS):  # clicked in a darker centre: the rim tells the lesion's level
-            rim = float(np.percentile(crop[region], 90)) if region.any() else top
+            rim = percentile(crop[region], 90) if region.any() else top
             if rim <= 1.15 * top:
                 break
             retry = stable_threshold(crop, seed, object_thresholds(rim, background), thick_axis=axis,

@@ -123,3 +123,25 @@ def write_run(folder: Path, run: RunTables, *, run_id: str = "r1", previews: dic
         for key, arrays in previews.items():
             np.savez_compressed(folder / "previews" / f"{key}.npz", **arrays)
     return folder
+
+
+def lc_options(**changed) -> dict:
+    """config.json's options of lesion-corrective as `nfbench evaluate` records them, with ``changed``."""
+    return {"name": "lesion-corrective", "lesions": 20, "interactions": 3, "stop_dice": None, "click_policy": "center",
+            "alpha": 8.0, "boxes": False, "box_step": False, "preset": "default", **changed}
+
+
+def option_runs(folder: Path, *runs: tuple[str, str, dict]) -> list[Path]:
+    """Run folders under ``folder``, one per (run id, model, scenario_options): lesion-corrective on the
+    same six cases, with a model spec of one option."""
+    names = [f"c{n}" for n in range(6)]
+    folders = []
+    for run_id, model, options in runs:
+        rows = [r for n, c in enumerate(names) for r in session(model, "lesion-corrective", "t", c, [0.1 * n, 0.5, 0.9],
+                                                                 run_id=run_id)]
+        cases = [case(model, "lesion-corrective", "t", c, 0.5, run_id=run_id) for c in names]
+        spec = {"name": model, "weights": None, "weights_identity": None, "options": {"honour_clicks": "true"},
+                "device": "auto"}
+        folders.append(write_run(folder / run_id, tables(rows, [], cases), run_id=run_id, scenario_options=options,
+                                 model_specs=[spec], models=[model]))
+    return folders

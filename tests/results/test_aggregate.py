@@ -10,6 +10,7 @@ import pytest
 
 from nfbench.results.aggregate import (
     RunTables,
+    config_summary,
     curves,
     fold_table,
     load_runs,
@@ -19,8 +20,9 @@ from nfbench.results.aggregate import (
     size_table,
     summary_table,
 )
+from nfbench.results.report import comparison_table
 from nfbench.results.store import RunError
-from tests.results._frames import case, lesion, lesion_free, session, tables, write_run
+from tests.results._frames import case, lc_options, lesion, lesion_free, option_runs, session, tables, write_run
 
 LC, GC = "lesion-corrective", "global-corrective"
 
@@ -304,3 +306,45 @@ def test_a_run_without_the_protocol_columns_is_refused(tmp_path):
         pd.read_parquet(path).drop(columns=["budget", "stop_dice"]).to_parquet(path)
     with pytest.raises(RunError, match="interactions table lacks the columns budget, stop_dice"):
         load_runs([folder])
+
+
+# -- scenario options (lesions K, alpha, boxes, preset) and what the header lists (review issue 1) -----------
+
+
+def test_runs_whose_scenario_options_differ_are_separate_protocols(tmp_path):
+    k10, k20 = option_runs(tmp_path, ("r1", "a", {LC: lc_options(lesions=10)}), ("r2", "b", {LC: lc_options()}))
+    loaded = load_runs([k10, k20])
+    labels = {"r1": f"{LC} (lesions 10)", "r2": f"{LC} (lesions 20)"}
+    for name in ("interactions", "cases"):
+        frame = getattr(loaded, name)
+        assert dict(zip(frame["run_id"], frame["scenario"])) == labels
+    assert comparison_table(loaded).empty  # the original compared a (lesions 10) with b (lesions 20) in one row
+    assert len(main_table(loaded)) == 2
+    same = load_runs(option_runs(tmp_path / "same", ("s1", "a", {LC: lc_options()}), ("s2", "b", {LC: lc_options()})))
+    assert set(same.cases["scenario"]) == {LC} and len(comparison_table(same)) == 1
+
+
+def test_the_same_cases_under_other_scenario_options_are_not_counted_twice(tmp_path):
+    # a grid keys its options by protocol label; the same model and cases under another alpha
+    folders = option_runs(tmp_path, ("r1", "a", {LC: lc_options()}),
+                          ("r3", "a", {f"{LC} (center, budget 3, stop none)": lc_options(alpha=4.0)}))
+    loaded = load_runs(folders)  # the original refused: "case result(s) are in more than one run"
+    assert dict(zip(loaded.cases["run_id"], loaded.cases["scenario"])) == {"r1": f"{LC} (alpha 8)", "r3": f"{LC} (alpha 4)"}
+    assert main_table(loaded)["n_cases"].tolist() == [6, 6]
+
+
+def test_a_run_that_recorded_no_scenario_options_is_not_taken_for_equal(tmp_path):
+    folders = option_runs(tmp_path, ("r1", "a", {LC: lc_options()}), ("r2", "b", {}))
+    labels = load_runs(folders).cases.drop_duplicates("run_id").set_index("run_id")["scenario"]
+    assert labels.to_dict() == {"r1": LC, "r2": f"{LC} (options not recorded)"}
+    partly = option_runs(tmp_path / "partly", ("p1", "a", {LC: lc_options()}), ("p2", "b", {LC: lc_options(boxes=None)}))
+    assert set(load_runs(partly).cases["scenario"]) == {f"{LC} (boxes no)", f"{LC} (boxes unknown)"}
+
+
+def test_config_summary_lists_each_runs_scenario_and_model_options(tmp_path):
+    what = config_summary(load_runs(option_runs(tmp_path, ("r1", "a", {LC: lc_options(lesions=10)}),
+                                                ("r2", "b", {LC: lc_options()}))))
+    assert what["scenario options"][f"r1 · {LC}"]["lesions"] == 10  # the original showed one run's for both
+    assert what["scenario options"][f"r2 · {LC}"]["lesions"] == 20
+    assert what["model options"] == {"r1 · a": {"honour_clicks": "true", "device": "auto"},
+                                     "r2 · b": {"honour_clicks": "true", "device": "auto"}}

@@ -124,3 +124,36 @@ def test_runs_with_different_budgets_get_their_own_panel_and_end_at_their_budget
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [[list(line.get_xdata()) for line in ax.get_lines()] for ax in panels] == [[[1, 2, 3]], [[1, 2, 3, 4, 5]]]
     np.testing.assert_allclose(panels[0].get_lines()[0].get_ydata(), [0.2, 0.4, 0.6])
+
+
+# -- NoC axis and lesion-size counts (review issue 3) ----------------------------------------------------------
+
+
+def _visible(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def test_the_noc_axis_runs_from_zero_to_the_budget():
+    les, cases = [], []
+    for model, noc in (("a", (1, 2, 2)), ("b", (2, 2, 3))):
+        for name in ("c1", "c2"):
+            les.append(lesion(model, LC, "t", name, 1, 0.9, noc=noc, budget=5))
+            cases.append(case(model, LC, "t", name, 0.9, budget=5))
+    ax = _visible(noc_figure(tables([], les, cases), colours=model_colours(["a", "b"])))[0]
+    assert ax.get_ylim() == (0.0, 5.0)  # the original stopped just above the tallest bar (3)
+    assert ax.get_ylabel() == "interactions (never reached = budget)"
+
+
+def test_lesion_size_bins_show_lesions_and_cases_and_no_error_bar_for_one_case():
+    # < 1 ml: three lesions in two cases; 1–10 ml: one lesion, one case; > 10 ml: none
+    les = [lesion("a", LC, "t", "c1", 1, 0.6, volume_ml=0.5), lesion("a", LC, "t", "c1", 2, 0.8, volume_ml=0.5),
+           lesion("a", LC, "t", "c2", 1, 0.9, volume_ml=0.5), lesion("a", LC, "t", "c1", 3, 0.7, volume_ml=5.0)]
+    cases = [case("a", LC, "t", name, 0.8) for name in ("c1", "c2")]
+    ax = _visible(size_figure(tables([], les, cases), colours=model_colours(["a"])))[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["< 1 ml\n3 lesions\n2 cases", "1–10 ml\n1 lesion\n1 case",
+                                                            "> 10 ml\n0 lesions\n0 cases"]
+    bars = {round(p.get_x() + p.get_width() / 2, 6): p.get_height() for p in ax.patches}
+    assert bars[0.0] == pytest.approx(0.8) and bars[1.0] == pytest.approx(0.7)  # (0.7 + 0.9) / 2; one case
+    error_x = {round(float(seg[0][0]), 6) for lines in ax.collections for seg in lines.get_segments()}
+    assert 0.0 in error_x and 1.0 not in error_x  # the original drew a zero-width bar for the one case
+    assert [t.get_text() for t in ax.texts] == ["1 case"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from html import unescape
 
 import pandas as pd
 import pytest
@@ -11,8 +12,10 @@ from typer.testing import CliRunner
 
 from nfbench.cli import app
 from nfbench.results.aggregate import load_runs, main_table, per_case_at, size_table, summary_table
-from nfbench.results.report import comparison_table, markdown_table, write_report
-from tests.results._frames import case, lesion, lesion_free, session, tables, write_run
+from nfbench.results import _html
+from nfbench.results.aggregate import RunTables
+from nfbench.results.report import comparison_table, few_cases_warnings, markdown_table, write_report
+from tests.results._frames import case, lc_options, lesion, lesion_free, option_runs, session, tables, write_run
 
 
 @pytest.fixture
@@ -86,7 +89,9 @@ def test_report_command_refuses_a_folder_that_is_not_a_run(tmp_path):
     assert result.exit_code == 1 and "--budget" in result.output
 
 
-def test_comparisons_use_the_budget_or_the_scenarios_last_interaction():
+def _six_cases_two_scenarios() -> RunTables:
+    """Models a and b on six cases of lesion-corrective (a better at interaction 2 only) and lesion-single
+    (a better by 0.2)."""
     rows, cases = [], []
     for n in range(6):
         for model, shift in (("a", 0.2), ("b", 0.0)):
@@ -94,13 +99,17 @@ def test_comparisons_use_the_budget_or_the_scenarios_last_interaction():
             rows += session(model, "lesion-corrective", "t", name, [0.1, 0.2 + shift * (n + 1) / 6, 0.9])
             rows += session(model, "lesion-single", "t", name, [0.3 + shift], budget=1)
             cases += [case(model, "lesion-corrective", "t", name, 0.5), case(model, "lesion-single", "t", name, 0.5, budget=1)]
-    table = comparison_table(tables(rows, [], cases), budget=2).set_index("scenario")
+    return tables(rows, [], cases)
+
+
+def test_comparisons_use_the_budget_or_the_scenarios_last_interaction():
+    table = comparison_table(_six_cases_two_scenarios(), budget=2).set_index("scenario")
     assert table.loc["lesion-corrective", "compared"] == "lesion Dice after 2 interaction(s)"
     assert table.loc["lesion-corrective", "rank_biserial"] == 1.0  # a is better on every case at 2
     assert table.loc["lesion-corrective", "mean_difference"] == pytest.approx(0.2 * 3.5 / 6)
     assert table.loc["lesion-single", "compared"] == "lesion Dice after 1 interaction(s)"
     assert table.loc["lesion-single", "n_cases"] == 6
-    at3 = comparison_table(tables(rows, [], cases)).set_index("scenario")
+    at3 = comparison_table(_six_cases_two_scenarios()).set_index("scenario")
     assert at3.loc["lesion-corrective", "mean_difference"] == 0.0 and at3.loc["lesion-corrective", "p_value"] == 1.0
 
 
@@ -117,6 +126,72 @@ def test_a_one_model_report_has_an_empty_but_headed_comparisons_table(tmp_path):
 def test_markdown_table():
     text = markdown_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x|y", "z"]}))
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x\\|y |", "|  | z |"]
+
+
+def test_missing_counts_are_empty_cells_in_markdown_and_html_alike():
+    frame = pd.DataFrame({"n": pd.array([3, None], dtype="Int64"), "s": ["x", None], "v": [0.5, float("nan")]})
+    assert markdown_table(frame).splitlines()[2:] == ["| 3 | x | 0.500 |", "|  |  |  |"]  # was "| <NA> | None |"
+    html = _html.table(frame)
+    assert "NA" not in html and "None" not in html and "<td>3</td>" in html
+    assert html.count("<td></td>") == 3
+
+
+def test_a_report_prints_no_na_marker_for_levels_past_the_stop(tmp_path):
+    stop = dict(stop_dice=0.8)
+    rows = session("a", "lesion-corrective", "t", "c1", [0.85], **stop)
+    folder = write_run(tmp_path / "run", tables(rows, [lesion("a", "lesion-corrective", "t", "c1", 1, 0.85, **stop)],
+                                                [case("a", "lesion-corrective", "t", "c1", 0.85, **stop)]))
+    page = write_report([folder], tmp_path / "report", quiet=True, dpi=30).read_text()
+    noc = pd.read_csv(tmp_path / "report" / "tables" / "noc.csv")
+    assert noc["nof_90"].isna().all()  # not measured: sessions stop at 0.8
+    assert "<NA>" not in (tmp_path / "report" / "tables.md").read_text() and "&lt;NA&gt;" not in page
+
+
+def test_the_column_definitions_say_what_lesion_dice_and_fp_volume_count(tmp_path):
+    rows = session("a", "lesion-corrective", "t", "c1", [0.5, 0.7, 0.9])
+    folder = write_run(tmp_path / "run", tables(rows, [lesion("a", "lesion-corrective", "t", "c1", 1, 0.9)],
+                                                [case("a", "lesion-corrective", "t", "c1", 0.9)]))
+    page = unescape(write_report([folder], tmp_path / "report", quiet=True, dpi=30).read_text())
+    markdown = (tmp_path / "report" / "tables.md").read_text()
+    for text in (page, markdown):
+        assert "with the voxels of the scan's other lesions left out of both" in text
+        assert "dice_lesion_strict" in text
+        assert "components that overlap no lesion of the scan at all" in text
+        assert "a component touching a lesion adds nothing, even its voxels outside the lesion" in text
+
+
+# -- too few cases for any significance, with the Holm correction (review issue 2) ----------------------------
+
+
+def _comparisons(n_cases: list[int], p_values: list[float] | None = None) -> pd.DataFrame:
+    return pd.DataFrame({"n_cases": n_cases, "p_value": p_values or [0.5] * len(n_cases)})
+
+
+def test_few_cases_warnings_use_the_smallest_holm_p_of_the_comparisons_made():
+    assert few_cases_warnings(_comparisons([6])) == []  # alone, 6 cases can reach 0.031
+    two = few_cases_warnings(_comparisons([6, 6]))  # the original said nothing: 6 is not below 6
+    assert len(two) == 1 and "the 2 comparison(s) are Holm-corrected together" in two[0]
+    assert "smallest p_holm would be 0.0625 ≥ 0.05" in two[0]
+    assert few_cases_warnings(_comparisons([8] * 6)) == []  # 6 × 2/2^8 = 0.047
+    assert len(few_cases_warnings(_comparisons([8] * 7))) == 1  # 7 × 2/2^8 = 0.055
+    # rows not compared (no p-value) are not in the Holm family
+    assert few_cases_warnings(_comparisons([6, 0, 0], [0.5, float("nan"), float("nan")])) == []
+    small = few_cases_warnings(_comparisons([5, 9]))
+    assert "1 comparison(s) rest on fewer than 6 cases (smallest n = 5)" in small[0] and len(small) == 1
+    assert few_cases_warnings(_comparisons([])) == []
+
+
+def test_the_report_warns_when_holm_leaves_no_comparison_a_chance(tmp_path, capsys):
+    folder = write_run(tmp_path / "run", _six_cases_two_scenarios())
+    page = write_report([folder], tmp_path / "report", quiet=True, dpi=30).read_text()
+    err = capsys.readouterr().err
+    comparisons = pd.read_csv(tmp_path / "report" / "tables" / "comparisons.csv")
+    assert comparisons["n_cases"].tolist() == [6, 6]
+    for text in (err, page):
+        assert "smallest p_holm would be 0.0625 ≥ 0.05, so none of them can be significant" in text
+    assert "fewer than 6 cases" not in err
+    # the note no longer reads as if 6 cases were enough
+    assert "significance at 0.05 needs 2/2^n &lt; 0.05/m" in page and "6 cases (smallest p 0.031) only as the only row" in page
 
 
 def test_report_of_a_run_whose_cases_all_failed(tmp_path):
@@ -161,3 +236,16 @@ def test_report_tables_and_page_show_capped_hd95_lesion_free_scans_and_cvpr_scor
     assert math.isnan(main["hd95_lesion_mm"]) and main["hd95_lesion_mm_capped"] == 250.0
     assert (main["auc_dice_cvpr"], main["auc_nsd_cvpr"], main["nsd_cvpr_scan"]) == (3.2, 2.4, 0.8)
     assert "replaced by the image diagonal in mm" in page and "n_lesion_free" in page and "range 0–4" in page
+
+
+def test_what_was_run_lists_each_runs_scenario_and_model_options(tmp_path):
+    folders = option_runs(tmp_path, ("r1", "a", {"lesion-corrective": lc_options(lesions=10)}),
+                          ("r2", "b", {"lesion-corrective": lc_options()}))
+    page = unescape(write_report(folders, tmp_path / "report", quiet=True, dpi=30).read_text())
+    header = page[page.index("<section id='run'>"):page.index("</section>")]
+    # the original showed one "lesion-corrective: lesions=10" for both runs and no model options
+    assert "r1 · lesion-corrective: lesions=10, interactions=3" in header
+    assert "r2 · lesion-corrective: lesions=20, interactions=3" in header
+    assert "<dt>model options</dt><dd>r1 · a: honour_clicks=true, device=auto<br>r2 · b: honour_clicks=true" in header
+    main = pd.read_csv(tmp_path / "report" / "tables" / "main.csv")
+    assert set(main["scenario"]) == {"lesion-corrective (lesions 10)", "lesion-corrective (lesions 20)"}

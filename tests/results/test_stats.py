@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nfbench.results.stats import bootstrap_ci, holm, paired_comparisons, rank_biserial
+from nfbench.results.stats import bootstrap_ci, holm, paired_comparisons, rank_biserial, smallest_holm_p, smallest_p
 
 
 def test_holm_on_a_hand_made_list():
@@ -67,3 +67,15 @@ def test_wilcoxon_p_value_of_a_one_sided_sweep_is_the_exact_answer():
     table = paired_comparisons(pd.DataFrame(rows), value="dice", by=["scenario", "test_set"])
     assert table["p_value"].iloc[0] == pytest.approx(2 / 64)
     assert table["rank_biserial"].iloc[0] == 1.0 and table["n_cases"].iloc[0] == 6
+
+
+def test_smallest_attainable_p_values_with_and_without_holm():
+    assert smallest_p(6) == pytest.approx(2 / 2**6) and smallest_p(5) == pytest.approx(2 / 2**5)
+    assert np.isnan(smallest_p(0))
+    # Holm multiplies the smallest p of the family by its size: 6 cases reach 0.031 alone, 0.0625 in pairs
+    assert smallest_holm_p([6]) == pytest.approx(0.03125)
+    assert smallest_holm_p([6, 6]) == pytest.approx(0.0625)
+    assert smallest_holm_p([6] * 6) == pytest.approx(0.1875)
+    assert smallest_holm_p([8] * 6) == pytest.approx(6 * 2 / 2**8)  # < 0.05: 8 cases can carry six rows
+    assert smallest_holm_p([3, 10]) == pytest.approx(2 * 2 / 2**10)  # the best row sets the family's floor
+    assert np.isnan(smallest_holm_p([]))

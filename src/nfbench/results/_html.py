@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -30,10 +29,12 @@ nav a{margin-right:.8rem}
 
 
 def markdown_table(frame: pd.DataFrame, *, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table (floats rounded, NaN shown as empty, ``|`` escaped)."""
+    """A GitHub-flavoured Markdown table (floats rounded, missing values shown empty, ``|`` escaped)."""
     def cell(value: object) -> str:
+        if pd.api.types.is_scalar(value) and pd.isna(value):  # NaN, None, pd.NA: empty, as in the HTML
+            return ""
         if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.{digits}f}"
+            return f"{value:.{digits}f}"
         return str(value).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
@@ -56,9 +57,12 @@ def figure(path: Path, caption: str, *, anchor: str, dpi: float) -> str:
 
 
 def table(frame: pd.DataFrame, *, digits: int = 3) -> str:
-    """A scrollable HTML table; floats rounded, NaN shown empty."""
+    """A scrollable HTML table; floats rounded, missing values shown empty (pandas writes ``<NA>`` for
+    those of nullable columns such as counts, whatever ``na_rep`` says)."""
     if frame.empty:
         return "<p class='muted'>nothing to show</p>"
+    nullable = [c for c in frame.columns if isinstance(frame[c].dtype, pd.api.extensions.ExtensionDtype)]
+    frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), "") for c in nullable})
     body = frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, classes="table")
     return f"<div class='scroll'>{body}</div>"
 
@@ -78,18 +82,21 @@ def header(what: dict[str, object], *, written: str) -> str:
     """Title and the description of what was run (a definition list)."""
     rows = []
     for key, value in what.items():
-        if isinstance(value, dict):
-            value = "; ".join(f"{k}: {_options(v)}" for k, v in value.items())
+        if isinstance(value, dict):  # options of each run and scenario or model: one line each
+            entries = [html.escape(f"{k}: {_options(v)}") for k, v in value.items()]
+            text = ("<br>" if any(isinstance(v, dict) for v in value.values()) else "; ").join(entries)
         elif isinstance(value, (list, tuple)):
-            value = ", ".join(map(str, value))
-        rows.append(f"<dt>{html.escape(key)}</dt><dd>{html.escape(str(value))}</dd>")
+            text = html.escape(", ".join(map(str, value)))
+        else:
+            text = html.escape(str(value))
+        rows.append(f"<dt>{html.escape(key)}</dt><dd>{text}</dd>")
     return (f"<h1>nfbench report</h1><p class='muted'>{html.escape(written)}</p>"
             f"<section id='run'><h3>What was run</h3><dl>{''.join(rows)}</dl></section>")
 
 
 def _options(value: object) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return ", ".join(f"{k}={v}" for k, v in value.items() if k != "name") or "defaults"
     return str(value)
 
 

@@ -12,6 +12,9 @@ Rules, each fixing a mistake of the original analysis (reference/seed_spec.md §
 - **One protocol per row.** Runs that differ in click policy, budget or early-stop target are
   never averaged together: every table is grouped by :data:`GROUP`, which holds all three, and
   :func:`load_runs` labels such scenarios apart (``"lesion-corrective (budget 5)"``) for figures.
+  Runs that differ in another scenario option of their config.json (the number of lesions K,
+  alpha, boxes, the preset: :data:`SCENARIO_OPTIONS`) are labelled apart the same way
+  (``"lesion-corrective (lesions 10)"``), so they are separate rows too.
 - **"After N interactions" is the row whose ``interaction`` equals N** (1-based), never a
   positional row, and exists only for N ≤ the run's budget. Nothing is carried forward here: the
   engine writes every session with exactly ``budget`` rows (the rows after an early stop flagged
@@ -29,13 +32,15 @@ Rules, each fixing a mistake of the original analysis (reference/seed_spec.md §
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nfbench.interaction.scenarios import Scenario
 from nfbench.results.schema import RUN_KEYS, TABLES, THRESHOLDS
 from nfbench.results.stats import N_RESAMPLES, bootstrap_ci
 from nfbench.results.store import RunError, load_config, read_run_table, row_key
@@ -44,6 +49,7 @@ __all__ = [
     "DEFAULT_BUDGET",
     "GROUP",
     "PROTOCOL",
+    "SCENARIO_OPTIONS",
     "SESSION",
     "SIZE_BINS",
     "RunTables",
@@ -65,7 +71,14 @@ __all__ = [
 ]
 
 PROTOCOL = ["scenario", "click_policy", "budget", "stop_dice"]
-"""What makes two evaluations comparable: the same scenario, click policy, budget and stop target."""
+"""What makes two evaluations comparable: the same scenario, click policy, budget and stop target
+(and the same :data:`SCENARIO_OPTIONS`, which :func:`load_runs` writes into the scenario's label)."""
+
+_IN_PROTOCOL = ("name", "interactions", "click_policy", "stop_dice")
+"""Scenario options that the PROTOCOL columns already hold (``interactions`` is the budget, or unused)."""
+
+SCENARIO_OPTIONS = tuple(f.name for f in fields(Scenario) if f.name not in _IN_PROTOCOL)
+"""The scenario options of a run's config.json that change its numbers beside the PROTOCOL columns."""
 
 GROUP = ["model", "scenario", "test_set", *PROTOCOL[1:]]
 """One row of every summary table: a model on one protocol and a test set."""
@@ -112,9 +125,11 @@ class RunTables:
 def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
     """Read and concatenate the tables of run folders (they may hold different models or scenarios).
 
-    A scenario run under several protocols among the runs (click policies, budgets or stop
-    targets) gets one label per protocol naming what differs, ``"<scenario> (<policy>, budget <n>,
-    stop <dice>)"``. The same run given twice is an error (its cases would count twice), and so are
+    A scenario run under several protocols among the runs (click policies, budgets, stop targets
+    or other scenario options of the runs' config.json) gets one label per protocol naming what
+    differs, ``"<scenario> (<policy>, budget <n>, stop <dice>, lesions <k>)"``; a run that recorded
+    no scenario options is never taken for equal to one that did (``"options not recorded"``). The
+    same run given twice is an error (its cases would count twice), and so are
     a run whose tables lack a column of the schema and one whose sessions do not have one row per
     interaction up to their budget (both written by an older nfbench).
     """
@@ -122,7 +137,7 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
         raise RunError("no run folder given")
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in _TABLE_NAMES}
     provenance: list[pd.DataFrame] = []
-    configs, seen, variant = [], {}, {}
+    configs, seen, variant, options = [], {}, {}, []
     for run in map(Path, runs):
         config = load_config(run)
         run_id = str(config.get("run_id"))
@@ -133,6 +148,7 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
         if (run / "provenance.parquet").is_file():
             provenance.append(pd.read_parquet(run / "provenance.parquet"))
         configs.append({**config, "_folder": str(run)})
+        options += _recorded_options(config)
         for name in _TABLE_NAMES:
             frame = read_run_table(run, name)
             missing = [c for c in TABLES[name] if c not in frame.columns]
@@ -143,21 +159,20 @@ def load_runs(runs: list[str | Path] | tuple[str | Path, ...]) -> RunTables:
         _check_sessions(parts["interactions"][-1], run)
     tables = {name: pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
               for name, frames in parts.items()}
-    _check_distinct_cases(tables["cases"], seen)
-    labels = _protocol_labels(tables["cases"])
-    cases = tables["cases"]
+    labels = _protocol_labels(_protocols(tables["cases"], options))
+    labelled = {name: frame.assign(scenario=_labelled(frame, labels)) for name, frame in tables.items()}
+    _check_distinct_cases(labelled["cases"], seen)
     previews = {}
-    for row, label in zip(cases.itertuples(index=False), _labelled(cases, labels)):
+    for row, label in zip(tables["cases"].itertuples(index=False), labelled["cases"]["scenario"]):
         if row.status != "ok":
             continue
         key = row_key(row, variant=variant[str(row.run_id)])
         path = seen[str(row.run_id)] / "previews" / f"{key}.npz"
         if path.is_file():
             previews[preview_key(row.model, label, row.test_set, row.case, row.fold, row.seed)] = path
-    tables = {name: frame.assign(scenario=_labelled(frame, labels)) for name, frame in tables.items()}
     found = [f for f in provenance if len(f)]
     extra = {"provenance": pd.concat(found, ignore_index=True)} if found else {}
-    return RunTables(**tables, configs=configs, previews=previews, **extra)
+    return RunTables(**labelled, configs=configs, previews=previews, **extra)
 
 
 def preview_key(model: str, scenario: str, test_set: str, case: str, fold: object, seed: object) -> tuple:
@@ -195,17 +210,61 @@ def _check_sessions(interactions: pd.DataFrame, run: Path) -> None:
                        "evaluate it again")
 
 
-def _protocol_labels(cases: pd.DataFrame) -> pd.DataFrame:
-    """The label of every protocol of a scenario run under several (PROTOCOL columns + ``label``)."""
+def _recorded_options(config: dict) -> list[dict]:
+    """The run's protocols as its config.json records them: run_id, the PROTOCOL columns its rows
+    have and the :data:`SCENARIO_OPTIONS`, one dict per entry of ``scenario_options``.
+
+    The PROTOCOL columns come from the :class:`Scenario` the options make, as the engine derives
+    its rows' keys, so an entry is found whether it is keyed by the scenario's name (`nfbench
+    evaluate`) or by a protocol label (`nfbench grid`).
+    """
+    known = {f.name for f in fields(Scenario)}
     rows = []
-    for scenario, group in cases[PROTOCOL].drop_duplicates().groupby("scenario"):
-        if len(group) < 2:
+    for recorded in config.get("scenario_options", {}).values():
+        scenario = Scenario(**{k: v for k, v in recorded.items() if k in known})
+        rows.append({"run_id": str(config.get("run_id")), "scenario": scenario.name,
+                     "click_policy": scenario.recorded_policy, "budget": scenario.budget,
+                     "stop_dice": math.nan if scenario.stop_dice is None else float(scenario.stop_dice),
+                     **{k: _hashable(recorded[k]) for k in SCENARIO_OPTIONS if k in recorded}})
+    return rows
+
+
+def _hashable(value: object) -> object:
+    """An option value that can be compared and grouped (a list or dict as its JSON text)."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else json.dumps(value, sort_keys=True)
+
+
+def _protocols(cases: pd.DataFrame, options: list[dict]) -> pd.DataFrame:
+    """Each run's protocols (run_id + PROTOCOL) with the scenario options it recorded (None where it
+    recorded none)."""
+    protocols = cases[["run_id", *PROTOCOL]].drop_duplicates().astype({"run_id": str})
+    if not options:
+        return protocols
+    recorded = pd.DataFrame(options).drop_duplicates(["run_id", *PROTOCOL]).astype({"budget": protocols["budget"].dtype})
+    merged = protocols.merge(recorded, on=["run_id", *PROTOCOL], how="left")
+    extra = [c for c in merged.columns if c not in protocols.columns]
+    return merged.assign(**{c: merged[c].astype(object).where(merged[c].notna(), None) for c in extra})
+
+
+def _protocol_labels(protocols: pd.DataFrame) -> pd.DataFrame:
+    """The label of every protocol of a scenario run under several: run_id, PROTOCOL + ``label``,
+    naming each PROTOCOL column or scenario option that differs between them; a run that recorded
+    no options is labelled so (the other protocols then keep the plain name if nothing else differs)."""
+    options = [c for c in protocols.columns if c not in ("run_id", *PROTOCOL)]
+    rows = []
+    for scenario, group in protocols.groupby("scenario"):
+        if len(group.drop(columns="run_id").drop_duplicates()) < 2:
             continue
+        recorded = group[options].notna().any(axis=1) if options else pd.Series(False, index=group.index)
         varying = [c for c in PROTOCOL[1:] if group[c].nunique(dropna=False) > 1]
-        for row in group.to_dict("records"):
-            parts = [_protocol_part(c, row[c]) for c in varying]
-            rows.append({**row, "label": f"{scenario} ({', '.join(parts)})"})
-    return pd.DataFrame(rows, columns=[*PROTOCOL, "label"])
+        varying += [c for c in options if group.loc[recorded, c].nunique(dropna=False) > 1]
+        for (_, row), known in zip(group.iterrows(), recorded):
+            parts = [_protocol_part(c, row[c]) for c in varying if known or c not in options]
+            if not known and recorded.any():
+                parts.append("options not recorded")
+            label = f"{scenario} ({', '.join(parts)})" if parts else scenario
+            rows.append({**{c: row[c] for c in ["run_id", *PROTOCOL]}, "label": label})
+    return pd.DataFrame(rows, columns=["run_id", *PROTOCOL, "label"])
 
 
 def _protocol_part(column: str, value: object) -> str:
@@ -213,14 +272,21 @@ def _protocol_part(column: str, value: object) -> str:
         return f"budget {int(value)}"
     if column == "stop_dice":
         return "no stop" if pd.isna(value) else f"stop {float(value):g}"
-    return str(value)
+    if column == "click_policy":
+        return str(value)
+    if value is None or pd.isna(value):
+        return f"{column} unknown"
+    if isinstance(value, bool):
+        return f"{column} {'yes' if value else 'no'}"
+    return f"{column} {value:g}" if isinstance(value, float) else f"{column} {value}"
 
 
 def _labelled(frame: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
     """The scenario column of ``frame`` with the protocol labels put in (row order kept)."""
     if labels.empty or frame.empty:
         return frame["scenario"]
-    label = frame[PROTOCOL].merge(labels, on=PROTOCOL, how="left")["label"].to_numpy()
+    keys = ["run_id", *PROTOCOL]
+    label = frame[keys].astype({"run_id": str}).merge(labels, on=keys, how="left")["label"].to_numpy()
     return frame["scenario"].where(pd.isna(label), pd.Series(label, index=frame.index))
 
 
@@ -482,8 +548,9 @@ def _counts(cases: pd.DataFrame) -> pd.DataFrame:
 
 
 def config_summary(tables: RunTables) -> dict[str, object]:
-    """What was run, for the report's header: run ids, dates, models, scenarios and their options,
-    click policies, seeds, folds, test sets, data folders and software versions."""
+    """What was run, for the report's header: run ids, dates, models, scenarios, click policies,
+    seeds, folds, test sets, data folders, each run's own scenario and model options (two runs of
+    one scenario may differ in them) and software versions."""
     configs = tables.configs
     versions: dict[str, set] = {}
     for config in configs:
@@ -499,9 +566,22 @@ def config_summary(tables: RunTables) -> dict[str, object]:
         "folds": sorted({str(c.get("fold")) for c in configs}),
         "test sets": sorted({t for c in configs for t in c.get("test_sets", [])}),
         "data": sorted({str(c.get("data", "")) for c in configs}),
-        "scenario options": {s: o for c in configs for s, o in c.get("scenario_options", {}).items()},
+        "scenario options": {f"{c.get('run_id')} · {s}": o for c in configs
+                             for s, o in c.get("scenario_options", {}).items()},
+        "model options": {key: o for c in configs for key, o in _model_options(c).items()},
         "versions": {name: " / ".join(sorted(v)) for name, v in versions.items()},
     }
+
+
+def _model_options(config: dict) -> dict[str, dict]:
+    """A run's model specs (config.json's ``model_specs``) by ``"<run> · <model>[ (fold f)]"``: the
+    model's own options, then its weights and device (those the run recorded)."""
+    found = {}
+    for spec in config.get("model_specs", []):
+        fold = f" (fold {spec['fold']})" if spec.get("fold") is not None else ""
+        options = {**spec.get("options", {}), "weights": spec.get("weights"), "device": spec.get("device")}
+        found[f"{config.get('run_id')} · {spec.get('name')}{fold}"] = {k: v for k, v in options.items() if v is not None}
+    return found
 
 
 _SOFTWARE = ("nfbench_version", "nfbench_commit", "python_version", "numpy_version", "torch_version",

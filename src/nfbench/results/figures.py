@@ -105,8 +105,8 @@ def _panels(groups: list, *, width: float = 4.2, height: float = 3.2) -> tuple[F
     return fig, axes.flat
 
 
-def _cases(n: int) -> str:
-    return f"{n} case" if n == 1 else f"{n} cases"
+def _count(n: int, what: str = "case") -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def _legend(fig: Figure, models: list[str], colours: dict[str, tuple], *, line: bool = False) -> None:
@@ -133,7 +133,7 @@ def curve_figure(tables: RunTables, *, level: str, colours: dict[str, tuple]) ->
             else:  # one interaction (single-click scenarios): an error bar instead of a band
                 err = np.vstack([line["mean"] - line["ci_low"], line["ci_high"] - line["mean"]]).clip(min=0)
                 ax.errorbar(line["interaction"], line["mean"], yerr=np.nan_to_num(err), color=colours[model], capsize=3)
-        ax.set(title=f"{_title(panel)} (n = {_cases(int(panel['n_cases'].max()))})", xlabel="interaction", ylim=(0, 1.02),
+        ax.set(title=f"{_title(panel)} (n = {_count(int(panel['n_cases'].max()))})", xlabel="interaction", ylim=(0, 1.02),
                ylabel="lesion Dice" if level == "lesion" else "scan Dice")
         if panel["interaction"].max() <= 10:
             ax.set_xticks(sorted(panel["interaction"].unique()))
@@ -144,7 +144,8 @@ def curve_figure(tables: RunTables, *, level: str, colours: dict[str, tuple]) ->
 
 @_styled
 def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
-    """Final lesion Dice per lesion-volume bin (mean over cases, 95% CI)."""
+    """Final lesion Dice per lesion-volume bin (mean over cases, 95% CI over cases); a bin of one
+    case has no interval to draw, so it gets no error bar but a "1 case" mark."""
     table = size_table(tables.lesions)
     if table.empty:
         return None
@@ -157,19 +158,35 @@ def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | Non
         for n, model in enumerate(models):
             rows = panel[panel["model"] == model].set_index("size_bin").reindex(bins)
             x = np.arange(len(bins)) + (n - (len(models) - 1) / 2) * width
-            err = np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]]).clip(min=0)
-            ax.bar(x, rows["mean"], width, color=colours[model], label=model, yerr=np.nan_to_num(err), capsize=2)
-        counts = panel.groupby("size_bin", observed=True)["n_lesions"].max().reindex(bins).fillna(0).astype(int)
-        ax.set_xticks(np.arange(len(bins)), [f"{b}\n(n={c})" for b, c in zip(bins, counts)])
+            ax.bar(x, rows["mean"], width, color=colours[model], label=model)
+            _case_error_bars(ax, x, rows)
+        counts = panel.groupby("size_bin", observed=True)[["n_lesions", "n_cases"]].max().reindex(bins).fillna(0)
+        ax.set_xticks(np.arange(len(bins)), [f"{b}\n{_count(int(c.n_lesions), 'lesion')}\n{_count(int(c.n_cases))}"
+                                             for b, c in zip(bins, counts.itertuples())])
         ax.set(title=_title(panel), ylabel="final lesion Dice", ylim=(0, 1.05))
     _legend(fig, sorted(table["model"].unique()), colours)
     fig.suptitle("Final lesion Dice by lesion volume (mean over cases, 95% bootstrap CI)")
     return fig
 
 
+def _case_error_bars(ax: plt.Axes, x: np.ndarray, rows: pd.DataFrame) -> None:
+    """The CI of each bar over at least two cases; a bar of one case is marked instead (its
+    "interval" would be a zero-width bar that reads as certainty)."""
+    spread = (rows["n_cases"] >= 2).to_numpy() & rows["ci_low"].notna().to_numpy()
+    err = np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]]).clip(min=0)
+    if spread.any():
+        ax.errorbar(x[spread], rows["mean"].to_numpy()[spread], yerr=err[:, spread], fmt="none", ecolor="black",
+                    elinewidth=1, capsize=2)
+    single = (rows["n_cases"] == 1).to_numpy()
+    for at, mean in zip(x[single], rows["mean"].to_numpy()[single]):
+        ax.text(at, mean + 0.01, "1 case", rotation=90, ha="center", va="bottom", fontsize=7)
+
+
 def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *, colours: dict[str, tuple],
-                  ylabel: str, title: str, ylim: tuple[float, float] | None = None) -> Figure:
-    """One panel per protocol × test set; in each, one group of bars per column, one bar per model."""
+                  ylabel: str, title: str,
+                  ylim: tuple[float, float] | Callable[[pd.DataFrame], tuple[float, float]] | None = None) -> Figure:
+    """One panel per protocol × test set; in each, one group of bars per column, one bar per model.
+    ``ylim`` may be a function of the panel's rows (a limit that depends on the protocol)."""
     groups = _panel_groups(table)
     fig, axes = _panels(groups)
     for ax, (_, panel) in zip(axes, groups):
@@ -183,7 +200,7 @@ def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *,
         ax.set_xticks(np.arange(len(columns)), labels)
         ax.set(title=_title(panel), ylabel=ylabel)
         if ylim is not None:
-            ax.set_ylim(*ylim)
+            ax.set_ylim(*(ylim(panel) if callable(ylim) else ylim))
     _legend(fig, sorted(table["model"].unique()), colours)
     fig.suptitle(title)
     return fig
@@ -192,13 +209,15 @@ def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *,
 @_styled
 def noc_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
     """Mean NoC@80/85/90 per model (lower is better), one panel per protocol × test set; lesion
-    scenarios count interactions per lesion, global scenarios per scan."""
+    scenarios count interactions per lesion, global scenarios per scan. The y axis runs from 0 to
+    the protocol's budget, the most NoC can be, so differences are not blown up."""
     table = noc_table(tables)
     if table.empty:
         return None
     columns = [f"noc_{round(x * 100)}" for x in THRESHOLDS]
     return _grouped_bars(table, columns, [f"NoC@{round(x * 100)}" for x in THRESHOLDS], colours=colours,
-                         ylabel="interactions (capped at the budget)",
+                         ylabel="interactions (never reached = budget)",
+                         ylim=lambda panel: (0.0, float(panel["budget"].iloc[0])),
                          title="Interactions needed to reach a Dice of 0.80 / 0.85 / 0.90 (mean over cases; lower is better)")
 
 

@@ -49,21 +49,27 @@ from nfbench.results.figures import (
     save_figure,
     size_figure,
 )
-from nfbench.results.stats import N_RESAMPLES, paired_comparisons
+from nfbench.results.stats import N_RESAMPLES, paired_comparisons, smallest_holm_p
 
-__all__ = ["comparison_table", "markdown_table", "report_tables", "write_report"]
+__all__ = ["comparison_table", "few_cases_warnings", "markdown_table", "report_tables", "write_report"]
 
 MIN_TEST_CASES = 6
-"""Below this many paired cases no two-sided Wilcoxon p-value can reach 0.05 (the smallest is 2/2^n)."""
+"""Below this many paired cases no two-sided Wilcoxon p-value can reach 0.05 even uncorrected (the
+smallest is 2/2^n). It is a floor, not enough: after Holm over m comparisons the smallest p_holm
+of 6 cases is m × 0.031 (see :func:`few_cases_warnings`)."""
+
+ALPHA = 0.05
+"""The significance level the warnings about too few cases refer to."""
 
 METHODS = (
     "Lesion metrics are averaged over each case's lesions first, then (for a case seen under several folds or "
     "seeds) over those, then over cases: the case is the unit. std is the between-case standard deviation "
     f"(ddof 1); the CI is the seeded percentile-bootstrap 95% interval of the mean ({N_RESAMPLES} resamples). "
-    "Runs that differ in click policy, budget or early-stop target (stop_dice) are separate rows, never averaged "
+    "Runs that differ in click policy, budget, early-stop target (stop_dice) or another scenario option of their "
+    "configuration (lesions K, alpha, boxes, box_step, preset) are separate rows, never averaged or compared "
     "together; a scenario run under several such protocols is labelled with what differs, e.g. "
-    "'lesion-corrective (budget 5)'. 'After N interactions' is the row with interaction = N and exists only up to "
-    "the run's own budget. The engine writes every session up to its budget: a session that stopped early keeps "
+    "'lesion-corrective (budget 5)' or 'lesion-corrective (lesions 10)'. 'After N interactions' is the row with "
+    "interaction = N and exists only up to the run's own budget. The engine writes every session up to its budget: a session that stopped early keeps "
     "its last value (rows flagged carried_forward), so every case counts at every interaction of its curve. "
     "HD95 is infinite where a prediction or a truth is empty: hd95_*_mm is the mean over finite values, "
     "n_hd95_*_inf the number of infinite values and hd95_*_mm_capped the mean with infinity replaced by the "
@@ -99,6 +105,26 @@ def comparison_table(tables: RunTables, *, budget: int | None = None, shared_cas
     return paired_comparisons(per_case, value="dice", by=by, shared_cases=shared_cases)
 
 
+def few_cases_warnings(comparisons: pd.DataFrame) -> list[str]:
+    """Sentences for comparisons that cannot be significant however large the effect: some rest on
+    fewer than MIN_TEST_CASES cases, or the Holm family of the comparisons made (those with a
+    p-value) cannot reach ALPHA even if each gave the smallest p its number of cases allows."""
+    made = comparisons.loc[comparisons["p_value"].notna(), "n_cases"]
+    found = []
+    small = made[made < MIN_TEST_CASES]
+    if len(small):
+        found.append(f"{len(small)} comparison(s) rest on fewer than {MIN_TEST_CASES} cases (smallest n = "
+                     f"{int(small.min())}): their p-values cannot reach {ALPHA:g} even before the Holm correction, and "
+                     "bootstrap intervals of so few cases are little more than their range")
+    best = smallest_holm_p(made)  # NaN when nothing was compared
+    if best >= ALPHA:
+        found.append(f"the {len(made)} comparison(s) are Holm-corrected together: even if each gave the smallest "
+                     f"p-value its cases allow (2/2^n for n cases without ties), the smallest p_holm would be "
+                     f"{best:.3g} ≥ {ALPHA:g}, so none of them can be significant; more cases (or fewer comparisons) "
+                     "are needed")
+    return found
+
+
 def report_tables(tables: RunTables, *, budget: int | None = None, shared_cases: bool = False) -> dict[str, pd.DataFrame]:
     """Every table of the report, by name (also the Excel sheet and CSV file name)."""
     cases = tables.cases
@@ -116,14 +142,50 @@ def report_tables(tables: RunTables, *, budget: int | None = None, shared_cases:
     }
 
 
-def _write_tables(sheets: dict[str, pd.DataFrame], out: Path) -> None:
+def _main_note(budget: int, tolerance: str) -> str:
+    """The main table's column definitions (the HTML page and tables.md), at the report's budget and tolerance."""
+    return (
+        f"Per model × protocol (scenario, click policy, budget, stop_dice) × test set: lesion Dice after 1 and {budget} "
+        "interactions (empty past the run's budget) and after the last, final scan Dice (mean, between-case std, "
+        "bootstrap 95% CI), then means over cases of the other metrics. The lesion Dice (dice_lesion_*, the curves, "
+        "the strata, NoC) scores the prompted lesion against the session's prediction with the voxels of the scan's "
+        "other lesions left out of both, so predicting a neighbouring lesion costs nothing; the run's tables also "
+        "hold dice_lesion_strict, the prompted lesion against the whole prediction (other lesions' voxels count as "
+        "false positives, the original's definition). n_lesion_free counts the scans without "
+        "lesions (their scan Dice is 1 when nothing is predicted). HD95: hd95_*_mm is the mean over finite "
+        "values; n_hd95_*_inf counts the infinite values (empty prediction or truth) and hd95_*_mm_capped is the "
+        "mean with infinity replaced by the image diagonal in mm. Runs of the cvpr25 preset add the CVPR 2025 "
+        "challenge's scores: nsd_cvpr_* (NSD set to 0 where Dice ≤ 0.2) beside our NSD, and auc_dice_cvpr, "
+        "auc_nsd_cvpr, auc_dice_scan_cvpr, the trapezoid over the 5 click steps after the box (range 0–4). "
+        "Scan-level metrics (dice_scan, nsd_scan, hd95_scan, detection) score the final prediction against every "
+        "lesion of the scan, also in lesion scenarios, where only the K largest were prompted. nsd_*: normalised "
+        f"surface Dice at the run's tolerance ({tolerance}); f1_any / f1_iou10: lesion detection F1, a lesion found "
+        "by any overlap / by IoU ≥ 0.1 with a predicted 26-connected component; fp_volume_ml: the total volume of "
+        "the predicted 26-connected components that overlap no lesion of the scan at all (prompted or not), so a "
+        "component touching a lesion adds nothing, even its voxels outside the lesion; fn_volume_ml: the total "
+        "volume of the lesions that no predicted component overlaps (both from the any-overlap matching, per scan, "
+        "not voxel-wise errors); auc_dice_norm: the trapezoid of the lesion Dice curve "
+        "over its interactions divided by their number minus one (0–1); n_interactions: interactions actually "
+        "made; mean_latency_ms: the model's add_click + predict; wall_time_s: the scenario's simulation and "
+        "scoring on the case (the model's start is not in it); peak_memory_mb: the evaluating process's highest "
+        "resident memory during it, sampled every 5 ms (the model, the image and nfbench together)."
+    )
+
+
+def _write_tables(sheets: dict[str, pd.DataFrame], out: Path, *, notes: dict[str, str]) -> None:
+    """CSV, Excel and Markdown tables; ``notes`` (by table name) precede their Markdown table."""
     folder = out / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     with pd.ExcelWriter(out / "tables.xlsx", engine="openpyxl") as excel:
         for name, frame in sheets.items():
             frame.to_csv(folder / f"{name}.csv", index=False)
             frame.to_excel(excel, sheet_name=name[:31], index=False)
-    text = "\n\n".join(f"## {name}\n\n{markdown_table(frame)}" for name, frame in sheets.items())
+
+    def block(name: str, frame: pd.DataFrame) -> str:
+        note = f"{notes[name]}\n\n" if name in notes else ""
+        return f"## {name}\n\n{note}{markdown_table(frame)}"
+
+    text = "\n\n".join(block(name, frame) for name, frame in sheets.items())
     (out / "tables.md").write_text(f"# nfbench report tables\n\n{METHODS}\n\n{text}\n", encoding="utf-8")
 
 
@@ -133,11 +195,12 @@ _FIGURES = {
     "dice_scan_curves": "Scan Dice after each interaction (global scenarios, scans without lesions included): mean "
                         "over cases with its 95% bootstrap band; sessions that stopped early keep their last value.",
     "dice_by_lesion_size": "Final lesion Dice by lesion volume (per case mean within a stratum, then mean over cases; "
-                           "error bars: 95% bootstrap CI; n = lesions).",
+                           "error bars: 95% bootstrap CI over cases, none for a stratum of one case, marked '1 case'; "
+                           "under each stratum its numbers of lesions and of cases).",
     "noc": "NoC@80/85/90: interactions needed to reach the Dice level (per lesion in lesion scenarios, per scan in "
            "global scenarios; capped at the budget, so a level never reached counts as the budget: see NoF in the "
-           "table), mean over cases; n/a where not measured (a level above the protocol's stop_dice, at which "
-           "sessions stop).",
+           "table), mean over cases; the y axis runs from 0 to the protocol's budget; n/a where not measured (a "
+           "level above the protocol's stop_dice, at which sessions stop).",
     "detection_f1": "Lesion detection F1 of the final prediction, matched by any overlap and by IoU ≥ 0.1 (mean over "
                     "cases).",
     "latency": "Model latency per interaction (add_click + predict, ms, log scale).",
@@ -207,50 +270,30 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
     if refused:
         print(f"report: warning: {refused} model pair(s) not compared because their case sets differ "
               "(--pair-shared-cases compares them on the shared cases)", file=sys.stderr, flush=True)
-    compared = sheets["comparisons"]["n_cases"][lambda n: n > 0]  # rows not compared have none
-    few = ([f"{int((compared < MIN_TEST_CASES).sum())} comparison(s) rest on fewer than {MIN_TEST_CASES} cases "
-            f"(smallest n = {int(compared.min())}): their p-values cannot reach 0.05, and bootstrap intervals of so "
-            "few cases are little more than their range"] if len(compared) and compared.min() < MIN_TEST_CASES else [])
+    few = few_cases_warnings(sheets["comparisons"])
     for warning in few:
         print(f"report: warning: {warning}", file=sys.stderr, flush=True)
-    _write_tables(sheets, out)
+    tolerances = sorted({float(c.get("tolerance_mm", 2.0)) for c in tables.configs})
+    main_note = _main_note(budget or DEFAULT_BUDGET, " and ".join(f"{t:g} mm" for t in tolerances))
+    _write_tables(sheets, out, notes={"main": main_note})
     figures = _figures(tables, out / "figures", dpi=dpi, say=say)
 
     def fig(name: str) -> str:
         return _html.figure(out / "figures" / f"{name}.png", figures[name], anchor=name, dpi=dpi) if name in figures else ""
 
-    n = budget or DEFAULT_BUDGET
-    tolerances = sorted({float(c.get("tolerance_mm", 2.0)) for c in tables.configs})
-    tolerance = " and ".join(f"{t:g} mm" for t in tolerances)
     written = f"written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by nfbench {nfbench.__version__}"
     sections = [
         ("summary", "Summary", [_html.table(sheets["summary"])], METHODS),
         ("curves", "Dice per interaction", [fig("dice_lesion_curves"), fig("dice_scan_curves")], ""),
-        ("main", "Main table", [_html.table(sheets["main"])],
-         (f"Per model × protocol (scenario, click policy, budget, stop_dice) × test set: lesion Dice after 1 and {n} "
-          "interactions (empty past the run's budget) and after the last, final scan Dice (mean, between-case std, "
-          "bootstrap 95% CI), then means over cases of the other metrics. n_lesion_free counts the scans without "
-          "lesions (their scan Dice is 1 when nothing is predicted). HD95: hd95_*_mm is the mean over finite "
-          "values; n_hd95_*_inf counts the infinite values (empty prediction or truth) and hd95_*_mm_capped is the "
-          "mean with infinity replaced by the image diagonal in mm. Runs of the cvpr25 preset add the CVPR 2025 "
-          "challenge's scores: nsd_cvpr_* (NSD set to 0 where Dice ≤ 0.2) beside our NSD, and auc_dice_cvpr, "
-          "auc_nsd_cvpr, auc_dice_scan_cvpr, the trapezoid over the 5 click steps after the box (range 0–4). "
-          f"Scan-level metrics (dice_scan, nsd_scan, hd95_scan, detection) score the final prediction against every "
-          "lesion of the scan, also in lesion scenarios, where only the K largest were prompted. nsd_*: normalised "
-          f"surface Dice at the run's tolerance ({tolerance}); f1_any / f1_iou10: lesion detection F1, a lesion found "
-          "by any overlap / by IoU ≥ 0.1 with a predicted 26-connected component; fp_volume_ml: the volume of "
-          "predicted components that touch no lesion; fn_volume_ml: the volume of lesions no predicted component "
-          "touches (both per scan, not voxel-wise errors); auc_dice_norm: the trapezoid of the lesion Dice curve "
-          "over its interactions divided by their number minus one (0–1); n_interactions: interactions actually "
-          "made; mean_latency_ms: the model's add_click + predict; wall_time_s: the scenario's simulation and "
-          "scoring on the case (the model's start is not in it); peak_memory_mb: the evaluating process's highest "
-          "resident memory during it, sampled every 5 ms (the model, the image and nfbench together).")),
+        ("main", "Main table", [_html.table(sheets["main"])], main_note),
         ("comparisons", "Paired comparisons", [_html.warning_list(few, title="Few cases.") if few else "", _html.table(sheets["comparisons"])],
          "Two-sided Wilcoxon signed-rank tests (scipy.stats.wilcoxon: zero differences dropped, the exact "
          "distribution up to 50 cases without ties; the statistic is the smaller rank sum) over the cases of both "
          "models, paired by test set and case; rank_biserial is the matched-pairs effect size; p_holm is "
-         "Holm-corrected over all rows. With n cases no two-sided p can fall below 2/2^n, so fewer than 6 cases "
-         "cannot reach 0.05. Two models whose case sets differ (a failed case, a case run for one only) "
+         "Holm-corrected over all rows. With n cases (without ties) no two-sided p can fall below 2/2^n, and Holm "
+         "multiplies the smallest p of m rows by m, so significance at 0.05 needs 2/2^n < 0.05/m: fewer than 6 "
+         "cases can never reach it, 6 cases (smallest p 0.031) only as the only row, 7 cases for at most 3 rows, "
+         "8 for at most 6. Two models whose case sets differ (a failed case, a case run for one only) "
          "are not compared unless asked (--pair-shared-cases), since the shared cases alone can favour the model "
          "that missed the hard ones: the pairing column says which rows were compared on what."),
         ("size", "Lesion-size strata", [fig("dice_by_lesion_size"), _html.table(sheets["lesion_size"])], ""),

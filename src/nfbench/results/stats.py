@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-__all__ = ["N_RESAMPLES", "bootstrap_ci", "holm", "paired_comparisons", "rank_biserial"]
+__all__ = ["N_RESAMPLES", "bootstrap_ci", "holm", "paired_comparisons", "rank_biserial", "smallest_holm_p",
+           "smallest_p"]
 
 N_RESAMPLES = 2000
 
@@ -53,6 +54,23 @@ def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
         running = max(running, min(1.0, (m - rank) * p[index]))
         adjusted[index] = running
     return adjusted
+
+
+def smallest_p(n_cases: int) -> float:
+    """The smallest two-sided p-value the Wilcoxon signed-rank test gives on ``n_cases`` pairs: that
+    of every difference of one sign, untied (2/2^n up to 50 pairs, where scipy's distribution is
+    exact). However large the effect, fewer pairs cannot do better; NaN for no pair."""
+    if n_cases < 1:
+        return math.nan
+    return float(sps.wilcoxon(np.arange(1.0, n_cases + 1), zero_method="wilcox").pvalue)
+
+
+def smallest_holm_p(n_cases: list[int] | np.ndarray | pd.Series) -> float:
+    """The smallest Holm-corrected p-value a family of comparisons on these numbers of pairs can give
+    (every one at its :func:`smallest_p`): m × the smallest of them. At 0.05 or more none of the
+    family can be significant, whatever the data; NaN for an empty family."""
+    adjusted = holm([smallest_p(int(n)) for n in n_cases])
+    return float(np.nanmin(adjusted)) if np.any(~np.isnan(adjusted)) else math.nan
 
 
 def rank_biserial(differences: np.ndarray) -> float:

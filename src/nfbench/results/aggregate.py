@@ -6,8 +6,8 @@ Rules, each fixing a mistake of the original analysis (reference/seed_spec.md §
   evaluated under several folds or seeds is then averaged over those, so a test case is one
   statistical unit however many models of a cross-validation saw it. Only then are cases averaged.
 - **The spread is between cases**: the standard deviation (ddof 1) of the per-case values, never
-  an average of per-case standard deviations, with a seeded percentile-bootstrap 95% interval of
-  the mean (:func:`nfbench.results.stats.bootstrap_ci`, 2000 resamples). The spread over folds
+  an average of per-case standard deviations, with a seeded bootstrap 95% interval of the mean
+  (:func:`nfbench.results.stats.bootstrap_ci`, expanded percentiles of 2000 resamples). The spread over folds
   is a separate table (:func:`fold_table`): the mean of each fold, then mean ± std over folds.
 - **One protocol per row.** Runs that differ in click policy, budget or early-stop target are
   never averaged together: every table is grouped by :data:`GROUP`, which holds all three, and

@@ -116,21 +116,25 @@ def test_unknown_model_is_named(tiny_dataset, tmp_path):
     assert result.exit_code == 1 and "sphere" in result.output
 
 
-def test_killed_run_resumes_to_the_same_tables(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_the_same_tables(tiny_dataset, tmp_path, how):
     cli = [sys.executable, "-m", "nfbench.cli"]
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(cli + _args(tiny_dataset, full), check=True, capture_output=True)
     n_parts = len(list((full / "parts").iterdir()))
 
-    process = subprocess.Popen(cli + _args(tiny_dataset, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(cli + _args(tiny_dataset, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         parts = killed / "parts"
         if parts.is_dir() and sum(1 for p in parts.iterdir() if not p.name.startswith(".tmp-")) >= 2:
             break
         time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    os.kill(process.pid, how)
+    _, stderr = process.communicate()
+    if how == signal.SIGINT:  # Ctrl-C: a clear line, no traceback
+        assert process.returncode == 130 and "interrupted; the finished cases are kept" in stderr, stderr
     kept = [p for p in (killed / "parts").iterdir() if not p.name.startswith(".tmp-")]
     assert 0 < len(kept) < n_parts, "the run should have been killed mid-way"
     assert not (killed / "cases.parquet").exists()

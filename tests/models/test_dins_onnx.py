@@ -189,12 +189,17 @@ def test_cli_export_and_convert_end_to_end(tmp_path):
     result = runner.invoke(app, ["convert", "dins-onnx-to-torch", str(out), "--out", str(back)])
     assert result.exit_code == 0, result.output
     assert "base_filters=2" in result.output
+    fixed = runner.invoke(app, ["convert", "dins-onnx-to-torch", str(full), "--out", str(tmp_path / "full.pt")])
+    assert fixed.exit_code == 0 and "-o roi=512,160,10" in fixed.output  # the window the file fixes
     state = torch.load(back, weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and set(state) == set(net.state_dict())
 
     missing = runner.invoke(app, ["convert", "dins-onnx-to-torch", str(tmp_path / "nope.onnx"), "--out", str(back)])
     assert missing.exit_code == 1 and "nope.onnx" in missing.output and "does not exist" in missing.output
     assert len(missing.output.strip().splitlines()) == 1
+    nowhere = runner.invoke(app, ["export", "dins", "--weights", str(tmp_path / "dins.pt"), "--out",
+                                  str(tmp_path / "no" / "x.onnx"), "-o", "base_filters=2", "-o", "max_filters=4"])
+    assert nowhere.exit_code == 1 and "its folder" in nowhere.output and "does not exist" in nowhere.output
     missing = runner.invoke(app, ["export", "dins", "--weights", str(tmp_path / "nope.pt"), "--out", str(out)])
     assert missing.exit_code == 1 and "nope.pt" in missing.output and "does not exist" in missing.output
     assert len(missing.output.strip().splitlines()) == 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -192,3 +193,23 @@ def test_cropped_predictions_are_checked_against_their_box():
             check_prediction("m", Prediction(crop.mask, box), (4, 4, 4))
     unchanged = check_prediction("m", Prediction(np.zeros((0, 0, 0), bool), (slice(0, 0),) * 3), (4, 4, 4))
     assert unchanged.mask.size == 0
+
+
+class TypedOptions(SphereModel):
+    """A plug-in whose options are typed only by their annotations and tuple defaults."""
+
+    def __init__(self, size: tuple[int, int, int] = (3, 3, 3), scale: tuple[float, ...] | None = None,
+                 prompt: Literal["point", "box"] | None = None) -> None:
+        super().__init__()
+        self.size, self.scale, self.prompt = size, scale, prompt
+
+
+def test_command_line_options_are_converted_to_tuples_and_literals(registered):
+    from nfbench.models.registry import load_spec
+    from nfbench.models.spec import ModelSpec
+
+    registered("typed", TypedOptions)
+    model = load_spec(ModelSpec("typed", options={"size": "5,5,7", "scale": "0.5,2", "prompt": "box"}))
+    assert model.size == (5, 5, 7) and model.scale == (0.5, 2.0) and model.prompt == "box"
+    with pytest.raises(ModelError, match="option 'size' takes a comma-separated list of int, got 'a,b'"):
+        load_spec(ModelSpec("typed", options={"size": "a,b"}))

@@ -294,3 +294,24 @@ def test_threads_and_keep_clicked_come_as_cli_strings(tiny_weights, one_torch_th
         unregister_model("swf-test")
     with pytest.raises(ValueError, match="threads"):
         SWFastEditModel(tiny_weights, filters=TINY, threads=-1)
+
+
+def test_evaluate_warns_when_options_differ_from_the_card_beside_the_weights(tiny_weights, tiny_dataset, tmp_path):
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from nfbench.cli import app
+
+    weights = shutil.copy(tiny_weights, tmp_path / "best.pt")
+    card = {"model": "sw-fastedit", "weights": {"file": "best.pt"},
+            "options": {"filters": TINY, "spacing": "2.5,2.5,7.8", "keep_clicked": "true"}}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    args = ["evaluate", "--data", str(tiny_dataset), "--model", "sw-fastedit", "--weights", str(weights),
+            "-o", f"filters={TINY}", "-o", "keep_clicked=true", "-s", "lesion-single", "--lesions", "1", "--quiet"]
+    result = CliRunner().invoke(app, [*args, "-o", "spacing=7.5,7.5,15.6", "--out", str(tmp_path / "other")])
+    assert result.exit_code == 0, result.output
+    assert "-o spacing=7.5,7.5,15.6, but best.pt was trained with spacing=2.5,2.5,7.8" in result.output
+    same = CliRunner().invoke(app, [*args, "-o", "spacing=2.5,2.5,7.8", "--out", str(tmp_path / "same")])
+    assert same.exit_code == 0 and "trained with" not in same.output

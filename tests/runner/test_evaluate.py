@@ -70,6 +70,26 @@ def test_failed_case_is_recorded_and_the_run_goes_on(tiny_dataset, tmp_path):
     assert cases.loc["oracle", "status"] == "ok"
 
 
+class CrashingModel(BrokenModel):
+    """A plug-in whose predict fails deep in its own code."""
+
+    name = "crashing"
+
+    def predict(self):
+        return self._threshold()
+
+    def _threshold(self):
+        raise RuntimeError("my model crashed")
+
+
+def test_a_plugin_error_keeps_where_it_happened(tiny_dataset, tmp_path):
+    plan = EvaluationPlan(data=tiny_dataset, test_sets=("imagesTs_1",), models=("crashing",),
+                          scenarios=(scenario_from_options("lesion-single"),))
+    evaluate(plan, tmp_path / "run", models={"crashing": CrashingModel()}, quiet=True)
+    error = pd.read_parquet(tmp_path / "run" / "cases.parquet")["error"].iloc[0]
+    assert error.startswith("RuntimeError: my model crashed") and "in _threshold" in error
+
+
 def test_existing_run_needs_resume_and_same_configuration(tiny_dataset, tmp_path):
     dataset = discover_dataset(tiny_dataset)
     models = {"oracle": CaseOracle(dataset)}
@@ -231,3 +251,21 @@ def test_label_off_the_image_grid_is_refused_before_any_work(tiny_dataset, tmp_p
     with pytest.raises(VolumeError, match=r"1 problem\(s\).*labelsTs_2.*affine .* differs from .*tolerance"):
         evaluate(plan, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+class EditingModel(BrokenModel):
+    """A plug-in that normalises the image it is given in place."""
+
+    name = "editing"
+
+    def start(self, image, *, seed=0):
+        image.data[...] = 0
+        return super().start(image, seed=seed)
+
+
+def test_a_model_cannot_edit_the_image_every_model_shares(tiny_dataset, tmp_path):
+    plan = EvaluationPlan(data=tiny_dataset, test_sets=("imagesTs_1",), models=("editing",),
+                          scenarios=(scenario_from_options("lesion-single"),))
+    evaluate(plan, tmp_path / "run", models={"editing": EditingModel()}, quiet=True)
+    error = pd.read_parquet(tmp_path / "run" / "cases.parquet")["error"].iloc[0]
+    assert "read-only" in error and "in start" in error

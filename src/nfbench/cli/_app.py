@@ -23,7 +23,7 @@ data_app = typer.Typer(help="Prepare and check datasets: phantoms, checks, folds
 app.add_typer(data_app, name="data")
 
 stdout = Console(soft_wrap=True)  # piped output keeps its paths and commands on one line
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # piped logs keep an error on one line
 
 
 def print_table(table: Table) -> None:

@@ -98,7 +98,7 @@ def evaluate_command(
     from nfbench.interaction.scenarios import scenario_from_options
     from nfbench.models.base import ModelError
     from nfbench.results.store import RunError
-    from nfbench.runner.evaluate import EvaluationPlan, evaluate, prompt_warnings
+    from nfbench.runner.evaluate import EvaluationPlan, evaluate, plan_warnings
     from nfbench.io.volume import VolumeError
 
     stop = parse_stop_dice(stop_dice)
@@ -126,9 +126,11 @@ def evaluate_command(
                               scenarios=tuple(scenarios), seed=seed, fold=fold, cases=tuple(case or ()),
                               surface_metrics=surface_metrics, tolerance_mm=tolerance_mm,
                               recompute_instances=recompute_instances)
-        for note in prompt_warnings(plan):
+        for note in plan_warnings(plan):
             stderr.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
         summary = evaluate(plan, out, jobs=jobs, resume=resume, csv=csv, save_predictions=save_predictions, quiet=quiet)
+    except KeyboardInterrupt:
+        fail(f"interrupted; the finished cases are kept in {out}: the same command with --resume goes on", code=130)
     except (ValueError, KeyError, ModelError, RunError, VolumeError) as err:
         fail(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
     done = summary.evaluated - len(summary.failed)

@@ -43,6 +43,8 @@ def export_dins_command(
     if unknown:
         fail(f"--model-option: unknown option(s) {', '.join(unknown)} (known: {', '.join(_EXPORT_OPTIONS)})")
     roi = options.pop("roi", ROI)
+    if not out.parent.is_dir():
+        fail(f"{out}: its folder {out.parent} does not exist")
     try:
         model = DINsModel(weights=weights, **options)
         path = export_onnx(model.network, out, roi)
@@ -60,7 +62,7 @@ def convert_dins_command(
     import torch
 
     from nfbench.models.base import ModelError
-    from nfbench.models.dins_onnx import network_from_onnx
+    from nfbench.models.dins_onnx import network_from_onnx, onnx_window
 
     if not out.parent.is_dir():
         fail(f"{out}: its folder {out.parent} does not exist")
@@ -69,5 +71,8 @@ def convert_dins_command(
         torch.save(network.state_dict(), out)
     except (ModelError, OSError) as err:
         fail(str(err))
-    flags = " ".join(f"-o {k}={v}" for k, v in widths.items())
-    stdout.print(f"wrote {out} (run it with --model dins --weights {out} {flags})", highlight=False)
+    window = onnx_window(onnx_file)
+    flags = " ".join([*(f"-o {k}={v}" for k, v in widths.items()),
+                      *([f"-o roi={','.join(map(str, window))}"] if window else [])])
+    stdout.print(f"wrote {out} (run it with --model dins --weights {out} {flags}, and the -o spacing and "
+                 "guide_sigma it was trained with: the file does not record them)", highlight=False)

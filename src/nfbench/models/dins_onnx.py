@@ -211,6 +211,17 @@ def network_from_onnx(path: str | Path) -> tuple[torch.nn.Module, dict[str, int]
     return network, widths
 
 
+def onnx_window(path: str | Path) -> tuple[int, int, int] | None:
+    """The window (S, R, A) an ONNX file's ``image`` input fixes, None where an axis is dynamic (the
+    DINs a converted file makes must run on that window: another gives other logits)."""
+    image = next((i for i in _load_onnx(path).graph.input if i.name == "image"), None)
+    dims = [] if image is None else [d.dim_value for d in image.type.tensor_type.shape.dim]
+    if len(dims) != 5 or not all(dims[1:4]):
+        return None
+    a, s, r = dims[1:4]
+    return s, r, a
+
+
 def _load_onnx(path: str | Path) -> Any:
     import onnx
 

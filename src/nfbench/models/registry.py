@@ -27,6 +27,8 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import inspect
+import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -36,7 +38,7 @@ from nfbench.models.base import CAPABILITIES, InteractiveModel, ModelError
 from nfbench.models.spec import ModelSpec, resolve_device
 
 __all__ = [
-    "ModelInfo", "available_models", "check_spec", "load_model", "load_spec", "model_options", "register_model",
+    "ModelInfo", "available_models", "card_mismatches", "check_spec", "load_model", "load_spec", "model_options", "register_model",
     "registered_names", "unregister_model", "missing_modules", "missing_file", "GROUP",
 ]
 
@@ -179,28 +181,70 @@ def model_options(factory: Callable[..., object]) -> dict[str, inspect.Parameter
 _CONVERTERS: dict[str, Callable[[str], object]] = {"int": int, "float": float, "str": str, "Path": Path}
 
 
+def _option_kind(option: inspect.Parameter) -> tuple[str, bool]:
+    """The type name of an option's values (from its default, else its annotation, by whole words:
+    "int" is also in ``Literal["point"]``) and whether it takes a tuple of them."""
+    default, annotation = option.default, str(option.annotation)
+    sequence = isinstance(default, tuple) or re.match(r"(typing\.)?[Tt]uple\[", annotation) is not None
+    if isinstance(default, tuple) and default:
+        return type(default[0]).__name__, True
+    if default is not inspect.Parameter.empty and default is not None and not sequence:
+        return type(default).__name__, False
+    return next((k for k in ("int", "float", "Path") if re.search(rf"\b{k}\b", annotation)), "str"), sequence
+
+
 def _convert(model: str, option: inspect.Parameter, value: object) -> object:
     """A CLI string to the option's type, read from its default or its annotation."""
     if not isinstance(value, str):
         return value
     default = option.default
-    if isinstance(default, bool) or "bool" in str(option.annotation):
+    if isinstance(default, bool) or re.search(r"\bbool\b", str(option.annotation)):
         if value.lower() in ("true", "1", "yes", "on"):
             return True
         if value.lower() in ("false", "0", "no", "off"):
             return False
         raise ModelError(f"model {model!r}: option {option.name!r} takes true or false, got {value!r}")
-    if default is not inspect.Parameter.empty and default is not None:
-        kind = type(default).__name__
-    else:
-        kind = next((k for k in ("int", "float", "Path") if k in str(option.annotation)), "str")
+    kind, sequence = _option_kind(option)
     convert = _CONVERTERS.get(kind)
     if convert is None:
         return value
     try:
-        return convert(value)
+        return tuple(convert(v) for v in value.split(",")) if sequence else convert(value)
     except ValueError:
-        raise ModelError(f"model {model!r}: option {option.name!r} takes a {kind}, got {value!r}") from None
+        what = f"comma-separated list of {kind}" if sequence else kind
+        raise ModelError(f"model {model!r}: option {option.name!r} takes a {what}, got {value!r}") from None
+
+
+def card_mismatches(spec: ModelSpec) -> list[str]:
+    """The options of ``spec`` that differ from those its weights were trained with, as the model
+    card beside them records them (``card.json`` of `nfbench train`, or ``NAME.card.json``):
+    another window, grid spacing or guide runs without an error and gives other numbers."""
+    if spec.weights is None:
+        return []
+    weights = Path(spec.weights)
+    card = next((c for c in (weights.parent / "card.json", weights.with_suffix(".card.json")) if c.is_file()), None)
+    try:
+        record = json.loads(card.read_text()) if card else {}
+    except (OSError, ValueError):
+        return []
+    if not isinstance(record, dict) or (record.get("weights") or {}).get("file") != weights.name:
+        return []
+    factory = _factory(spec.name)[1]
+    accepted = {} if factory is None else model_options(factory)
+    notes = []
+    for key, trained in sorted((record.get("options") or {}).items()):
+        if key not in accepted or key in ("weights", "device"):
+            continue
+        given = spec.options.get(key, accepted[key].default)
+        try:
+            same = _convert(spec.name, accepted[key], trained) == _convert(spec.name, accepted[key], given)
+        except ModelError:
+            continue
+        if not same:
+            shown = f"-o {key}={given}" if key in spec.options else f"{key} left at its default {given}"
+            notes.append(f"model {spec.name!r}: {shown}, but {weights.name} was trained with {key}={trained} "
+                         f"({card}); give -o {key}={trained} unless the difference is meant")
+    return notes
 
 
 def check_spec(spec: ModelSpec) -> ModelInfo:

@@ -20,7 +20,7 @@ from nfbench.io.check import grid_problems
 from nfbench.io.dataset import Case, Problem, discover_dataset
 from nfbench.io.volume import VolumeError
 from nfbench.models.base import InteractiveModel
-from nfbench.models.registry import check_spec
+from nfbench.models.registry import card_mismatches, check_spec
 from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
 from nfbench.runner.executors import Outcome, run_local
@@ -28,7 +28,7 @@ from nfbench.runner.provenance import check_data_unchanged
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
-__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks", "prompt_warnings"]
+__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks", "plan_warnings"]
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,13 @@ def _check_prompts(plan: EvaluationPlan, models: dict[str, InteractiveModel]) ->
                                  "(ask for boxes, or use the cvpr25 preset)")
 
 
-def prompt_warnings(plan: EvaluationPlan) -> list[str]:
-    """What a reader should know before a run: a click-only model in a scenario whose first interaction
-    is a box step answers nothing there (Dice 0 at interaction 1; its clicks start at interaction 2)."""
+def plan_warnings(plan: EvaluationPlan) -> list[str]:
+    """What a reader should know before a run: options that differ from those the weights were
+    trained with (their model card), and a click-only model in a scenario whose first interaction
+    is a box step, which answers nothing there (Dice 0 at interaction 1; its clicks start at 2)."""
     notes = []
     for spec in plan.models:
+        notes += card_mismatches(spec)
         if "box" in check_spec(spec).capabilities:
             continue
         for scenario in plan.scenarios:

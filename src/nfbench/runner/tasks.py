@@ -22,7 +22,7 @@ from nfbench.interaction.scoring import score_case
 from nfbench.io.check import image_problems, label_problems
 from nfbench.io.volume import Volume, VolumeError, load_volume, save_volume
 from nfbench.lesions import Lesion, instance_map, lesion_table
-from nfbench.models.base import InteractiveModel
+from nfbench.models.base import InteractiveModel, ModelError
 from nfbench.models.registry import load_spec
 from nfbench.models.spec import ModelSpec
 from nfbench.results.schema import CaseRow, RunKeys
@@ -142,6 +142,7 @@ def _load_case(task: Task) -> _LoadedCase:
         raise VolumeError(f"{task.image}: image without label")
     image = load_volume(task.image, dtype=np.float32)  # refuses complex voxels
     _refuse(task.image, image_problems(image.data))
+    image.data.setflags(write=False)  # shared by every model and scenario of the case: a model must not edit it
     label = load_volume(task.label)
     _refuse(task.label, label_problems(label.data, keep_ids=not task.recompute_instances))
     data = label.data if label.data.dtype.kind in "biu" else label.data.astype(np.int64)
@@ -163,9 +164,11 @@ def _preview(loaded: _LoadedCase, pred: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _message(err: BaseException) -> str:
+    """The error of a failed case: nfbench's own refusals say all in one line; any other error (a
+    bug, often in a plug-in model) keeps the innermost frames of its traceback, where it happened."""
     message = f"{type(err).__name__}: {err}"
-    if not isinstance(err, (ValueError, RuntimeError)):
-        message += "\n" + traceback.format_exc(limit=3)
+    if not isinstance(err, (ModelError, VolumeError)):
+        message += "\n" + "".join(traceback.format_exception(err, limit=-4))
     return message
 
 

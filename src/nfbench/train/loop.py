@@ -433,7 +433,7 @@ def _card(config: TrainConfig, recipe: Recipe, network, best: dict, out: Path, s
         "weights": {"file": _BEST, **file_identity(out / _BEST)},
         "options": {k: str(v) for k, v in sorted({**recipe.options, **config.options}.items())},
         "command": command or " ".join(sys.argv),
-        "data": {"path": str(config.data),
+        "data": {"path": str(Path(config.data).resolve()),
                  **{k: meta[k] for k in ("name", "phantom_version", "seed", "size", "burden", "difficulty") if k in meta}},
         "fold": config.fold, "seed": config.seed, "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch,
         "batch_size": config.batch_size, "lr": config.lr or recipe.lr, "init": config.record()["init"],

@@ -50,7 +50,8 @@ __all__ = [
     "size_figure",
 ]
 
-OVERLAY_COLOURS = {"true positive": (1.0, 0.85, 0.0), "false positive": (0.9, 0.1, 0.1), "false negative": (0.1, 0.8, 0.2)}
+OVERLAY_COLOURS = {"true positive": (0.94, 0.89, 0.26), "false positive": (0.84, 0.37, 0.0), "false negative": (0.0, 0.45, 0.7)}
+"""Okabe–Ito yellow, vermillion and blue: told apart with red-green colour blindness too."""
 _STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fontsize": 8,
           "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"}
 """Applied per figure (never to matplotlib's global state); SVG text stays editable text."""
@@ -262,7 +263,7 @@ def _display(array: np.ndarray) -> np.ndarray:
 
 @_styled
 def overlay_figure(tables: RunTables, model: str, scenario: str) -> Figure | None:
-    """Coronal MIP with true positives (yellow), false positives (red) and false negatives (green)
+    """Coronal MIP with true positives (yellow), false positives (vermillion) and false negatives (blue)
     for the best, median and worst case of a model (by final scan Dice), as in the paper's figure 2.
 
     The previews are projections of the 3-D TP / FP / FN voxels, so a voxel hidden behind another
@@ -293,7 +294,7 @@ def overlay_figure(tables: RunTables, model: str, scenario: str) -> Figure | Non
 
 
 def overlay_rgb(preview: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:
-    """The RGB picture of one preview (grey MIP, FN green, FP red, TP yellow on top) in display
+    """The RGB picture of one preview (grey MIP, FN blue, FP vermillion, TP yellow on top) in display
     orientation, and the pixel aspect (height / width) for ``imshow``."""
     image = _display(np.asarray(preview["image"], dtype=float))
     body = image[image > 0]

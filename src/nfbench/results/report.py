@@ -227,7 +227,7 @@ def _figures(tables: RunTables, folder: Path, *, dpi: int, say) -> dict[str, str
             captions[name] = (f"{model}, {scenario}: best, median and worst case by final scan Dice. Coronal maximum-"
                               "intensity projection along the posterior→anterior axis, head up, patient's right on the "
                               "image left, pixels drawn with their true mm aspect. Projected voxels of the final "
-                              "prediction: true positive yellow, false positive red, false negative green.")
+                              "prediction: true positive yellow, false positive vermillion, false negative blue (colours told apart with red-green colour blindness); true positives are drawn over errors behind them in the projection.")
     written = {}
     for name, make in makers.items():
         fig = make()

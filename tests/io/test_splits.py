@@ -146,3 +146,11 @@ def test_split_dataset_without_training_images(tmp_path):
     (tmp_path / "imagesTr").mkdir()
     with pytest.raises(SplitError, match="no training images"):
         split_dataset(tmp_path)
+
+
+def test_split_dataset_refuses_images_without_label(dataset):
+    root = dataset(tuple(f"case_{i}" for i in range(6)))
+    (root / "labelsTr" / "case_3.nii.gz").unlink()
+    with pytest.raises(SplitError, match="1 image.s. without label: case_3_0000.nii.gz"):
+        split_dataset(root, folds=3, group_pattern=None)
+    assert not (root / "splits").exists()

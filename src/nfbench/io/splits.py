@@ -157,8 +157,8 @@ def split_dataset(
     """Make k folds over a dataset's ``imagesTr`` cases and write them under ``root/splits``.
 
     Cases are grouped by patient with ``group_pattern`` (``None``: per scan), as in
-    :func:`kfold_split`. Raises :class:`SplitError` when ``imagesTr`` holds no case or the folds
-    cannot be filled, :class:`GroupPatternError` when the pattern misses a case name, and
+    :func:`kfold_split`. Raises :class:`SplitError` when ``imagesTr`` holds no case, an image
+    without label, or the folds cannot be filled, :class:`GroupPatternError` when the pattern misses a case name, and
     :class:`FoldsExistError` when ``root/splits`` already holds folds and ``overwrite`` is not set
     (with it, stale ``fold_k`` folders beyond ``folds`` are removed).
     """
@@ -167,6 +167,11 @@ def split_dataset(
     cases = dataset.subsets.get("imagesTr", [])
     if not cases:
         raise SplitError(f"{root / 'imagesTr'}: no training images found")
+    unlabelled = [c.image.name for c in cases if c.label is None]
+    if unlabelled:  # a fold would train or validate on a case that has no truth
+        raise SplitError(f"{root / 'imagesTr'}: {len(unlabelled)} image(s) without label: "
+                         f"{', '.join(unlabelled[:5])}{', ...' if len(unlabelled) > 5 else ''}; add their labels to "
+                         "labelsTr or move them out before making folds")
     out = root / "splits"
     existing = sorted(out.glob("fold_*/*_set.txt")) if out.is_dir() else []
     if existing and not overwrite:

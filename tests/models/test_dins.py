@@ -71,6 +71,9 @@ def test_weights_load_strictly_and_a_missing_key_is_named(tmp_path):
     assert "cut.pt" in str(err.value)
     with pytest.raises(ModelError, match="weight file"):
         dins.DINsModel(weights=None)
+    torch.save({"net": net.state_dict(), "optimizer": {"state": {}}, "epoch": 3}, tmp_path / "last.pt")
+    resumed = dins.DINsModel(weights=tmp_path / "last.pt", base_filters=2, max_filters=4)  # a training run's last.pt
+    assert all(torch.equal(resumed.network.state_dict()[k], v) for k, v in net.state_dict().items())
 
 
 def _volume(data, spacing):

@@ -285,7 +285,8 @@ class DINsModel:
         self.sw_batch_size, self.keep_clicked = int(sw_batch_size), bool(keep_clicked)
         self.honour_clicks = bool(honour_clicks)
         self.network = build_network(int(base_filters), int(max_filters))
-        load_checkpoint(self.network, weights, model_name=self.name)  # type: ignore[arg-type]
+        # a plain state dict, or the "net" entry of a training run's checkpoint (last.pt of `nfbench train dins`)
+        load_checkpoint(self.network, weights, model_name=self.name, key="net", or_key=None)  # type: ignore[arg-type]
         self.network.to(self.device).eval()
 
     @classmethod

@@ -268,3 +268,11 @@ def test_only_filters_and_its_errors(tiny_dataset, tmp_path):
         parse_only(["modl=sphere"])
     with pytest.raises(StudyError, match="write KEY=VALUE"):
         parse_only(["sphere"])
+
+
+def test_grid_warns_before_a_click_only_model_meets_a_box_step(tiny_dataset, tmp_path):
+    path = write_study(tmp_path, tiny_dataset, models=["sphere"], folds=None, test_sets=["imagesTs_1"],
+                       scenarios=[{"name": "lesion-single", "lesions": 1}], presets=["cvpr25"])
+    result = CliRunner().invoke(app, ["grid", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "model 'sphere' takes no boxes: in 'lesion-single' (cvpr25) its box step" in result.output

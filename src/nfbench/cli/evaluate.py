@@ -98,7 +98,7 @@ def evaluate_command(
     from nfbench.interaction.scenarios import scenario_from_options
     from nfbench.models.base import ModelError
     from nfbench.results.store import RunError
-    from nfbench.runner.evaluate import EvaluationPlan, evaluate, plan_warnings
+    from nfbench.runner.evaluate import EvaluationPlan, evaluate, run_warnings
     from nfbench.io.volume import VolumeError
 
     stop = parse_stop_dice(stop_dice)
@@ -126,7 +126,7 @@ def evaluate_command(
                               scenarios=tuple(scenarios), seed=seed, fold=fold, cases=tuple(case or ()),
                               surface_metrics=surface_metrics, tolerance_mm=tolerance_mm,
                               recompute_instances=recompute_instances)
-        for note in plan_warnings(plan):
+        for note in run_warnings(plan.models, plan.scenarios):
             stderr.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
         summary = evaluate(plan, out, jobs=jobs, resume=resume, csv=csv, save_predictions=save_predictions, quiet=quiet)
     except KeyboardInterrupt:

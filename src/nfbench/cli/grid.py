@@ -57,6 +57,7 @@ def grid_command(
     from nfbench.io.volume import VolumeError
     from nfbench.models.base import ModelError
     from nfbench.results.store import RunError
+    from nfbench.runner.evaluate import run_warnings
     from nfbench.runner.grid import StudyError, check_tasks, load_study, parse_only, plan_grid, run_grid
 
     if scheduler is not None and executor != "dask":
@@ -69,6 +70,9 @@ def grid_command(
             _list_tasks(loaded, tasks, out or loaded.out)
             check_tasks(tasks, only=chosen)  # listed first, so missing weights show beside their tasks
             return
+        tasks = plan_grid(loaded, only=chosen, check=False, quiet=quiet)
+        for note in run_warnings([t.spec for t in tasks], loaded.protocols):
+            stderr.print(f"[yellow]warning:[/] {note}", highlight=False)
         summary = run_grid(loaded, out, only=chosen, executor=executor, jobs=jobs, scheduler=scheduler, quiet=quiet)
     except (StudyError, ModelError, RunError, VolumeError, ValueError, ImportError, OSError) as err:
         fail(str(err))

@@ -11,6 +11,7 @@ import math
 import platform
 import sys
 from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from nfbench.runner.provenance import check_data_unchanged
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
-__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks", "plan_warnings"]
+__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks", "run_warnings"]
 
 
 @dataclass(frozen=True)
@@ -115,16 +116,20 @@ def _check_prompts(plan: EvaluationPlan, models: dict[str, InteractiveModel]) ->
                                  "(ask for boxes, or use the cvpr25 preset)")
 
 
-def plan_warnings(plan: EvaluationPlan) -> list[str]:
-    """What a reader should know before a run: options that differ from those the weights were
-    trained with (their model card), and a click-only model in a scenario whose first interaction
-    is a box step, which answers nothing there (Dice 0 at interaction 1; its clicks start at 2)."""
-    notes = []
-    for spec in plan.models:
+def run_warnings(specs: Iterable[ModelSpec], scenarios: Iterable[Scenario]) -> list[str]:
+    """What a reader should know before a run of ``specs`` in ``scenarios``: options that differ
+    from those the weights were trained with (their model card), and a click-only model in a
+    scenario whose first interaction is a box step, which answers nothing there (Dice 0 at
+    interaction 1; its clicks start at 2)."""
+    notes, scenarios, seen = [], list(scenarios), []
+    for spec in specs:
+        if spec in seen:  # a grid's task per case and seed repeats its specs (unhashable: they hold options)
+            continue
+        seen.append(spec)
         notes += card_mismatches(spec)
         if "box" in check_spec(spec).capabilities:
             continue
-        for scenario in plan.scenarios:
+        for scenario in scenarios:
             if scenario.box_step:
                 notes.append(f"model {spec.name!r} takes no boxes: in {scenario.name!r} ({scenario.preset}) its box "
                              "step (interaction 1) answers nothing and scores 0; its clicks start at interaction 2")

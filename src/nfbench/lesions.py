@@ -8,6 +8,7 @@ import cc3d
 import numpy as np
 import pandas as pd
 
+from nfbench.bbox import mask_bbox
 from nfbench.components import connected_components
 from nfbench.types import BoxSlices
 
@@ -58,13 +59,6 @@ def _smallest_uint(n: int) -> type:
     return np.uint64
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The smallest box holding every True voxel of a non-empty mask (lesions fill a small part of a scan)."""
-    axes = range(mask.ndim)
-    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in axes if a != axis))) for axis in axes]
-    return tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hits)
-
-
 def _list_values(values: np.ndarray, *, shown: int = 5) -> str:
     text = ", ".join(str(int(v)) for v in values[:shown])
     return text if values.size <= shown else f"{text}, ... ({values.size} values)"
@@ -87,7 +81,7 @@ def instance_ids_problem(label: np.ndarray) -> str | None:
         return None
     mask = label > 0
     values = np.unique(label[mask])
-    crop = label[_bounding_box(mask)]
+    crop = label[mask_bbox(mask)]
     _, pieces = connected_components(crop if crop.dtype.kind in "biu" else crop.astype(np.int64), connectivity=26)
     if pieces <= MAX_PIECES_PER_ID * values.size:
         return None

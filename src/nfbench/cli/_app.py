@@ -32,6 +32,11 @@ def print_table(table: Table) -> None:
     wide.print(table)
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr: something the user should know, not an error."""
+    stderr.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line on stderr and leave with ``code``; for errors the user can fix."""
     stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

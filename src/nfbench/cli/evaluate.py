@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nfbench.cli._app import app, fail, stderr, stdout
+from nfbench.cli._app import app, fail, stderr, stdout, warn
 
 __all__ = ["evaluate_command", "parse_stop_dice", "model_specs"]
 
@@ -98,7 +98,7 @@ def evaluate_command(
     from nfbench.interaction.scenarios import scenario_from_options
     from nfbench.models.base import ModelError
     from nfbench.results.store import RunError
-    from nfbench.runner.evaluate import EvaluationPlan, evaluate, run_warnings
+    from nfbench.runner.evaluate import EvaluationPlan, evaluate
     from nfbench.io.volume import VolumeError
 
     stop = parse_stop_dice(stop_dice)
@@ -121,14 +121,13 @@ def evaluate_command(
         ]
         for given, option, applies, why in unused:
             if given is not None and not applies:
-                stderr.print(f"[yellow]warning:[/] {option} {given} is ignored: {why}", highlight=False, soft_wrap=True)
+                warn(f"{option} {given} is ignored: {why}")
         plan = EvaluationPlan(data=data, test_sets=tuple(dict.fromkeys(test_set)), models=tuple(specs),
                               scenarios=tuple(scenarios), seed=seed, fold=fold, cases=tuple(case or ()),
                               surface_metrics=surface_metrics, tolerance_mm=tolerance_mm,
                               recompute_instances=recompute_instances)
-        for note in run_warnings(plan.models, plan.scenarios):
-            stderr.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
-        summary = evaluate(plan, out, jobs=jobs, resume=resume, csv=csv, save_predictions=save_predictions, quiet=quiet)
+        summary = evaluate(plan, out, jobs=jobs, resume=resume, csv=csv, save_predictions=save_predictions, quiet=quiet,
+                           on_warning=warn)
     except KeyboardInterrupt:
         fail(f"interrupted; the finished cases are kept in {out}: the same command with --resume goes on", code=130)
     except (ValueError, KeyError, ModelError, RunError, VolumeError) as err:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nfbench.cli._app import app, fail, stderr, stdout
+from nfbench.cli._app import app, fail, stderr, stdout, warn
 
 __all__ = ["grid_command", "study_path"]
 
@@ -57,7 +57,6 @@ def grid_command(
     from nfbench.io.volume import VolumeError
     from nfbench.models.base import ModelError
     from nfbench.results.store import RunError
-    from nfbench.runner.evaluate import run_warnings
     from nfbench.runner.grid import StudyError, check_tasks, load_study, parse_only, plan_grid, run_grid
 
     if scheduler is not None and executor != "dask":
@@ -68,12 +67,11 @@ def grid_command(
         if dry_run:
             tasks = plan_grid(loaded, only=chosen, check=False, quiet=quiet)
             _list_tasks(loaded, tasks, out or loaded.out)
-            check_tasks(tasks, only=chosen)  # listed first, so missing weights show beside their tasks
+            for note in check_tasks(tasks, only=chosen):  # listed first, so missing weights show beside their tasks
+                warn(note)
             return
-        tasks = plan_grid(loaded, only=chosen, check=False, quiet=quiet)
-        for note in run_warnings([t.spec for t in tasks], loaded.protocols):
-            stderr.print(f"[yellow]warning:[/] {note}", highlight=False)
-        summary = run_grid(loaded, out, only=chosen, executor=executor, jobs=jobs, scheduler=scheduler, quiet=quiet)
+        summary = run_grid(loaded, out, only=chosen, executor=executor, jobs=jobs, scheduler=scheduler, quiet=quiet,
+                           on_warning=warn)
     except (StudyError, ModelError, RunError, VolumeError, ValueError, ImportError, OSError) as err:
         fail(str(err))
     done = summary.evaluated - len(summary.failed)

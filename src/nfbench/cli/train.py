@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from nfbench.cli._app import app, fail, stderr, stdout
+from nfbench.cli._app import app, fail, stdout, warn
 
 __all__ = ["train_command"]
 
@@ -62,8 +62,8 @@ def train_command(
     from nfbench.train import TrainConfig, TrainError, train
 
     if model == "sam2" and init is None and not resume:
-        stderr.print("[yellow]warning:[/] sam2 without --init trains from random weights; it is meant to fine-tune "
-                     "a released checkpoint (sam2.1_hiera_*.pt)", highlight=False, soft_wrap=True)
+        warn("sam2 without --init trains from random weights; it is meant to fine-tune a released checkpoint "
+             "(sam2.1_hiera_*.pt)")
 
     try:
         options = dict(parse_option(o) for o in model_option or [])

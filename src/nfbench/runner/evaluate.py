@@ -11,7 +11,7 @@ import math
 import platform
 import sys
 from dataclasses import dataclass, field, replace
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from nfbench.io.check import grid_problems
 from nfbench.io.dataset import Case, Problem, discover_dataset
 from nfbench.io.volume import VolumeError
 from nfbench.models.base import InteractiveModel
-from nfbench.models.registry import card_mismatches, check_spec
+from nfbench.models.registry import card_mismatches
 from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
 from nfbench.runner.executors import Outcome, run_local
@@ -29,7 +29,7 @@ from nfbench.runner.provenance import check_data_unchanged
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
-__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks", "run_warnings"]
+__all__ = ["EvaluationPlan", "EvaluationSummary", "evaluate", "versions", "select_cases", "plan_tasks", "prompt_problems"]
 
 
 @dataclass(frozen=True)
@@ -106,33 +106,30 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _check_prompts(plan: EvaluationPlan, models: dict[str, InteractiveModel]) -> None:
-    """Refuse, before any work, a model that could not be prompted in a scenario of the plan."""
+def prompt_problems(name: str, capabilities: frozenset[str], scenarios: Iterable[Scenario]) -> tuple[list[str], list[str]]:
+    """How model ``name`` meets the prompts of ``scenarios``: what refuses the run (a box-only model
+    where no box is given) and what a reader should know (a click-only model under a box step
+    answers nothing there: Dice 0 at interaction 1, its clicks start at 2)."""
+    refusals, notes = [], []
+    for scenario in scenarios:
+        if capabilities and "click" not in capabilities and not scenario.boxes:
+            refusals.append(f"model {name!r} takes boxes only and scenario {scenario.name!r} gives no boxes "
+                            "(ask for boxes, or use the cvpr25 preset)")
+        if "box" not in capabilities and scenario.box_step:
+            notes.append(f"model {name!r} takes no boxes: in {scenario.name!r} ({scenario.preset}) its box step "
+                         "(interaction 1) answers nothing and scores 0; its clicks start at interaction 2")
+    return refusals, notes
+
+
+def _check_prompts(plan: EvaluationPlan, models: dict[str, InteractiveModel]) -> list[str]:
+    """Refuse, before any work, a model that could not be prompted in a scenario of the plan; the
+    notes for the others (:func:`prompt_problems`) and options unlike their weights' card."""
+    notes = []
     for spec in plan.models:
-        caps = models[spec.name].capabilities
-        for scenario in plan.scenarios:
-            if "click" not in caps and not scenario.boxes:
-                raise ValueError(f"model {spec.name!r} takes boxes only and scenario {scenario.name!r} gives no boxes "
-                                 "(ask for boxes, or use the cvpr25 preset)")
-
-
-def run_warnings(specs: Iterable[ModelSpec], scenarios: Iterable[Scenario]) -> list[str]:
-    """What a reader should know before a run of ``specs`` in ``scenarios``: options that differ
-    from those the weights were trained with (their model card), and a click-only model in a
-    scenario whose first interaction is a box step, which answers nothing there (Dice 0 at
-    interaction 1; its clicks start at 2)."""
-    notes, scenarios, seen = [], list(scenarios), []
-    for spec in specs:
-        if spec in seen:  # a grid's task per case and seed repeats its specs (unhashable: they hold options)
-            continue
-        seen.append(spec)
-        notes += card_mismatches(spec)
-        if "box" in check_spec(spec).capabilities:
-            continue
-        for scenario in scenarios:
-            if scenario.box_step:
-                notes.append(f"model {spec.name!r} takes no boxes: in {scenario.name!r} ({scenario.preset}) its box "
-                             "step (interaction 1) answers nothing and scores 0; its clicks start at interaction 2")
+        refusals, found = prompt_problems(spec.name, frozenset(models[spec.name].capabilities), plan.scenarios)
+        if refusals:
+            raise ValueError(refusals[0])
+        notes += card_mismatches(spec) + found
     return notes
 
 
@@ -206,6 +203,7 @@ def evaluate(
     csv: bool = False,
     save_predictions: bool = False,
     quiet: bool = False,
+    on_warning: Callable[[str], None] = lambda note: None,
 ) -> EvaluationSummary:
     """Run every model × scenario on every case of the plan's test sets, writing ``out``.
 
@@ -213,14 +211,16 @@ def evaluate(
     the plan's specs, which checks every option first. Each case is written atomically when it
     ends; with ``resume`` the finished cases are kept and the tables come out identical to an
     uninterrupted run. A case that raises is recorded as failed (``status``/``error`` in the cases
-    table) and the run goes on.
+    table) and the run goes on. ``on_warning`` hears, before any work, what a reader should know:
+    options unlike those of the weights' model card, a click-only model under a box step.
     """
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"the number of parallel jobs must be a whole number >= 1, got {jobs}")
     out = Path(out)
     cache = ModelCache(models)
     loaded = {spec.name: cache.get(spec) for spec in plan.models}
-    _check_prompts(plan, loaded)
+    for note in _check_prompts(plan, loaded):
+        on_warning(note)
     cases = select_cases(plan.data, plan.test_sets, plan.cases)
     store = RunStore(out, plan.config(out.name), resume=resume)
     done = store.finished()

@@ -40,6 +40,7 @@ import difflib
 import hashlib
 import os
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,7 +49,7 @@ from nfbench.interaction.scenarios import Scenario, scenario_from_options
 from nfbench.io.dataset import Case
 from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
-from nfbench.runner.evaluate import select_cases, versions
+from nfbench.runner.evaluate import prompt_problems, select_cases, versions
 from nfbench.runner.executors import WORKER_MODEL_LIMIT, Outcome, run_dask, run_local
 from nfbench.runner.provenance import check_data_unchanged
 from nfbench.runner.progress import RunProgress
@@ -337,21 +338,23 @@ class GridSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def check_tasks(tasks: list[Task], *, only: dict[str, set[str]] | None = None, loaded: dict | None = None) -> None:
+def check_tasks(tasks: list[Task], *, only: dict[str, set[str]] | None = None, loaded: dict | None = None) -> list[str]:
     """Refuse a plan that cannot run: no task (``only`` matched nothing), or a model that cannot
-    run its tasks (those of ``loaded`` models, given ready, are not checked)."""
+    run its tasks (those of ``loaded`` models, given ready, are not checked); returns the notes of
+    :func:`_check_models`."""
     if not tasks:
         raise StudyError("no task matches" + (f" --only {_only_text(only)}" if only else ""))
-    _check_models([t for t in tasks if t.spec.name not in (loaded or {})])
+    return _check_models([t for t in tasks if t.spec.name not in (loaded or {})])
 
 
-def _check_models(tasks: list[Task]) -> None:
+def _check_models(tasks: list[Task]) -> list[str]:
     """Every spec of the tasks: options, dependencies, weight files, and prompts the scenarios give;
-    all problems at once, before any work."""
+    all problems at once, before any work. Returns the notes a reader should know (options unlike
+    the weights' card, click-only models under a box step)."""
     from nfbench.models.base import ModelError
-    from nfbench.models.registry import check_spec
+    from nfbench.models.registry import card_mismatches, check_spec
 
-    problems, seen = [], set()
+    problems, notes, seen = [], [], set()
     for task in tasks:
         identity = (task.spec.name, str(task.spec.weights), repr(sorted(task.spec.options.items())), task.spec.device)
         if identity in seen:
@@ -363,12 +366,12 @@ def _check_models(tasks: list[Task]) -> None:
         except ModelError as err:
             problems.append(f"{err}{fold}")
             continue
-        for scenario in task.scenarios:
-            if info.capabilities and "click" not in info.capabilities and not scenario.boxes:
-                problems.append(f"model {task.spec.name!r} takes boxes only and scenario {scenario.name!r} gives "
-                                "no boxes (ask for boxes: true, or use the cvpr25 preset)")
+        refusals, found = prompt_problems(task.spec.name, info.capabilities, task.scenarios)
+        problems += refusals
+        notes += card_mismatches(task.spec) + found
     if problems:
         raise StudyError(f"{len(problems)} problem(s) with the study's models: " + "; ".join(dict.fromkeys(problems)))
+    return list(dict.fromkeys(notes))
 
 
 def plan_grid(study: Study, *, only: dict[str, set[str]] | None = None, check: bool = True,
@@ -391,13 +394,14 @@ def plan_grid(study: Study, *, only: dict[str, set[str]] | None = None, check: b
 
 def run_grid(study: Study, out: str | Path | None = None, *, only: dict[str, set[str]] | None = None,
              executor: str = "local", jobs: int = 1, scheduler: str | None = None, quiet: bool = False,
-             models: dict | None = None) -> GridSummary:
+             models: dict | None = None, on_warning: Callable[[str], None] = lambda note: None) -> GridSummary:
     """Run the study's tasks (``only`` the matching ones) into one run folder, ``out`` or the study's.
 
     The run folder is created or, when it exists, continued: case results already there are
     skipped, and a study whose configuration differs from the folder's is refused. Failed case
     results are listed in the summary (and retried by the next run); they do not stop the others.
     ``models`` gives loaded models by name (tests, notebooks; the local executor only).
+    ``on_warning`` hears what :func:`check_tasks` notes, before any work.
     """
     if executor not in EXECUTORS:
         raise StudyError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
@@ -405,7 +409,8 @@ def run_grid(study: Study, out: str | Path | None = None, *, only: dict[str, set
         raise StudyError(f"the number of parallel jobs must be a whole number >= 1, got {jobs}")
     out = Path(out or study.out)
     tasks = plan_grid(study, only=only, quiet=quiet)
-    check_tasks(tasks, only=only, loaded=models or {})
+    for note in check_tasks(tasks, only=only, loaded=models or {}):
+        on_warning(note)
     store = RunStore(out, study.config(out.name), resume=True)
     done = store.finished()
     check_data_unchanged(store.root, done)

@@ -37,6 +37,8 @@ def test_weights_ship_with_a_card_that_says_how_they_were_made(name):
     # trained on the current phantom: a new phantom version needs new weights (see the module doc)
     assert about["data"]["phantom_version"] == PHANTOM_VERSION and about["data"]["difficulty"] == "realistic"
     assert about["validation"]["dice_lesion_last"] >= 0.7
+    train, val = about["cases"]["train"], about["cases"]["val"]  # which phantom cases it saw, by name
+    assert train and val and not set(train) & set(val)
     assert json.dumps(about)  # plain JSON, as written
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 import numpy as np
@@ -72,6 +73,43 @@ def test_broken_plugin_is_listed_not_fatal(registered):
     assert result.exit_code == 0
     rows = {r["name"]: r for r in json.loads(result.output)}
     assert rows["thirdparty"]["available"] is False and rows["sphere"]["available"] is True
+
+
+class NoStart:
+    """A plug-in class that forgot its start method."""
+
+    name = "no-start"
+    capabilities = frozenset({"click"})
+
+
+class PrevMask(SphereModel):
+    """A plug-in that declares DESIGN's illustrative ``prev_mask``."""
+
+    capabilities = frozenset({"click", "prev_mask"})
+
+
+class Uncapable(SphereModel):
+    """A plug-in that declares no capability."""
+
+    capabilities = frozenset()
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (NoStart, r"defines no start\(image, \*, seed\) method"),
+        (PrevMask, r"\['click', 'prev_mask'\].*some of \['box', 'click'\].*prev_mask is not a capability"),
+        (Uncapable, r"declares capabilities \[\]; it must take some of"),
+    ],
+)
+def test_models_that_break_the_contract_are_listed_as_unavailable(registered, factory, message):
+    registered("contract", factory)
+    info = next(m for m in available_models() if m.name == "contract")
+    assert not info.available and re.search(message, "; ".join(info.missing))
+    with pytest.raises(ModelError, match="'contract' is not available: .*" + message):
+        load_model("contract")
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["models", "--json"]).output)}
+    assert rows["contract"]["available"] is False and rows["sphere"]["available"] is True
 
 
 def test_options_reach_the_model():

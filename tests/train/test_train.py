@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from nfbench.cli import app
 from nfbench.io.dataset import discover_dataset
+from nfbench.io.splits import read_fold
 from nfbench.models.registry import load_model
 from nfbench.train import METRICS, TrainConfig, TrainError, train
 from nfbench.train.data import PatchSampler, load_grid_case
@@ -254,6 +255,8 @@ def test_training_writes_its_files_and_the_best_checkpoint_evaluates(fold_datase
     assert card["command"] == "nfbench train test" and card["fold"] == 1 and card["seed"] == 3
     assert card["validation"]["best_epoch"] in (1, 2) and card["weights"]["sha256"]
     assert card["options"]["filters"] == SWF["filters"]
+    fold = read_fold(fold_dataset, 1)  # a reader sees which cases trained and which validated
+    assert card["cases"] == {"train": list(fold.train), "val": list(fold.val)} and fold.train and fold.val
     model = load_model("sw-fastedit", weights=result.best, **SWF)  # strict load of our own output
     assert isinstance(torch.load(result.best, weights_only=True)["net"], dict)  # the original format
     assert model.network.state_dict().keys() == torch.load(result.best, weights_only=True)["net"].keys()
@@ -324,9 +327,14 @@ def test_refusals_name_the_problem(fold_dataset, tmp_path, copy_of):
         _config(fold_dataset, tmp_path / "neg", seed=-1)
     with pytest.raises(TrainError, match="fold_5/train_set.txt: no such fold file"):
         train(_config(fold_dataset, tmp_path / "f5", fold=5), quiet=True)
+    assert not (tmp_path / "f5").exists()  # a refused run leaves no empty folder behind
     with pytest.raises(TrainError, match="has no option 'filtres'"):
         train(_config(fold_dataset, tmp_path / "typo", options={**SWF, "filtres": "1"}), quiet=True)
-    assert not (tmp_path / "typo" / "train.json").exists()
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(TrainError, match="no such fold file"):
+        train(_config(fold_dataset, tmp_path / "mine", fold=5), quiet=True)
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())  # the user's own folder stays
     with pytest.raises(TrainError, match="cannot train 'sphere'"):
         train(_config(fold_dataset, tmp_path / "sphere", model="sphere"), quiet=True)
     with pytest.raises(TrainError, match="steps_per_epoch = 0"):
@@ -337,6 +345,7 @@ def test_refusals_name_the_problem(fold_dataset, tmp_path, copy_of):
     val.write_text(val.read_text() + train_list.splitlines()[0] + "\n")
     with pytest.raises(TrainError, match="in both train and val"):
         train(_config(data, tmp_path / "leak"), quiet=True)
+    assert not (tmp_path / "leak").exists()
 
 
 def test_validation_never_sees_training_cases(fold_dataset, tmp_path):

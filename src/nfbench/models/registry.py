@@ -136,6 +136,7 @@ def _describe(
         missing = tuple(str(m) for m in check(**_requirement_options(check, options or {}))) if callable(check) else ()
     except Exception as err:  # noqa: BLE001 - a failing check makes the model unavailable, not the listing
         missing = (f"requirement check failed: {type(err).__name__}: {err}",)
+    missing += _contract_problems(factory)
     doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
     info = ModelInfo(
         name=name,
@@ -147,6 +148,28 @@ def _describe(
         needs_weights=bool(getattr(factory, "needs_weights", True)),
     )
     return info, factory
+
+
+def _capability_problem(caps: frozenset[str]) -> str | None:
+    """Why declared capabilities are refused; ``prev_mask`` is named because DESIGN's example has it."""
+    if caps and caps <= CAPABILITIES:
+        return None
+    note = " (a session keeps its own previous mask: prev_mask is not a capability)" if "prev_mask" in caps else ""
+    return f"declares capabilities {sorted(caps)}; it must take some of {sorted(CAPABILITIES)} and nothing else{note}"
+
+
+def _contract_problems(factory: object) -> tuple[str, ...]:
+    """What a model class visibly lacks, so `nfbench models` does not list it as available; a factory
+    that is not a class is checked only when it is loaded."""
+    if not inspect.isclass(factory):
+        return ()
+    problems = [] if callable(getattr(factory, "start", None)) else ["it defines no start(image, *, seed) method"]
+    caps = getattr(factory, "capabilities", None)
+    if isinstance(caps, (set, frozenset, list, tuple)):  # a property or an instance attribute waits for load
+        problem = _capability_problem(frozenset(caps))
+        if problem:
+            problems.append(problem)
+    return tuple(problems)
 
 
 def registered_names() -> list[str]:
@@ -320,8 +343,7 @@ def load_model(name: str, **options: object) -> InteractiveModel:
     model = factory(**options)
     if not isinstance(model, InteractiveModel):
         raise ModelError(f"model {name!r} ({info.target}) does not provide name, capabilities and start()")
-    caps = frozenset(model.capabilities)
-    if not caps or not caps <= CAPABILITIES:
-        raise ModelError(f"model {name!r} declares capabilities {sorted(caps)}; "
-                         f"it must take some of {sorted(CAPABILITIES)} and nothing else")
+    problem = _capability_problem(frozenset(model.capabilities))
+    if problem:
+        raise ModelError(f"model {name!r} {problem}")
     return model

@@ -39,7 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import nfbench
 from nfbench.io.dataset import discover_dataset
-from nfbench.io.splits import read_fold
+from nfbench.io.splits import Fold, read_fold
 from nfbench.train.data import GridCase, load_grid_case
 from nfbench.train.recipes import RECIPES, Recipe, recipe_for
 
@@ -133,7 +133,7 @@ class TrainResult:
     card: dict[str, Any]
 
 
-def _cases(config: TrainConfig, recipe: Recipe, quiet: bool) -> tuple[list[GridCase], list[GridCase], tuple]:
+def _cases(config: TrainConfig, recipe: Recipe, quiet: bool) -> tuple[list[GridCase], list[GridCase], Fold]:
     dataset = discover_dataset(config.data)
     training = {c.name: c for c in dataset.subsets.get("imagesTr", [])}
     if not training:
@@ -153,7 +153,7 @@ def _cases(config: TrainConfig, recipe: Recipe, quiet: bool) -> tuple[list[GridC
             for name in names:
                 loaded[kind].append(load_grid_case(training[name], recipe.prepare))
                 bar.advance(task)
-    return loaded["train"], loaded["val"], fold.val
+    return loaded["train"], loaded["val"], fold
 
 
 def _progress(quiet: bool) -> Progress:
@@ -227,40 +227,41 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    train_cases, val_cases, val_names = _cases(config, recipe, quiet)
-
-    torch.manual_seed(config.seed)
-    network = recipe.build_network()
-    if config.init is not None:
-        from nfbench.models.base import ModelError
-
-        try:
-            recipe.load_init(network, Path(config.init))
-        except ModelError as err:  # a checkpoint that does not fit: the CLI's clean refusal
-            raise TrainError(str(err)) from err
-    network.to(device)
-    optimizer = recipe.optimizer(network, config.lr or recipe.lr)
-    scheduler = recipe.scheduler(optimizer, config.epochs)
-    amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and recipe.amp_dtype == "float16")  # bfloat16 needs none
-    rng = np.random.default_rng(config.seed)
     try:
-        sampler = recipe.sampler(train_cases, lesion_rate=config.lesion_rate, training=True)
-        val_sampler = recipe.sampler(val_cases, lesion_rate=config.lesion_rate, training=False)
-    except ValueError as err:
-        raise TrainError(f"{config.data}, fold {config.fold}: {err}") from err
-    val_rng = np.random.default_rng([config.seed, _VAL_SEED])
-    val_patches = [val_sampler.draw(val_rng) for _ in range(config.val_patches)]
-    validator = (_Validator(config, recipe, device, val_names) if recipe.evaluated
-                 else _SampleValidator(config, recipe, device, val_patches))
+        train_cases, val_cases, fold = _cases(config, recipe, quiet)
+        torch.manual_seed(config.seed)
+        network = recipe.build_network()
+        if config.init is not None:
+            from nfbench.models.base import ModelError
+
+            try:
+                recipe.load_init(network, Path(config.init))
+            except ModelError as err:  # a checkpoint that does not fit: the CLI's clean refusal
+                raise TrainError(str(err)) from err
+        network.to(device)
+        optimizer = recipe.optimizer(network, config.lr or recipe.lr)
+        scheduler = recipe.scheduler(optimizer, config.epochs)
+        amp = config.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=amp and recipe.amp_dtype == "float16")  # bfloat16 needs none
+        rng = np.random.default_rng(config.seed)
+        try:
+            sampler = recipe.sampler(train_cases, lesion_rate=config.lesion_rate, training=True)
+            val_sampler = recipe.sampler(val_cases, lesion_rate=config.lesion_rate, training=False)
+        except ValueError as err:
+            raise TrainError(f"{config.data}, fold {config.fold}: {err}") from err
+        val_rng = np.random.default_rng([config.seed, _VAL_SEED])
+        val_patches = [val_sampler.draw(val_rng) for _ in range(config.val_patches)]
+        validator = (_Validator(config, recipe, device, fold.val) if recipe.evaluated
+                     else _SampleValidator(config, recipe, device, val_patches))
+        if state is None:
+            validator.check(network)  # an option the model refuses fails now, not after the first epoch
+    except TrainError:
+        _leave_as_found(out, created)
+        raise
     epoch, best = 0, {"epoch": 0, "dice": -1.0}
     if state is None:
-        try:
-            validator.check(network)  # an option the model refuses fails now, not after the first epoch
-        except TrainError:
-            (out / _CANDIDATE).unlink(missing_ok=True)  # leave the folder as it was: empty
-            raise
         (out / _CONFIG).write_text(json.dumps({**config.record(), "command": command}, indent=2) + "\n")
         with (out / _LOG).open("w", newline="") as handle:
             csv.writer(handle).writerow(METRICS)
@@ -316,10 +317,17 @@ def train(config: TrainConfig, *, resume: bool = False, quiet: bool = False, com
                           "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                           "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                           "draws": sampler._draws, "epoch": epoch, "best": best, "seconds": seconds}, out / _STATE)
-    card = _card(config, recipe, network, best, out, time.perf_counter() - started, command, validator.describe())
+    card = _card(config, recipe, network, best, out, time.perf_counter() - started, command, validator.describe(), fold)
     (out / _CARD).write_text(json.dumps(card, indent=2) + "\n")
     (out / _CANDIDATE).unlink(missing_ok=True)
     return TrainResult(out, out / _BEST, card)
+
+
+def _leave_as_found(out: Path, created: bool) -> None:
+    """A refused run leaves ``out`` as it found it: no candidate, and no empty folder it made."""
+    (out / _CANDIDATE).unlink(missing_ok=True)
+    if created and not any(out.iterdir()):
+        out.rmdir()
 
 
 def _keep_log_rows(log: Path, epoch: int) -> None:
@@ -421,7 +429,7 @@ class _Validator:
 
 
 def _card(config: TrainConfig, recipe: Recipe, network, best: dict, out: Path, seconds: float,
-          command: str | None, validation: dict[str, Any]) -> dict[str, Any]:
+          command: str | None, validation: dict[str, Any], fold: Fold) -> dict[str, Any]:
     import torch
 
     from nfbench.models.spec import file_identity
@@ -435,7 +443,7 @@ def _card(config: TrainConfig, recipe: Recipe, network, best: dict, out: Path, s
         "command": command or " ".join(sys.argv),
         "data": {"path": str(Path(config.data).resolve()),
                  **{k: meta[k] for k in ("name", "phantom_version", "seed", "size", "burden", "difficulty") if k in meta}},
-        "fold": config.fold, "seed": config.seed, "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch,
+        "fold": config.fold, "cases": {"train": list(fold.train), "val": list(fold.val)}, "seed": config.seed, "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch,
         "batch_size": config.batch_size, "lr": config.lr or recipe.lr, "init": config.record()["init"],
         "validation": {**validation, "best_epoch": best["epoch"],
                        "dice_lesion_first": best.get("dice_1"), "dice_lesion_last": best["dice"]},

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -14,6 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from nfbench.cli import app
+from nfbench.models.baselines.sphere import SphereModel
+from nfbench.models.registry import register_model, unregister_model
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Columns that measure the machine rather than the method.
 _TIMING = {"latency_ms", "overhead_ms", "wall_time_s", "model_start_s", "peak_memory_mb", "peak_gpu_memory_mb",
@@ -144,3 +149,105 @@ def test_killed_run_resumes_to_the_same_tables(tiny_dataset, tmp_path, how):
     assert f"{len(kept)} kept from before" in resumed.stdout
     for name in _TABLES:
         pd.testing.assert_frame_equal(_comparable(full, name), _comparable(killed, name), check_dtype=False)
+
+
+class SleepySphere(SphereModel):
+    """The sphere, asleep for $NFBENCH_TEST_SLEEP_S seconds when it starts on a case: a case that is
+    still running when the run is interrupted (its results are those of the sphere)."""
+
+    def start(self, image, *, seed=0):
+        time.sleep(float(os.environ.get("NFBENCH_TEST_SLEEP_S", "0")))
+        return super().start(image, seed=seed)
+
+
+@pytest.mark.slow  # three evaluations, two in fresh interpreters: about 10 s
+def test_ctrl_c_with_jobs_stops_the_workers_at_once_and_resumes_to_the_same_tables(tiny_dataset, tmp_path):
+    script = tmp_path / "nfbench_cli.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(ROOT / 'src')!r}, {str(ROOT)!r}]
+        from tests.cli.test_evaluate_cli import SleepySphere
+        from nfbench.models.registry import register_model
+        register_model("sleepy-sphere", SleepySphere)
+        from nfbench.cli import app
+        app(sys.argv[1:], prog_name="nfbench")
+    """))
+    run = tmp_path / "run"
+    args = ["evaluate", "--data", str(tiny_dataset), "--model", "sleepy-sphere", "--model", "sphere",
+            "--test-set", "imagesTs_1", "--test-set", "imagesTs_2", "--scenario", "lesion-single", "--quiet"]
+    cli = [sys.executable, str(script), *args, "--out", str(run), "--jobs", "2"]
+    # Tasks go case by case: the sphere finishes its first case while both workers then sleep in a
+    # sleepy-sphere's start, long past the test's patience.
+    process = subprocess.Popen(cli, env={**os.environ, "NFBENCH_TEST_SLEEP_S": "120"}, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        parts = run / "parts"
+        while time.monotonic() < deadline and process.poll() is None:
+            if parts.is_dir() and any(not p.name.startswith(".tmp-") for p in parts.iterdir()):
+                break
+            time.sleep(0.01)
+        interrupted = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)  # the driver alone, as `kill -INT PID` does
+        _, stderr = process.communicate(timeout=20)
+        stopped_s = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 130 and "the same command with --resume goes on" in stderr, stderr
+    assert stopped_s < 5, f"the run took {stopped_s:.1f} s to stop"
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # no worker was left behind
+    kept = {p.name: p.stat().st_mtime_ns for p in parts.iterdir() if not p.name.startswith(".tmp-")}
+    assert len(kept) == 1 and next(iter(kept)).startswith("sphere__lesion-single__imagesTs_1__")
+
+    resumed = subprocess.run(cli + ["--resume"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 evaluated, 1 kept from before" in resumed.stdout
+    assert {name: (parts / name).stat().st_mtime_ns for name in kept} == kept  # the finished case stayed as it was
+    register_model("sleepy-sphere", SleepySphere)
+    try:
+        whole = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "whole")])
+    finally:
+        unregister_model("sleepy-sphere")
+    assert whole.exit_code == 0, whole.output
+    for name in _TABLES:
+        pd.testing.assert_frame_equal(_comparable(tmp_path / "whole", name), _comparable(run, name), check_dtype=False)
+
+
+def test_single_click_scenarios_record_the_interactions_they_make(tiny_dataset, tmp_path):
+    import json
+
+    from nfbench.interaction.scenarios import scenario_from_options
+
+    args = ["evaluate", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--model", "sphere",
+            "--test-set", "imagesTs_1", "--lesions", "2", "--budget", "7", "--interactions", "2", "--quiet"]
+    for name in ("global-single", "global-corrective", "lesion-single", "lesion-corrective"):
+        args += ["--scenario", name]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())["scenario_options"]
+    single = scenario_from_options("global-single").interactions  # the preset's: --budget does not apply
+    assert {name: options["interactions"] for name, options in recorded.items()} == {
+        "global-single": single, "global-corrective": 7, "lesion-single": single, "lesion-corrective": 2}
+
+
+def test_resume_names_changed_versions_and_another_nfbench_needs_a_flag(tiny_dataset, tmp_path):
+    import json
+
+    import nfbench
+
+    run = tmp_path / "r"
+    args = ["evaluate", "--data", str(tiny_dataset), "--out", str(run), "--model", "sphere", "--test-set",
+            "imagesTs_1", "--scenario", "lesion-single", "--lesions", "2", "--quiet"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    config = json.loads((run / "config.json").read_text())
+    config["versions"].update(nfbench="0.0.1", numpy="1.0.0")
+    (run / "config.json").write_text(json.dumps(config))
+    refused = CliRunner().invoke(app, [*args, "--resume"])
+    assert refused.exit_code == 1 and "--accept-nfbench-version" in refused.output and "Traceback" not in refused.output
+    accepted = CliRunner().invoke(app, [*args, "--resume", "--accept-nfbench-version"])
+    assert accepted.exit_code == 0, accepted.output
+    assert "warning:" in accepted.output and f"nfbench 0.0.1 → {nfbench.__version__}, numpy 1.0.0 → " in accepted.output
+    assert "0 evaluated, 1 kept from before" in accepted.output

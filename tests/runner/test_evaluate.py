@@ -70,6 +70,13 @@ def test_failed_case_is_recorded_and_the_run_goes_on(tiny_dataset, tmp_path):
     assert cases.loc["oracle", "status"] == "ok"
 
 
+def test_a_broken_plug_in_is_named_as_it_was_registered_not_by_its_class_name(tiny_dataset, tmp_path):
+    plan = EvaluationPlan(data=tiny_dataset, test_sets=("imagesTs_1",), models=("my-plugin",),
+                          scenarios=(scenario_from_options("lesion-single"),))
+    summary = evaluate(plan, tmp_path / "run", models={"my-plugin": BrokenModel()}, quiet=True)
+    assert BrokenModel.name != "my-plugin" and "model 'my-plugin' returned" in summary.failed[0][1]
+
+
 class CrashingModel(BrokenModel):
     """A plug-in whose predict fails deep in its own code."""
 
@@ -269,3 +276,42 @@ def test_a_model_cannot_edit_the_image_every_model_shares(tiny_dataset, tmp_path
     evaluate(plan, tmp_path / "run", models={"editing": EditingModel()}, quiet=True)
     error = pd.read_parquet(tmp_path / "run" / "cases.parquet")["error"].iloc[0]
     assert "read-only" in error and "in start" in error
+
+
+def _record_versions(run, **recorded):
+    """Make the run folder look started under other versions (as an older installation writes it)."""
+    config = json.loads((run / "config.json").read_text())
+    config["versions"].update(recorded)
+    (run / "config.json").write_text(json.dumps(config))
+
+
+def test_resume_under_other_library_versions_names_each_old_and_new(tiny_dataset, tmp_path):
+    from nfbench.runner.evaluate import versions
+
+    dataset = discover_dataset(tiny_dataset)
+    models, notes = {"oracle": CaseOracle(dataset)}, []
+    evaluate(_plan(tiny_dataset), tmp_path / "run", models=models, quiet=True, on_warning=notes.append)
+    assert not any("versions" in n for n in notes)  # a new run has nothing to compare
+    _record_versions(tmp_path / "run", numpy="1.0.0", scipy="0.1")
+    summary = evaluate(_plan(tiny_dataset), tmp_path / "run", models=models, quiet=True, resume=True,
+                       on_warning=notes.append)
+    current = versions()
+    assert summary.skipped == 4
+    assert notes == [f"{tmp_path / 'run'}: resumed under other versions than the run was started with: numpy 1.0.0 → "
+                     f"{current['numpy']}, scipy 0.1 → {current['scipy']}; its tables will mix results of both "
+                     "(the report's provenance table tells them apart)"]
+
+
+def test_resume_under_another_nfbench_is_refused_unless_accepted(tiny_dataset, tmp_path):
+    import nfbench
+
+    dataset = discover_dataset(tiny_dataset)
+    models, notes = {"oracle": CaseOracle(dataset)}, []
+    evaluate(_plan(tiny_dataset), tmp_path / "run", models=models, quiet=True)
+    _record_versions(tmp_path / "run", nfbench="0.0.1")
+    with pytest.raises(RunError, match=f"started with nfbench 0.0.1 and this is nfbench {nfbench.__version__}, whose "
+                                       "numbers may differ.*--accept-nfbench-version"):
+        evaluate(_plan(tiny_dataset), tmp_path / "run", models=models, quiet=True, resume=True)
+    summary = evaluate(_plan(tiny_dataset), tmp_path / "run", models=models, quiet=True, resume=True,
+                       accept_nfbench_version=True, on_warning=notes.append)
+    assert summary.skipped == 4 and len(notes) == 1 and f"nfbench 0.0.1 → {nfbench.__version__}" in notes[0]

@@ -23,6 +23,7 @@ from nfbench.models.registry import register_model, unregister_model
 from nfbench.results.aggregate import load_runs, main_table, provenance_warnings
 from nfbench.results.report import comparison_table, write_report
 from nfbench.results.schema import TABLES
+from nfbench.results.store import RunError
 from nfbench.runner.grid import StudyError, load_study, parse_only, plan_grid, run_grid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -276,3 +277,39 @@ def test_grid_warns_before_a_click_only_model_meets_a_box_step(tiny_dataset, tmp
     result = CliRunner().invoke(app, ["grid", str(path), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "model 'sphere' takes no boxes: in 'lesion-single' (cvpr25) its box step" in result.output
+
+
+def test_a_single_click_scenario_with_interactions_is_refused(tiny_dataset, tmp_path):
+    with pytest.raises(StudyError, match=r"scenarios\[1\]: global-single makes one click per prompted lesion and "
+                                         "takes no interactions"):
+        load_study(write_study(tmp_path, tiny_dataset, scenarios=["lesion-single",
+                                                                  {"name": "global-single", "interactions": 60}]))
+
+
+def test_a_rerun_under_other_versions_names_them_and_another_nfbench_needs_a_flag(tiny_dataset, tmp_path):
+    import json
+
+    import nfbench
+
+    study = load_study(write_study(tmp_path, tiny_dataset, models=["sphere"], folds=None, test_sets=["imagesTs_1"],
+                                   scenarios=[{"name": "lesion-single", "lesions": 2}]))
+    run_grid(study, quiet=True)
+    config = json.loads((study.out / "config.json").read_text())
+    config["versions"].update(nfbench="0.0.1", pandas="0.1")
+    (study.out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match="started with nfbench 0.0.1.*--accept-nfbench-version"):
+        run_grid(study, quiet=True)
+    notes = []
+    summary = run_grid(study, quiet=True, accept_nfbench_version=True, on_warning=notes.append)
+    assert summary.skipped == 1 and len(notes) == 1
+    assert f"nfbench 0.0.1 → {nfbench.__version__}, pandas 0.1 → {pd.__version__}" in notes[0]
+
+
+def test_ctrl_c_ends_the_grid_with_how_to_go_on(tiny_dataset, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nfbench.runner.grid.run_grid", interrupted)
+    result = CliRunner().invoke(app, ["grid", str(write_study(tmp_path, tiny_dataset)), "--quiet"])
+    assert result.exit_code == 130
+    assert "interrupted; the finished case results are kept in the study's run folder: the same command goes on" in result.output

@@ -86,6 +86,7 @@ def evaluate_command(
     tolerance_mm: Annotated[float, typer.Option(help="NSD tolerance in mm.")] = 2.0,
     recompute_instances: Annotated[bool, typer.Option("--recompute-instances", help="Split labels into 26-connected components even when they hold instance IDs.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out, keeping finished cases.")] = False,
+    accept_nfbench_version: Annotated[bool, typer.Option("--accept-nfbench-version", help="Resume a run started by another nfbench version (its results and the new ones mix in the tables).")] = False,
     csv: Annotated[bool, typer.Option("--csv", help="Also write the tables as CSV.")] = False,
     save_predictions: Annotated[bool, typer.Option("--save-predictions", help="Write final predictions as NIfTI in the original orientation.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -106,9 +107,11 @@ def evaluate_command(
     try:
         scenarios = []
         for name in dict.fromkeys(scenario):
-            per_lesion = name.startswith("lesion-")
+            # each corrective scenario has its own budget option; a single-click one takes none, so
+            # that its config records the interactions it makes, not an option it ignores
+            own_budget = {"lesion-corrective": interactions, "global-corrective": budget}.get(name)
             scenarios.append(scenario_from_options(
-                name, preset=preset, lesions=lesions, interactions=interactions if per_lesion else budget,
+                name, preset=preset, lesions=lesions, interactions=own_budget,
                 stop_dice=stop, click_policy=clicks, alpha=alpha, boxes=boxes))
         names = {s.name for s in scenarios}
         unused = [
@@ -127,7 +130,7 @@ def evaluate_command(
                               surface_metrics=surface_metrics, tolerance_mm=tolerance_mm,
                               recompute_instances=recompute_instances)
         summary = evaluate(plan, out, jobs=jobs, resume=resume, csv=csv, save_predictions=save_predictions, quiet=quiet,
-                           on_warning=warn)
+                           accept_nfbench_version=accept_nfbench_version, on_warning=warn)
     except KeyboardInterrupt:
         fail(f"interrupted; the finished cases are kept in {out}: the same command with --resume goes on", code=130)
     except (ValueError, KeyError, ModelError, RunError, VolumeError) as err:

@@ -46,6 +46,7 @@ def grid_command(
     executor: Annotated[str, typer.Option(help="local (processes on this machine) or dask (a Dask cluster).")] = "local",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (local), or workers of the local Dask cluster.")] = 1,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address tcp://HOST:PORT [a local cluster].")] = None,
+    accept_nfbench_version: Annotated[bool, typer.Option("--accept-nfbench-version", help="Continue a run folder started by another nfbench version (its results and the new ones mix in the tables).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run a whole study: models (weights per fold) × folds × seeds × test sets × scenarios × presets × click policies.
@@ -71,7 +72,10 @@ def grid_command(
                 warn(note)
             return
         summary = run_grid(loaded, out, only=chosen, executor=executor, jobs=jobs, scheduler=scheduler, quiet=quiet,
-                           on_warning=warn)
+                           accept_nfbench_version=accept_nfbench_version, on_warning=warn)
+    except KeyboardInterrupt:
+        where = out or "the study's run folder"
+        fail(f"interrupted; the finished case results are kept in {where}: the same command goes on", code=130)
     except (StudyError, ModelError, RunError, VolumeError, ValueError, ImportError, OSError) as err:
         fail(str(err))
     done = summary.evaluated - len(summary.failed)

@@ -25,7 +25,7 @@ from nfbench.models.registry import card_mismatches
 from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
 from nfbench.runner.executors import Outcome, run_local
-from nfbench.runner.provenance import check_data_unchanged
+from nfbench.runner.provenance import check_data_unchanged, check_versions, package_version
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
@@ -94,14 +94,9 @@ class EvaluationSummary:
 
 def versions() -> dict[str, str]:
     """Versions that can change the numbers (NumPy's random streams are tied to its version)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     found = {"nfbench": nfbench.__version__, "python": sys.version.split()[0]}
     for name in ("numpy", "scipy", "scikit-image", "connected-components-3d", "edt", "nibabel", "pandas", "torch"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
+        found[name] = package_version(name)
     found["platform"] = platform.platform()
     return found
 
@@ -203,6 +198,7 @@ def evaluate(
     csv: bool = False,
     save_predictions: bool = False,
     quiet: bool = False,
+    accept_nfbench_version: bool = False,
     on_warning: Callable[[str], None] = lambda note: None,
 ) -> EvaluationSummary:
     """Run every model × scenario on every case of the plan's test sets, writing ``out``.
@@ -210,9 +206,11 @@ def evaluate(
     ``models`` gives already loaded models by name (notebooks, tests); the others are loaded from
     the plan's specs, which checks every option first. Each case is written atomically when it
     ends; with ``resume`` the finished cases are kept and the tables come out identical to an
-    uninterrupted run. A case that raises is recorded as failed (``status``/``error`` in the cases
-    table) and the run goes on. ``on_warning`` hears, before any work, what a reader should know:
-    options unlike those of the weights' model card, a click-only model under a box step.
+    uninterrupted run; a resume under another nfbench version is refused unless
+    ``accept_nfbench_version`` (:func:`~nfbench.runner.provenance.check_versions`). A case that
+    raises is recorded as failed (``status``/``error`` in the cases table) and the run goes on.
+    ``on_warning`` hears, before any work, what a reader should know: options unlike those of the
+    weights' model card, a click-only model under a box step, a resume under other library versions.
     """
     if int(jobs) != jobs or jobs < 1:
         raise ValueError(f"the number of parallel jobs must be a whole number >= 1, got {jobs}")
@@ -222,7 +220,11 @@ def evaluate(
     for note in _check_prompts(plan, loaded):
         on_warning(note)
     cases = select_cases(plan.data, plan.test_sets, plan.cases)
-    store = RunStore(out, plan.config(out.name), resume=resume)
+    config = plan.config(out.name)
+    store = RunStore(out, config, resume=resume)
+    for note in check_versions(store.root, store.config.get("versions", {}), config["versions"],
+                               accept_nfbench_version=accept_nfbench_version):
+        on_warning(note)
     done = store.finished()
     check_data_unchanged(store.root, done)
     tasks, skipped = plan_tasks(plan, cases, store.run_id, done,

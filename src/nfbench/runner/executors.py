@@ -7,7 +7,8 @@ worker dies, becomes failed case rows; the other tasks go on.
 
 - ``run_local(jobs=1)``: in this process, with the models already loaded.
 - ``run_local(jobs=N)``: a process pool whose workers each load a model once and keep it for the
-  next task; the driver writes the results.
+  next task; the driver writes the results. Ctrl-C (SIGINT) is the driver's alone: it stops the
+  workers at once, dropping the cases they run, and keeps every case result already written.
 - ``run_dask``: a Dask distributed cluster (a scheduler address, or a local cluster); the workers
   write their results into the shared run folder themselves and return only the keys and errors.
 """
@@ -15,6 +16,7 @@ worker dies, becomes failed case rows; the other tasks go on.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -80,17 +82,31 @@ def _pool(jobs: int, specs: Iterable[ModelSpec], models: ModelCache) -> ProcessP
     global _WORKER_MODELS
     cuda = any(resolve_device(s.device) == "cuda" for s in specs)
     if cuda or "fork" not in multiprocessing.get_all_start_methods():
-        return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+                                   initargs=(False,))
     _WORKER_MODELS = models
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread)
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start,
+                               initargs=(True,))
 
 
-def _one_thread() -> None:
-    """A forked worker's torch runs on one thread: the driver's OpenMP thread pool does not survive
+def _worker_start(forked: bool) -> None:
+    """A worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and a worker's
+    KeyboardInterrupt would come back as a failed case; the driver stops the workers itself.
+
+    A forked worker's torch runs on one thread: the driver's OpenMP thread pool does not survive
     a fork, and a convolution in the child would wait on it forever (``--jobs`` gives the cores)."""
-    torch = sys.modules.get("torch")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch = sys.modules.get("torch") if forked else None
     if torch is not None:
         torch.set_num_threads(1)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End the workers now, dropping their running cases: ``shutdown`` alone would first run every
+    submitted case, and only Python 3.14 has a public ``terminate_workers``."""
+    for worker in list(pool._processes.values()):
+        worker.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_local(tasks: list[Task], root: Path, *, jobs: int, models: ModelCache, progress: RunProgress,
@@ -103,15 +119,19 @@ def run_local(tasks: list[Task], root: Path, *, jobs: int, models: ModelCache, p
                 outcome.record(key, error, progress)
         return
     with _pool(jobs, [t.spec for t in tasks], models) as pool:
-        pending = {pool.submit(_worker_run, task): task for task in tasks}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task = pending.pop(future)
-                error = future.exception()
-                outputs = _crashed(task, error) if error is not None else future.result()
-                for key, failed in _write(root, outputs):
-                    outcome.record(key, failed, progress)
+        try:
+            pending = {pool.submit(_worker_run, task): task for task in tasks}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = pending.pop(future)
+                    error = future.exception()
+                    outputs = _crashed(task, error) if error is not None else future.result()
+                    for key, failed in _write(root, outputs):
+                        outcome.record(key, failed, progress)
+        except KeyboardInterrupt:
+            _stop(pool)
+            raise
 
 
 def _dask_task(task: Task, root: str) -> list[tuple[str, str | None]]:

@@ -51,7 +51,7 @@ from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
 from nfbench.runner.evaluate import prompt_problems, select_cases, versions
 from nfbench.runner.executors import WORKER_MODEL_LIMIT, Outcome, run_dask, run_local
-from nfbench.runner.provenance import check_data_unchanged
+from nfbench.runner.provenance import check_data_unchanged, check_versions
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
@@ -274,6 +274,9 @@ def _protocols(raw: dict, where: str) -> tuple[Scenario, ...]:
                     scenario = scenario_from_options(str(entry["name"]), preset=preset, click_policy=policy, **options)
                 except (TypeError, ValueError) as err:
                     raise StudyError(f"{at}: {err}") from err
+                if "interactions" in options and not scenario.corrective:
+                    raise StudyError(f"{at}: {scenario.name} makes one click per prompted lesion and takes no "
+                                     "interactions (its budget follows from lesions); remove it")
                 key = (scenario.name, scenario.recorded_policy, scenario.budget, scenario.stop_dice)
                 same = found.get(key)
                 if same is not None and replace(same, click_policy=scenario.click_policy,
@@ -394,14 +397,16 @@ def plan_grid(study: Study, *, only: dict[str, set[str]] | None = None, check: b
 
 def run_grid(study: Study, out: str | Path | None = None, *, only: dict[str, set[str]] | None = None,
              executor: str = "local", jobs: int = 1, scheduler: str | None = None, quiet: bool = False,
-             models: dict | None = None, on_warning: Callable[[str], None] = lambda note: None) -> GridSummary:
+             models: dict | None = None, accept_nfbench_version: bool = False,
+             on_warning: Callable[[str], None] = lambda note: None) -> GridSummary:
     """Run the study's tasks (``only`` the matching ones) into one run folder, ``out`` or the study's.
 
     The run folder is created or, when it exists, continued: case results already there are
-    skipped, and a study whose configuration differs from the folder's is refused. Failed case
-    results are listed in the summary (and retried by the next run); they do not stop the others.
-    ``models`` gives loaded models by name (tests, notebooks; the local executor only).
-    ``on_warning`` hears what :func:`check_tasks` notes, before any work.
+    skipped, and a study whose configuration differs from the folder's is refused, as is another
+    nfbench version unless ``accept_nfbench_version``. Failed case results are listed in the summary
+    (and retried by the next run); they do not stop the others. ``models`` gives loaded models by
+    name (tests, notebooks; the local executor only). ``on_warning`` hears what :func:`check_tasks`
+    notes, and the libraries whose versions changed since the folder was started, before any work.
     """
     if executor not in EXECUTORS:
         raise StudyError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
@@ -411,7 +416,11 @@ def run_grid(study: Study, out: str | Path | None = None, *, only: dict[str, set
     tasks = plan_grid(study, only=only, quiet=quiet)
     for note in check_tasks(tasks, only=only, loaded=models or {}):
         on_warning(note)
-    store = RunStore(out, study.config(out.name), resume=True)
+    config = study.config(out.name)
+    store = RunStore(out, config, resume=True)
+    for note in check_versions(store.root, store.config.get("versions", {}), config["versions"],
+                               accept_nfbench_version=accept_nfbench_version):
+        on_warning(note)
     done = store.finished()
     check_data_unchanged(store.root, done)
     pending, skipped = [], 0

@@ -25,7 +25,8 @@ from nfbench.models.spec import ModelSpec, file_identity
 from nfbench.results.schema import ProvenanceRow, RunKeys
 from nfbench.results.store import RunError
 
-__all__ = ["case_provenance", "changed_data", "check_data_unchanged", "data_file_stamp", "git_commit", "package_version", "task_config", "weights_sha256"]
+__all__ = ["case_provenance", "changed_data", "check_data_unchanged", "check_versions", "data_file_stamp", "git_commit",
+           "package_version", "task_config", "weights_sha256"]
 
 NOT_INSTALLED = "not installed"
 
@@ -156,6 +157,25 @@ def check_data_unchanged(root: Path, keys: Iterable[str]) -> None:
         raise RunError(f"{root}: cannot resume, the data of {len(changed)} finished case result(s) changed since "
                        f"they were written: {'; '.join(changed[:3])}{more}; evaluate into a new run folder, or "
                        f"delete those cases' folders under {Path(root) / 'parts'} to evaluate them again")
+
+
+def check_versions(root: Path, recorded: dict[str, str], current: dict[str, str], *,
+                   accept_nfbench_version: bool = False) -> list[str]:
+    """What a resume under other versions than those the run was started with (config.json's
+    ``versions``) must say: its finished results would mix silently with the new ones. Another
+    nfbench is refused, its numbers may differ, unless ``accept_nfbench_version``; any other
+    change is a note naming each library as ``name old → new``. No note when nothing changed."""
+    changed = [f"{name} {recorded.get(name, 'not recorded')} → {current.get(name, 'not recorded')}"
+               for name in dict.fromkeys([*current, *recorded]) if recorded.get(name) != current.get(name)]
+    if not changed:
+        return []
+    if recorded.get("nfbench") != current.get("nfbench") and not accept_nfbench_version:
+        raise RunError(f"{root}: cannot resume, the run was started with nfbench {recorded.get('nfbench', 'not recorded')} "
+                       f"and this is nfbench {current.get('nfbench')}, whose numbers may differ (changed: "
+                       f"{', '.join(changed)}); write into a new run folder, or resume with "
+                       "--accept-nfbench-version to mix the results of both")
+    return [f"{root}: resumed under other versions than the run was started with: {', '.join(changed)}; its tables "
+            "will mix results of both (the report's provenance table tells them apart)"]
 
 
 def changed_data(root: Path, keys: Iterable[str]) -> list[str]:

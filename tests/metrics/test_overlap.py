@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nfbench.metrics.overlap import dice, dice_from_counts
+from nfbench.metrics.overlap import dice, dice_from_counts, overlap_counts
 
 
 def test_hand_checked_dice():
@@ -19,6 +19,17 @@ def test_non_bool_masks_read_as_nonzero():
     pred = np.array([[[2, 1], [3, 0]]], np.uint8)  # 2 & 1 would be 0 bitwise
     truth = np.array([[[1, 1], [0, 0]]], np.uint8)
     assert dice(pred, truth) == pytest.approx(0.8)
+
+
+def test_overlap_counts_give_the_voxel_wise_errors():
+    pred = np.array([[[1, 1], [1, 0]]], bool)
+    truth = np.array([[[1, 0], [0, 1]]], bool)
+    inter, n_pred, n_truth = overlap_counts(pred, truth)
+    assert (inter, n_pred, n_truth) == (1, 3, 2)
+    assert (n_pred - inter, n_truth - inter) == (2, 1)  # false-positive and false-negative voxels
+    ignore = np.array([[[0, 1], [0, 0]]], bool)
+    assert overlap_counts(pred, truth, ignore=ignore) == (1, 2, 2)
+    assert dice(pred, truth) == dice_from_counts(1, 3, 2)
 
 
 def test_empty_conventions():

@@ -152,7 +152,7 @@ class _Simulation:
             self.session.add_box(box)
         for click in clicks:
             self.session.add_click(click)
-        answer = check_prediction(self.model.name, self.session.predict(), self.shape)
+        answer = check_prediction(self.keys.model, self.session.predict(), self.shape)  # the registered name, as in the tables
         latency = (time.perf_counter() - start) * 1000.0
         self.answer.update(answer)
         return latency

@@ -13,10 +13,10 @@ import numpy as np
 from nfbench.bbox import mask_bbox, pad_bbox, union_bbox
 from nfbench.interaction.scenarios import CVPR25_CLICKS, Scenario
 from nfbench.io.volume import Volume
-from nfbench.lesions import Lesion
+from nfbench.lesions import Lesion, voxel_volume_ml
 from nfbench.metrics.curves import auc, noc, reached
 from nfbench.metrics.detection import detection
-from nfbench.metrics.overlap import dice
+from nfbench.metrics.overlap import dice_from_counts, overlap_counts
 from nfbench.metrics.surface import surface_metrics
 from nfbench.results.schema import THRESHOLDS, CaseRow, InteractionRow, LesionRow, RunKeys
 from nfbench.types import BoolMask
@@ -114,11 +114,17 @@ def score_case(
     peak_gpu_memory_mb: float,
 ) -> CaseRow:
     """The case's row: the final scan prediction against all lesions, plus the scan curve of global
-    scenarios and the cost of the case."""
+    scenarios and the cost of the case.
+
+    The voxel-wise error volumes come from the scan Dice's counts on the union box (no voxel of
+    either mask lies outside it): leaks of a matched component, which ``fp_volume_ml`` cannot see.
+    """
     truth = instances > 0
     spacing = volume.spacing
     box = union_bbox(mask_bbox(truth), mask_bbox(prediction))
-    scan_dice = 1.0 if box is None else dice(prediction[box], truth[box])
+    inter, n_pred, n_truth = (0, 0, 0) if box is None else overlap_counts(prediction[box], truth[box])
+    scan_dice = dice_from_counts(inter, n_pred, n_truth)
+    voxel_ml = voxel_volume_ml(volume.affine)
     surf = surface_metrics(prediction, truth, spacing=spacing, tolerance_mm=tolerance_mm)
     counts = {}
     for suffix, iou in (("any", 0.0), ("iou10", 0.1)):
@@ -141,7 +147,8 @@ def score_case(
         gt_volume_ml=float(sum(les.volume_ml for les in lesions)),
         n_interactions=sum(not r.carried_forward and not r.lesion_free for r in interactions),
         dice_scan=scan_dice, nsd_scan=surf.nsd, nsd_cvpr_scan=gated_nsd(surf.nsd, scan_dice),
-        hd95_scan_mm=surf.hd95_mm, diagonal_mm=diagonal_mm(volume), **counts, **scan,
+        hd95_scan_mm=surf.hd95_mm, diagonal_mm=diagonal_mm(volume), **counts,
+        fp_voxel_volume_ml=(n_pred - inter) * voxel_ml, fn_voxel_volume_ml=(n_truth - inter) * voxel_ml, **scan,
         mean_latency_ms=float(np.mean(latencies)) if latencies else math.nan,
         wall_time_s=wall_time_s, model_start_s=model_start_s, peak_memory_mb=peak_memory_mb, peak_gpu_memory_mb=peak_gpu_memory_mb,
         status="ok", error="",

@@ -26,7 +26,9 @@ class Detection:
     harmonic mean (0.0 when both are 0). With nothing to find and nothing found, precision, recall
     and F1 are 1.0; otherwise a rate with a zero denominator is 0.0 (no truth and some prediction:
     recall 0.0; some truth and no prediction: precision 0.0). ``fp_volume_ml`` and
-    ``fn_volume_ml`` are the volumes of the unmatched components and of the unmatched lesions.
+    ``fn_volume_ml`` are the volumes of the unmatched components and of the unmatched lesions,
+    whole: a matched component's leak outside its lesion is in neither (the voxel-wise errors come
+    from the scan Dice's counts, :func:`nfbench.metrics.overlap.overlap_counts`).
     """
 
     tp: int

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "RUN_KEYS", "CLICKS", "INTERACTIONS", "LESIONS", "CASES", "TABLES", "ROW_TYPES", "THRESHOLDS",
     "RunKeys", "ClickRow", "InteractionRow", "LesionRow", "CaseRow", "ProvenanceRow", "PROVENANCE", "row_values",
+    "ADDED_COLUMNS", "with_added_columns",
 ]
 
 # Dice levels for NoC@X / NoF@X; the column suffix is the level in percent (noc_80, ...).
@@ -121,8 +126,10 @@ class CaseRow(RunKeys):
     precision_iou10: float
     recall_iou10: float
     f1_iou10: float
-    fp_volume_ml: float
-    fn_volume_ml: float
+    fp_volume_ml: float       # predicted components matching no lesion (any overlap), whole components
+    fn_volume_ml: float       # lesions no predicted component overlaps
+    fp_voxel_volume_ml: float # predicted voxels outside every lesion (a matched component's leak counts)
+    fn_voxel_volume_ml: float # lesion voxels not predicted
     auc_dice_scan: float      # over the scan-level curve (global scenarios)
     auc_dice_scan_norm: float
     auc_dice_scan_cvpr: float # cvpr25 preset, global-corrective: trapezoid over the 5 click steps
@@ -194,3 +201,21 @@ LESIONS = _COLUMNS[LesionRow]
 CASES = _COLUMNS[CaseRow]
 PROVENANCE = _COLUMNS[ProvenanceRow]
 TABLES = {name: _COLUMNS[cls] for name, cls in ROW_TYPES.items()}
+
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"cases": ("fp_voxel_volume_ml", "fn_voxel_volume_ml")}
+"""Float columns added after run folders were first written: a table read from an older run lacks them."""
+
+
+def with_added_columns(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The table ``name`` read from a run folder, with the :data:`ADDED_COLUMNS` it lacks added empty
+    (NaN), in the schema's column order.
+
+    An older run then loads and reports (its new metrics empty, never invented); a resumed older
+    run, whose consolidated table puts the added columns last (its first parts lack them), gets the
+    schema's order back. Any other missing column stays missing, for the reader to refuse by name;
+    ``frame`` is not modified.
+    """
+    lacking = [c for c in ADDED_COLUMNS.get(name, ()) if c not in frame.columns]
+    frame = frame.assign(**{c: NAN for c in lacking}) if lacking else frame
+    order = [c for c in TABLES[name] if c in frame.columns] + [c for c in frame.columns if c not in TABLES[name]]
+    return frame if list(frame.columns) == order else frame[order]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nfbench.results.schema import ROW_TYPES, TABLES, row_values
+from nfbench.results.schema import ROW_TYPES, TABLES, row_values, with_added_columns
 
 __all__ = ["RunStore", "RunError", "case_key", "finished_keys", "output_folder_problem", "row_key", "write_part",
            "read_run_table", "load_config"]
@@ -129,7 +129,7 @@ class RunStore:
         frames = {}
         for name, columns in TABLES.items():
             # a part written before a table existed (provenance) lacks its file
-            pieces = [pd.read_parquet(f) for p in parts if (f := p / f"{name}.parquet").exists()]
+            pieces = [with_added_columns(name, pd.read_parquet(f)) for p in parts if (f := p / f"{name}.parquet").exists()]
             pieces = [p for p in pieces if len(p)]
             frame = pd.concat(pieces, ignore_index=True) if pieces else _frame(name, [])
             frame.to_parquet(self.root / f"{name}.parquet", index=False)
@@ -200,4 +200,4 @@ def read_run_table(run: str | Path, name: str) -> pd.DataFrame:
     path = Path(run) / f"{name}.parquet"
     if not path.is_file():
         raise RunError(f"{run}: {path.name} is missing; the run did not finish (resume it to complete it)")
-    return pd.read_parquet(path)
+    return with_added_columns(name, pd.read_parquet(path))  # an older run's table lacks the columns added since

@@ -17,6 +17,8 @@ from nfbench.results.aggregate import (
     main_table,
     noc_table,
     per_case_at,
+    prompted_table,
+    prompted_text,
     size_table,
     summary_table,
 )
@@ -348,3 +350,26 @@ def test_config_summary_lists_each_runs_scenario_and_model_options(tmp_path):
     assert what["scenario options"][f"r2 · {LC}"]["lesions"] == 20
     assert what["model options"] == {"r1 · a": {"honour_clicks": "true", "device": "auto"},
                                      "r2 · b": {"honour_clicks": "true", "device": "auto"}}
+
+
+def test_prompted_table_counts_each_test_sets_lesions_once_whatever_the_models():
+    # t1: two cases of 290 and 250 lesions, 20 prompted, the prompted lesions 3 + 1 ml of 10 + 10 ml;
+    # t2: all 4 lesions prompted; a lesion-free case and a global scenario are left out; two models, counted once
+    les, cases = [], []
+    for model in ("a", "b"):
+        for name, n, ml in (("c1", 290, (2.0, 1.0)), ("c2", 250, (1.0,))):
+            les += [lesion(model, LC, "t1", name, k + 1, 0.5, volume_ml=v) for k, v in enumerate(ml)]
+            cases.append(case(model, LC, "t1", name, 0.5, n_lesions=n, n_lesions_prompted=20, gt_volume_ml=10.0))
+        les.append(lesion(model, LC, "t2", "c3", 1, 0.5, volume_ml=2.0))
+        cases += [case(model, LC, "t2", "c3", 0.5, n_lesions=4, n_lesions_prompted=4, gt_volume_ml=2.0),
+                  case(model, LC, "t2", "c4", 1.0, n_lesions=0, n_lesions_prompted=0, gt_volume_ml=0.0),
+                  case(model, GC, "t2", "c3", 0.5, n_lesions=4, n_lesions_prompted=4, gt_volume_ml=2.0)]
+    table = prompted_table(tables([], les, cases)).set_index("test_set")
+    assert list(table.index) == ["t1", "t2"] and set(table["scenario"]) == {LC}
+    t1 = table.loc["t1"]
+    assert (t1["n_cases"], t1["lesions_per_case"], t1["lesions_min"], t1["lesions_max"]) == (2, 270.0, 250, 290)
+    assert t1["prompted_per_case"] == 20.0 and t1["prompted_share"] == pytest.approx(40 / 540)
+    assert t1["prompted_volume_share"] == pytest.approx(4.0 / 20.0)
+    assert table.loc["t2", "n_cases"] == 1 and table.loc["t2", "prompted_share"] == 1.0
+    assert prompted_text(table.reset_index().iloc[0]) == "20 of 270 lesions per case prompted (7%)"
+    assert prompted_table(tables()).empty

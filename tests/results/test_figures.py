@@ -157,3 +157,49 @@ def test_lesion_size_bins_show_lesions_and_cases_and_no_error_bar_for_one_case()
     error_x = {round(float(seg[0][0]), 6) for lines in ax.collections for seg in lines.get_segments()}
     assert 0.0 in error_x and 1.0 not in error_x  # the original drew a zero-width bar for the one case
     assert [t.get_text() for t in ax.texts] == ["1 case"]
+
+
+# -- overlays per test set, a colour per model (reviewer issues 2 and 3) ----------------------------------------
+
+
+def test_overlay_picks_best_median_and_worst_within_each_test_set(tmp_path):
+    # pooled, the best, median and worst would all come from t1 (0.9, 0.8, 0.7) and t2's range would not show
+    scores = {("t1", "a1"): 0.9, ("t1", "a2"): 0.8, ("t1", "a3"): 0.7, ("t2", "b1"): 0.3, ("t2", "b2"): 0.1}
+    previews = {case_key("m", GC, t, c): _preview() for t, c in scores}
+    run = tables([], [], [case("m", GC, t, c, v) for (t, c), v in scores.items()])
+    fig = overlay_figure(load_runs([write_run(tmp_path / "run", run, previews=previews)]), "m", GC)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["best: a1\nt1, scan Dice 0.900", "median: a2\nt1, scan Dice 0.800", "worst: a3\nt1, scan Dice 0.700",
+                      "best: b1\nt2, scan Dice 0.300", "median = worst: b2\nt2, scan Dice 0.100"]
+    assert [row.get_suptitle() for row in fig.subfigs] == ["test set t1 (3 cases with a preview)",
+                                                          "test set t2 (2 cases with a preview)"]
+
+
+def _ciede2000(colours: list[tuple], matrix: np.ndarray | None = None) -> float:
+    """The smallest CIEDE2000 difference between two of ``colours`` (sRGB), seen through ``matrix``
+    (a dichromacy simulation in linear RGB) when given."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    rgb = np.asarray(colours, dtype=float)
+    if matrix is not None:
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4) @ matrix.T
+        linear = np.clip(linear, 0, 1)
+        rgb = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    lab = rgb2lab(rgb[None])[0]
+    return min(float(deltaE_ciede2000(lab[a], lab[b])) for a in range(len(lab)) for b in range(a + 1, len(lab)))
+
+
+# Machado, Oliveira & Fernandes (2009), severity 1.0
+DEUTERANOPIA = np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]])
+PROTANOPIA = np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]])
+
+
+def test_every_model_of_a_full_report_has_a_clearly_distinct_colour():
+    known = registered_names()
+    models = [*known, "my-plugin", "other-plugin"]  # every registered model and two plugins: 15
+    colours = list(model_colours(models, known=known).values())
+    # the original's tab10 brown and tab20b's dark red-brown were 8.1 apart (two browns), 3.2 for deuteranopes
+    assert _ciede2000(colours) >= 10.0
+    assert _ciede2000(colours, DEUTERANOPIA) >= 9.0 and _ciede2000(colours, PROTANOPIA) >= 9.0
+    siblings = model_colours(["sw-fastedit", "sw-fastedit-phantom"], known=known)
+    assert _ciede2000(list(siblings.values())) >= 30.0  # neighbours in the registry differ most

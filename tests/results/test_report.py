@@ -6,15 +6,23 @@ import math
 import re
 from html import unescape
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 from typer.testing import CliRunner
 
 from nfbench.cli import app
 from nfbench.results.aggregate import load_runs, main_table, per_case_at, size_table, summary_table
 from nfbench.results import _html
 from nfbench.results.aggregate import RunTables
-from nfbench.results.report import comparison_table, few_cases_warnings, markdown_table, write_report
+from nfbench.results.report import (
+    comparison_table,
+    few_cases_warnings,
+    markdown_table,
+    pooled_comparison_table,
+    write_report,
+)
 from tests.results._frames import case, lc_options, lesion, lesion_free, option_runs, session, tables, write_run
 
 
@@ -123,6 +131,20 @@ def test_a_one_model_report_has_an_empty_but_headed_comparisons_table(tmp_path):
     assert "| scenario | click_policy | budget |" in (tmp_path / "report" / "tables.md").read_text()
 
 
+def test_a_rewritten_report_leaves_no_figure_of_the_earlier_one(tmp_path):
+    rows = session("a", "lesion-corrective", "t", "c1", [0.5, 0.7, 0.9])
+    folder = write_run(tmp_path / "run", tables(rows, [lesion("a", "lesion-corrective", "t", "c1", 1, 0.9)],
+                                                [case("a", "lesion-corrective", "t", "c1", 0.9)]))
+    report = tmp_path / "report"
+    (report / "figures").mkdir(parents=True)
+    stale = report / "figures" / "overlay_gone-model_lesion-corrective.png"  # a model of the earlier report
+    stale.write_bytes(b"")
+    (report / "notes.txt").write_text("mine")
+    write_report([folder], report, quiet=True, dpi=30)
+    assert not stale.exists() and (report / "notes.txt").read_text() == "mine"
+    assert (report / "figures" / "dice_lesion_curves.png").is_file()
+
+
 def test_markdown_table():
     text = markdown_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x|y", "z"]}))
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x\\|y |", "|  | z |"]
@@ -158,6 +180,7 @@ def test_the_column_definitions_say_what_lesion_dice_and_fp_volume_count(tmp_pat
         assert "dice_lesion_strict" in text
         assert "components that overlap no lesion of the scan at all" in text
         assert "a component touching a lesion adds nothing, even its voxels outside the lesion" in text
+        assert "fp_voxel_volume_ml" in text and "fn_voxel_volume_ml" in text
 
 
 # -- too few cases for any significance, with the Holm correction (review issue 2) ----------------------------
@@ -249,3 +272,69 @@ def test_what_was_run_lists_each_runs_scenario_and_model_options(tmp_path):
     assert "<dt>model options</dt><dd>r1 · a: honour_clicks=true, device=auto<br>r2 · b: honour_clicks=true" in header
     main = pd.read_csv(tmp_path / "report" / "tables" / "main.csv")
     assert set(main["scenario"]) == {"lesion-corrective (lesions 10)", "lesion-corrective (lesions 20)"}
+
+
+# -- the report read as a reviewer: prompted share, pooled comparisons (reviewer issues 1 and 4) ---------------
+
+LC = "lesion-corrective"
+
+def _two_test_sets() -> RunTables:
+    """a and b on lesion-corrective in test sets t1 (5 cases) and t2 (4 cases); a is better by a
+    case-dependent amount except on one case of t2 (worse by the smallest difference); lesion-single
+    only in t1."""
+    rows, cases = [], []
+    for test_set, n_cases in (("t1", 5), ("t2", 4)):
+        for n in range(n_cases):
+            name = f"{test_set}c{n}"
+            for model in ("a", "b"):
+                gain = -0.005 if (test_set, n) == ("t2", 0) else 0.01 * (n + 1) + (0.05 if test_set == "t2" else 0.0)
+                dice = 0.5 + (gain if model == "a" else 0.0)
+                rows += session(model, LC, test_set, name, [0.2, 0.3, dice])
+                cases.append(case(model, LC, test_set, name, 0.5, n_lesions=100, n_lesions_prompted=20))
+                if test_set == "t1":
+                    rows += session(model, "lesion-single", test_set, name, [dice], budget=1)
+                    cases.append(case(model, "lesion-single", test_set, name, 0.5, budget=1))
+    return tables(rows, [], cases)
+
+
+def test_pooled_comparisons_test_every_case_of_every_test_set_with_their_own_holm_family():
+    run = _two_test_sets()
+    pooled = pooled_comparison_table(run)
+    assert len(pooled) == 1  # lesion-single has one test set: no pooled row
+    row = pooled.iloc[0]
+    assert (row["scenario"], row["test_sets"], row["n_cases"]) == (LC, "t1, t2", 9)
+    per_case = per_case_at(run.interactions, "dice_lesion", 3)
+    pairs = per_case[per_case["scenario"] == LC].pivot_table(index=["test_set", "case"], columns="model",
+                                                              values="dice_lesion")
+    expected = sps.wilcoxon(pairs["a"], pairs["b"], zero_method="wilcox").pvalue
+    assert row["p_value"] == pytest.approx(expected) and row["p_value"] < 0.05
+    assert row["mean_difference"] == pytest.approx((pairs["a"] - pairs["b"]).mean())
+    assert row["p_holm"] == row["p_value"]  # a family of one, apart from the three per-test-set rows
+    per_set = comparison_table(run)
+    assert len(per_set) == 3 and (per_set["p_value"] > row["p_value"]).all()
+    assert pooled_comparison_table(tables()).empty
+
+
+def test_the_report_shows_pooled_comparisons_and_the_prompted_share_with_a_caveat(tmp_path, capsys):
+    page = unescape(write_report([write_run(tmp_path / "run", _two_test_sets())], tmp_path / "report", quiet=True,
+                                 dpi=30).read_text())
+    err = capsys.readouterr().err
+    pooled = pd.read_csv(tmp_path / "report" / "tables" / "comparisons_pooled.csv")
+    assert pooled["test_sets"].tolist() == ["t1, t2"]
+    prompted = pd.read_csv(tmp_path / "report" / "tables" / "prompted_lesions.csv")
+    assert prompted["prompted_share"].tolist() == [0.2, 0.2, 1.0]  # lesion-single's cases: 1 of 1 lesion
+    markdown = (tmp_path / "report" / "tables.md").read_text()
+    caveat = "lesion-corrective · t1: 20 of 100 lesions per case prompted (20%)"
+    for text in (page, markdown, err):
+        assert caveat in text and "lesion-corrective · t2: 20 of 100" in text and "lesion-single · t1:" not in text
+    sections = {a: page[page.index(f"<section id='{a}'>"):].split("</section>")[0] for a in ("main", "detection", "comparisons_pooled")}
+    assert caveat in sections["main"] and caveat in sections["detection"]
+    assert "POOLED over the test sets" in sections["comparisons_pooled"] and "t1, t2" in sections["comparisons_pooled"]
+    assert "## comparisons_pooled" in markdown and "## prompted_lesions" in markdown
+
+
+def test_p_values_keep_their_significant_digits_in_html_and_markdown():
+    frame = pd.DataFrame({"mean": [0.0004], "p_value": [0.00048828125], "p_holm": [np.nan]})
+    assert markdown_table(frame).splitlines()[2] == "| 0.000 | 0.000488 |  |"  # the original wrote 0.000
+    html = _html.table(frame)
+    assert "<td>0.000488</td>" in html and "<td>0.000</td>" in html and html.count("<td></td>") == 1

@@ -28,17 +28,29 @@ nav a{margin-right:.8rem}
 """
 
 
+def _is_p(column: object) -> bool:
+    """p-value columns (``p_value``, ``p_holm``): shown with significant digits, since 0.0005 rounded
+    to 3 decimals reads as 0.000 and a pooled test's p is often that small."""
+    return str(column).startswith("p_")
+
+
+def _float(value: float, column: object, digits: int) -> str:
+    return f"{value:.{digits}g}" if _is_p(column) else f"{value:.{digits}f}"
+
+
 def markdown_table(frame: pd.DataFrame, *, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table (floats rounded, missing values shown empty, ``|`` escaped)."""
-    def cell(value: object) -> str:
+    """A GitHub-flavoured Markdown table (floats rounded, p-values to ``digits`` significant digits,
+    missing values shown empty, ``|`` escaped)."""
+    def cell(value: object, column: object = "") -> str:
         if pd.api.types.is_scalar(value) and pd.isna(value):  # NaN, None, pd.NA: empty, as in the HTML
             return ""
         if isinstance(value, float):
-            return f"{value:.{digits}f}"
+            return _float(value, column, digits)
         return str(value).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(v, c) for v, c in zip(row, frame.columns)) + " |"
+              for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -57,13 +69,17 @@ def figure(path: Path, caption: str, *, anchor: str, dpi: float) -> str:
 
 
 def table(frame: pd.DataFrame, *, digits: int = 3) -> str:
-    """A scrollable HTML table; floats rounded, missing values shown empty (pandas writes ``<NA>`` for
-    those of nullable columns such as counts, whatever ``na_rep`` says)."""
+    """A scrollable HTML table; floats rounded (p-values to ``digits`` significant digits), missing
+    values shown empty (pandas writes ``<NA>`` for those of nullable columns such as counts, whatever
+    ``na_rep`` says)."""
     if frame.empty:
         return "<p class='muted'>nothing to show</p>"
     nullable = [c for c in frame.columns if isinstance(frame[c].dtype, pd.api.extensions.ExtensionDtype)]
     frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), "") for c in nullable})
-    body = frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", na_rep="", border=0, classes="table")
+    p_values = {c: (lambda v, c=c: "" if pd.isna(v) else _float(v, c, digits))
+                for c in frame.columns if _is_p(c) and pd.api.types.is_float_dtype(frame[c])}
+    body = frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", formatters=p_values, na_rep="",
+                         border=0, classes="table")
     return f"<div class='scroll'>{body}</div>"
 
 

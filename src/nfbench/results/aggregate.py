@@ -64,6 +64,8 @@ __all__ = [
     "per_case",
     "per_case_at",
     "preview_key",
+    "prompted_table",
+    "prompted_text",
     "provenance_table",
     "provenance_warnings",
     "size_table",
@@ -415,8 +417,9 @@ def main_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
         pieces.append(_summarise(per_case(ok, "dice_scan"), "dice_scan", "dice_scan_final"))
         pieces.append(_finite_means(ok, _present(ok, ["nsd_scan", "nsd_cvpr_scan"])))
         pieces.append(_hd95(ok, "hd95_scan_mm", "scan"))
-        columns = ["auc_dice_scan_cvpr", "f1_any", "f1_iou10", "fp_volume_ml", "fn_volume_ml", "n_interactions",
-                   "mean_latency_ms", "wall_time_s", "peak_memory_mb", "peak_gpu_memory_mb"]
+        columns = ["auc_dice_scan_cvpr", "f1_any", "f1_iou10", "fp_volume_ml", "fn_volume_ml", "fp_voxel_volume_ml",
+                   "fn_voxel_volume_ml", "n_interactions", "mean_latency_ms", "wall_time_s", "peak_memory_mb",
+                   "peak_gpu_memory_mb"]
         pieces.append(_finite_means(ok, _present(ok, columns)))
     les = tables.lesions
     if len(les):
@@ -428,6 +431,46 @@ def main_table(tables: RunTables, *, budget: int | None = None) -> pd.DataFrame:
         if len(piece):
             out = out.merge(piece.drop(columns=[c for c in piece.columns if c.startswith("n_dice")]), how="left", on=GROUP)
     return out.astype({c: "Int64" for c in out.columns if c.startswith("n_hd95_")})
+
+
+def prompted_table(tables: RunTables) -> pd.DataFrame:
+    """Per lesion-scenario protocol × test set: how many of a case's lesions were prompted (the K
+    largest) and what share of the lesions and of their volume that is, over the finished cases
+    with lesions (the counts are the truth's, the same for every model, so cases are not repeated
+    per model). Scan-level and detection metrics score every lesion of the scan: where the share
+    is small they mostly measure the lesions no click was placed on.
+
+    ``prompted_share`` is the prompted lesions over all lesions of the set's cases;
+    ``prompted_volume_share`` the same for their volume (NaN where volumes were not recorded).
+    """
+    key = [*PROTOCOL, "test_set", "case"]
+    columns = [*PROTOCOL, "test_set", "n_cases", "lesions_per_case", "lesions_min", "lesions_max",
+               "prompted_per_case", "prompted_share", "prompted_volume_share"]
+    ok = tables.ok_cases
+    cases = ok[is_lesion_scenario(ok["scenario"]) & (ok["n_lesions"] > 0)].drop_duplicates(key)
+    if cases.empty:
+        return pd.DataFrame(columns=columns)
+    prompted = tables.lesions.drop_duplicates([*key, "lesion_id"]).groupby(key, dropna=False)["lesion_volume_ml"].sum()
+    cases = cases.merge(prompted.rename("prompted_ml").reset_index(), on=key, how="left")
+    rows = []
+    for group, f in cases.groupby([*PROTOCOL, "test_set"], dropna=False):
+        volume = f["gt_volume_ml"].sum(min_count=1)
+        rows.append({**dict(zip([*PROTOCOL, "test_set"], group)), "n_cases": len(f),
+                     "lesions_per_case": float(f["n_lesions"].mean()), "lesions_min": int(f["n_lesions"].min()),
+                     "lesions_max": int(f["n_lesions"].max()), "prompted_per_case": float(f["n_lesions_prompted"].mean()),
+                     "prompted_share": float(f["n_lesions_prompted"].sum() / f["n_lesions"].sum()),
+                     "prompted_volume_share": float(f["prompted_ml"].fillna(0.0).sum() / volume) if volume > 0 else math.nan})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def prompted_text(row: pd.Series | tuple) -> str:
+    """``"9 of 9 lesions per case prompted (100%)"`` or, where cases differ, ``"20 of 280.5 lesions per
+    case (mean) prompted (7%)"`` for a row of :func:`prompted_table`."""
+    row = pd.Series(row._asdict()) if hasattr(row, "_asdict") else row
+    total = round(row["lesions_per_case"], 1)
+    mean = "" if float(total).is_integer() else " (mean)"
+    return (f"{round(row['prompted_per_case'], 1):g} of {total:g} lesions per case{mean} "
+            f"prompted ({row['prompted_share']:.0%})")
 
 
 def size_table(lesions: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -30,6 +31,8 @@ from nfbench.results.aggregate import (
     noc_table,
     per_case,
     preview_key,
+    prompted_table,
+    prompted_text,
     size_table,
 )
 from nfbench.results.schema import THRESHOLDS
@@ -66,8 +69,18 @@ def _styled(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-_PALETTE = (*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20b").colors[::4])
-"""Fifteen distinct colours: tab10, then tab20b's five darkest."""
+_PALETTE = tuple(to_rgb(c) for c in (
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#000000",  # Okabe–Ito
+    "#66CCEE", "#AA3377",  # Paul Tol's bright cyan, purple
+    "#225522", "#8C564B", "#222255",  # Tol's dark green, tab10 brown (the only brown), Tol's dark blue
+    "#EE6677", "#225555",  # Tol's bright red, dark cyan
+    "#F0E442", "#DDCC77",  # Okabe–Ito yellow, Tol's sand: light, so last (faint as lines on white)
+))
+"""Fifteen colours, every two at least 10 CIEDE2000 apart (9 under simulated deuteranopia and
+protanopia, Machado 2009), where tab10 + tab20b had two browns 8 apart and pairs 1–3 apart for a
+colour-blind reader. The first six (Okabe–Ito) stay apart for colour-blind readers by design; no
+fifteen colours can all be. Neighbours differ most (the three dark ones never sit side by side), since
+sibling models (sw-fastedit, sw-fastedit-phantom) are neighbours in the registry's sorted order."""
 
 
 def model_colours(models: list[str], known: Sequence[str] = ()) -> dict[str, tuple]:
@@ -185,9 +198,11 @@ def _case_error_bars(ax: plt.Axes, x: np.ndarray, rows: pd.DataFrame) -> None:
 
 def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *, colours: dict[str, tuple],
                   ylabel: str, title: str,
-                  ylim: tuple[float, float] | Callable[[pd.DataFrame], tuple[float, float]] | None = None) -> Figure:
+                  ylim: tuple[float, float] | Callable[[pd.DataFrame], tuple[float, float]] | None = None,
+                  note: Callable[[pd.DataFrame], str] | None = None) -> Figure:
     """One panel per protocol × test set; in each, one group of bars per column, one bar per model.
-    ``ylim`` may be a function of the panel's rows (a limit that depends on the protocol)."""
+    ``ylim`` may be a function of the panel's rows (a limit that depends on the protocol); ``note``
+    gives a second title line per panel (empty: none)."""
     groups = _panel_groups(table)
     fig, axes = _panels(groups)
     for ax, (_, panel) in zip(axes, groups):
@@ -199,7 +214,8 @@ def _grouped_bars(table: pd.DataFrame, columns: list[str], labels: list[str], *,
             for at in x[np.isnan(values)]:  # a missing bar must not read as zero
                 ax.text(at, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=8, color=colours[row["model"]])
         ax.set_xticks(np.arange(len(columns)), labels)
-        ax.set(title=_title(panel), ylabel=ylabel)
+        extra = note(panel) if note is not None else ""
+        ax.set(title=f"{_title(panel)}\n{extra}" if extra else _title(panel), ylabel=ylabel)
         if ylim is not None:
             ax.set_ylim(*(ylim(panel) if callable(ylim) else ylim))
     _legend(fig, sorted(table["model"].unique()), colours)
@@ -224,14 +240,24 @@ def noc_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None
 
 @_styled
 def detection_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | None:
-    """Detection F1 per case (any overlap and IoU ≥ 0.1), mean over cases per model."""
+    """Detection F1 per case (any overlap and IoU ≥ 0.1), mean over cases per model. A lesion
+    scenario's panel says how many of the lesions were prompted: F1 scores them all."""
     cases = tables.ok_cases
     if cases.empty:
         return None
     columns = ["f1_any", "f1_iou10"]
     means = per_case(cases, columns).groupby(GROUP, dropna=False)[columns].mean().reset_index()
+    prompted = prompted_table(tables).set_index(_PANEL)
+
+    def note(panel: pd.DataFrame) -> str:
+        key = tuple(panel[_PANEL].iloc[0])
+        if key not in prompted.index:
+            return ""
+        return prompted_text(prompted.loc[key])
+
     return _grouped_bars(means, columns, ["any overlap", "IoU ≥ 0.1"], colours=colours, ylabel="detection F1", ylim=(0, 1.05),
-                         title="Lesion detection F1 of the final prediction (mean over cases)")
+                         title="Lesion detection F1 of the final prediction (mean over cases; every lesion of the scan, "
+                               "prompted or not)", note=note)
 
 
 @_styled
@@ -264,7 +290,8 @@ def _display(array: np.ndarray) -> np.ndarray:
 @_styled
 def overlay_figure(tables: RunTables, model: str, scenario: str) -> Figure | None:
     """Coronal MIP with true positives (yellow), false positives (vermillion) and false negatives (blue)
-    for the best, median and worst case of a model (by final scan Dice), as in the paper's figure 2.
+    for the best, median and worst case of a model (by final scan Dice), as in the paper's figure 2:
+    one row per test set, each picked within its set (pooled picks showed one set's range only).
 
     The previews are projections of the 3-D TP / FP / FN voxels, so a voxel hidden behind another
     class in depth still shows; true positives are drawn last (on top).
@@ -276,21 +303,38 @@ def overlay_figure(tables: RunTables, model: str, scenario: str) -> Figure | Non
     cases = cases[[k in tables.previews for k in keys]]
     if cases.empty:
         return None
-    cases = cases.sort_values(["dice_scan", "test_set", "case"], ascending=[False, True, True], ignore_index=True)
-    picks = {"best": cases.iloc[0], "median": cases.iloc[len(cases) // 2], "worst": cases.iloc[-1]}
-    fig, axes = plt.subplots(1, 3, figsize=(9.0, 7.0), constrained_layout=True)
-    for ax, (label, row) in zip(axes, picks.items()):
-        key = preview_key(model, scenario, row["test_set"], row["case"], row["fold"], row["seed"])
-        with np.load(tables.previews[key]) as preview:
-            rgb, aspect = overlay_rgb(preview)
-        ax.imshow(rgb, aspect=aspect, interpolation="nearest")
-        fold = "" if pd.isna(row["fold"]) else f", fold {int(row['fold'])}"
-        ax.set_title(f"{label}: {row['case']}\n{row['test_set']}{fold}, scan Dice {row['dice_scan']:.3f}", fontsize=9)
-        ax.axis("off")
+    sets = sorted(cases["test_set"].unique())
+    fig = plt.figure(figsize=(9.0, 6.4 * len(sets) + 0.8), layout="constrained")
+    rows = fig.subfigures(len(sets), 1, squeeze=False)[:, 0]
+    for row, test_set in zip(rows, sets):
+        ranked = cases[cases["test_set"] == test_set].sort_values(["dice_scan", "case"], ascending=[False, True],
+                                                                   ignore_index=True)
+        row.suptitle(f"test set {test_set} ({_count(len(ranked))} with a preview)", fontsize=10, fontweight="bold")
+        for ax, (label, pick) in zip(row.subplots(1, 3), _picks(ranked)):
+            ax.axis("off")
+            if pick is None:
+                continue
+            key = preview_key(model, scenario, pick["test_set"], pick["case"], pick["fold"], pick["seed"])
+            with np.load(tables.previews[key]) as preview:
+                rgb, aspect = overlay_rgb(preview)
+            ax.imshow(rgb, aspect=aspect, interpolation="nearest")
+            fold = "" if pd.isna(pick["fold"]) else f", fold {int(pick['fold'])}"
+            ax.set_title(f"{label}: {pick['case']}\n{pick['test_set']}{fold}, scan Dice {pick['dice_scan']:.3f}", fontsize=9)
     fig.legend(handles=[Patch(color=c, label=n) for n, c in OVERLAY_COLOURS.items()], loc="outside lower center",
                ncol=3, frameon=False)
-    fig.suptitle(f"{model} · {scenario}: coronal maximum-intensity projection\n(head up, patient's right on the image left)")
+    fig.suptitle(f"{model} · {scenario}: coronal maximum-intensity projection, best / median / worst per test set\n"
+                 "(head up, patient's right on the image left)")
     return fig
+
+
+def _picks(ranked: pd.DataFrame) -> list[tuple[str, pd.Series | None]]:
+    """Best, median and worst of cases ranked best first; a case that is several of them (a set of one
+    or two cases) is shown once, named by all (``"best = median = worst"``), and the panels left are None."""
+    named: dict[int, list[str]] = {}
+    for label, at in (("best", 0), ("median", len(ranked) // 2), ("worst", len(ranked) - 1)):
+        named.setdefault(at, []).append(label)
+    picks = [(" = ".join(labels), ranked.iloc[at]) for at, labels in named.items()]
+    return picks + [("", None)] * (3 - len(picks))
 
 
 def overlay_rgb(preview: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float]:

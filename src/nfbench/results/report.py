@@ -24,6 +24,7 @@ from nfbench.results import _html
 from nfbench.results._html import markdown_table
 from nfbench.results.aggregate import (
     DEFAULT_BUDGET,
+    GROUP,
     PROTOCOL,
     RunTables,
     config_summary,
@@ -34,6 +35,8 @@ from nfbench.results.aggregate import (
     main_table,
     noc_table,
     per_case_at,
+    prompted_table,
+    prompted_text,
     provenance_table,
     provenance_warnings,
     size_table,
@@ -51,7 +54,8 @@ from nfbench.results.figures import (
 )
 from nfbench.results.stats import N_RESAMPLES, paired_comparisons, smallest_holm_p
 
-__all__ = ["comparison_table", "few_cases_warnings", "markdown_table", "report_tables", "write_report"]
+__all__ = ["comparison_table", "few_cases_warnings", "markdown_table", "pooled_comparison_table", "report_tables",
+           "unprompted_caveats", "write_report"]
 
 MIN_TEST_CASES = 6
 """Below this many paired cases no two-sided Wilcoxon p-value can reach 0.05 even uncorrected (the
@@ -60,6 +64,11 @@ of 6 cases is m × 0.031 (see :func:`few_cases_warnings`)."""
 
 ALPHA = 0.05
 """The significance level the warnings about too few cases refer to."""
+
+PROMPTED_SHARE_MIN = 0.5
+"""A lesion scenario's test set whose prompted lesions are fewer than this share of its lesions gets a
+caveat beside the scan-level and detection numbers: they then score more lesions no click was placed
+on than prompted ones, so they measure the protocol (K) more than the model."""
 
 METHODS = (
     "Lesion metrics are averaged over each case's lesions first, then (for a case seen under several folds or "
@@ -78,7 +87,9 @@ METHODS = (
     "image diagonal in mm (the largest distance in the image). Scans without lesions are counted "
     "(n_lesion_free), are part of the scan curves of global scenarios with their scan Dice and never of lesion "
     "curves. Paired tests: two-sided Wilcoxon signed-rank test over the cases both models finished (paired by "
-    "test set and case), Holm-corrected over all pairs; effect size = matched-pairs rank-biserial correlation "
+    "test set and case), Holm-corrected over all pairs; pooled comparisons (a protocol of several test sets): the same test over "
+    "all its cases of every test set at once (each case of each set one pair, its patients differing from the other "
+    "sets'), Holm-corrected as a family of their own; effect size = matched-pairs rank-biserial correlation "
     "(positive when model_a is better). Lesion volume strata: < 1 ml, 1–10 ml, > 10 ml."
 )
 
@@ -92,19 +103,39 @@ def comparison_table(tables: RunTables, *, budget: int | None = None, shared_cas
     Models whose case sets differ are compared only with ``shared_cases`` (see
     :func:`~nfbench.results.stats.paired_comparisons`).
     """
+    by = [*PROTOCOL, "test_set", "compared"]
+    return paired_comparisons(_compared_per_case(tables, budget), value="dice", by=by, shared_cases=shared_cases)
+
+
+def pooled_comparison_table(tables: RunTables, *, budget: int | None = None, shared_cases: bool = False) -> pd.DataFrame:
+    """The paired tests of :func:`comparison_table` pooled over the test sets of each protocol that
+    has several: one two-sided Wilcoxon signed-rank test over all the protocol's cases, paired by
+    test set and case (the test sets' patients differ, so every case is one independent pair), with
+    its own Holm family (these rows only). ``test_sets`` names the sets pooled; a protocol of one
+    test set has no row (its per-set comparison is the same test)."""
+    per_case = _compared_per_case(tables, budget)
+    names = per_case.groupby(PROTOCOL, dropna=False)["test_set"].unique().map(sorted)
+    several = names[names.map(len) > 1].map(", ".join).rename("test_sets").reset_index()
+    per_case = per_case.merge(several, on=PROTOCOL)
+    by = [*PROTOCOL, "test_sets", "compared"]
+    return paired_comparisons(per_case, value="dice", by=by, shared_cases=shared_cases)
+
+
+def _compared_per_case(tables: RunTables, budget: int | None) -> pd.DataFrame:
+    """The per-case value the paired tests compare (model, protocol, test set, case, ``dice``,
+    ``compared``): the lesion Dice after ``budget`` interactions (or the protocol's last) in lesion
+    scenarios, the scan Dice at the last interaction in global ones."""
     budget = budget or DEFAULT_BUDGET
-    inter = tables.interactions
     parts = []
-    for _, rows in inter.groupby(PROTOCOL, dropna=False):
+    for _, rows in tables.interactions.groupby(PROTOCOL, dropna=False):
         lesion = bool((rows["lesion_id"] > 0).any())
         value = "dice_lesion" if lesion else "dice_scan"
         at = min(budget, int(rows["budget"].iloc[0])) if lesion else None
         label = (f"lesion Dice after {at} interaction(s)" if lesion else "scan Dice at the last interaction")
         part = per_case_at(rows[rows["lesion_id"] > 0] if lesion else rows, value, at).rename(columns={value: "dice"})
         parts.append(part.assign(compared=label))
-    by = [*PROTOCOL, "test_set", "compared"]
-    per_case = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*by, "model", "case", "dice"])
-    return paired_comparisons(per_case, value="dice", by=by, shared_cases=shared_cases)
+    columns = [*GROUP, "case", "dice", "compared"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def few_cases_warnings(comparisons: pd.DataFrame) -> list[str]:
@@ -127,6 +158,25 @@ def few_cases_warnings(comparisons: pd.DataFrame) -> list[str]:
     return found
 
 
+def unprompted_caveats(prompted: pd.DataFrame) -> list[str]:
+    """Sentences for the lesion-scenario test sets of :func:`~nfbench.results.aggregate.prompted_table`
+    whose prompted share is below PROMPTED_SHARE_MIN: their scan-level and detection numbers mostly
+    score lesions the protocol never prompted."""
+    found = []
+    for row in prompted[prompted["prompted_share"] < PROMPTED_SHARE_MIN].itertuples(index=False):
+        volume = ("" if pd.isna(row.prompted_volume_share)
+                  else f" (weighted by volume: the prompted lesions hold {row.prompted_volume_share:.0%} of it)")
+        found.append(f"{row.scenario} · {row.test_set}: {prompted_text(row)}, {row.lesions_min}–{row.lesions_max} "
+                     f"lesions per case over its {_count(row.n_cases, 'case')}. Its detection counts and F1 count every "
+                     "lesion of the scan, so they mostly measure the lesions no click was placed on (the protocol's K), "
+                     f"not the answer to the clicks; scan Dice, NSD, HD95 and the FP/FN volumes score them too{volume}")
+    return found
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
 def report_tables(tables: RunTables, *, budget: int | None = None, shared_cases: bool = False) -> dict[str, pd.DataFrame]:
     """Every table of the report, by name (also the Excel sheet and CSV file name)."""
     cases = tables.cases
@@ -134,6 +184,8 @@ def report_tables(tables: RunTables, *, budget: int | None = None, shared_cases:
         "summary": summary_table(tables),
         "main": main_table(tables, budget=budget),
         "comparisons": comparison_table(tables, budget=budget, shared_cases=shared_cases),
+        "comparisons_pooled": pooled_comparison_table(tables, budget=budget, shared_cases=shared_cases),
+        "prompted_lesions": prompted_table(tables),
         "lesion_size": size_table(tables.lesions),
         "noc": noc_table(tables),
         "folds": fold_table(tables, budget=budget),
@@ -166,12 +218,24 @@ def _main_note(budget: int, tolerance: str) -> str:
         "the predicted 26-connected components that overlap no lesion of the scan at all (prompted or not), so a "
         "component touching a lesion adds nothing, even its voxels outside the lesion; fn_volume_ml: the total "
         "volume of the lesions that no predicted component overlaps (both from the any-overlap matching, per scan, "
-        "not voxel-wise errors); auc_dice_norm: the trapezoid of the lesion Dice curve "
+        "not voxel-wise errors); fp_voxel_volume_ml / fn_voxel_volume_ml: the voxel-wise errors of the same "
+        "prediction, the volume of the predicted voxels outside every lesion (a matched component's leak into the "
+        "background counts) and of the lesion voxels not predicted (empty for runs written before they were "
+        "recorded); auc_dice_norm: the trapezoid of the lesion Dice curve "
         "over its interactions divided by their number minus one (0–1); n_interactions: interactions actually "
         "made; mean_latency_ms: the model's add_click + predict; wall_time_s: the scenario's simulation and "
         "scoring on the case (the model's start is not in it); peak_memory_mb: the evaluating process's highest "
         "resident memory during it, sampled every 5 ms (the model, the image and nfbench together)."
     )
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove what an earlier report wrote into ``out``'s own subfolders, so a figure or table of
+    models no longer reported does not stay beside the new ones; other files are left alone."""
+    for folder, patterns in (("figures", ("*.png", "*.svg")), ("tables", ("*.csv",))):
+        for pattern in patterns:
+            for stale in (out / folder).glob(pattern):
+                stale.unlink()
 
 
 def _write_tables(sheets: dict[str, pd.DataFrame], out: Path, *, notes: dict[str, str]) -> None:
@@ -190,6 +254,22 @@ def _write_tables(sheets: dict[str, pd.DataFrame], out: Path, *, notes: dict[str
     text = "\n\n".join(block(name, frame) for name, frame in sheets.items())
     (out / "tables.md").write_text(f"# nfbench report tables\n\n{METHODS}\n\n{text}\n", encoding="utf-8")
 
+
+_POOLED_NOTE = (
+    "POOLED over the test sets of each protocol that has several (test_sets names them): one two-sided Wilcoxon "
+    "signed-rank test (scipy.stats.wilcoxon, zero differences dropped) over every case of every test set at once, "
+    "paired by test set and case; the sets' patients differ, so each case is one independent pair and the mean "
+    "difference weighs every case alike (a larger set weighs more). p_holm is Holm-corrected over these rows only, "
+    "a family apart from the per-test-set comparisons. A protocol of one test set has no pooled row.")
+
+_PROMPTED_NOTE = (
+    "Lesion scenarios prompt only the K largest lesions of a case (scenario option lesions, default 20), but the "
+    "scan-level metrics (dice_scan, nsd_scan, hd95_scan) and the detection counts, F1 and FP/FN volumes score "
+    "every lesion of the scan. Per protocol and test set, over the finished cases with lesions: lesions per case "
+    "(mean, min, max), prompted lesions per case, prompted_share (prompted lesions / all lesions) and "
+    "prompted_volume_share (their volume / all lesion volume). Below a prompted_share of "
+    f"{PROMPTED_SHARE_MIN:.0%} the main table and the detection figure get a caveat: their scan-level numbers "
+    "then mostly measure the lesions no click was placed on.")
 
 _FIGURES = {
     "dice_lesion_curves": "Lesion Dice after each interaction (lesion scenarios): mean over cases with its 95% "
@@ -224,7 +304,8 @@ def _figures(tables: RunTables, folder: Path, *, dpi: int, say) -> dict[str, str
         for scenario in sorted(set(tables.ok_cases["scenario"])):
             name = re.sub(r"[^A-Za-z0-9.-]+", "_", f"overlay_{model}_{scenario}").strip("_")
             makers[name] = lambda m=model, s=scenario: overlay_figure(tables, m, s)
-            captions[name] = (f"{model}, {scenario}: best, median and worst case by final scan Dice. Coronal maximum-"
+            captions[name] = (f"{model}, {scenario}: best, median and worst case by final scan Dice, picked within each test "
+                              "set (one row per set). Coronal maximum-"
                               "intensity projection along the posterior→anterior axis, head up, patient's right on the "
                               "image left, pixels drawn with their true mm aspect. Projected voxels of the final "
                               "prediction: true positive yellow, false positive vermillion, false negative blue (colours told apart with red-green colour blindness); true positives are drawn over errors behind them in the projection.")
@@ -263,6 +344,7 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
     if out.exists() and not out.is_dir():  # a report folder may hold other files: reports are rewritten
         raise ValueError(f"{out}: exists and is not a folder; choose another report folder")
     out.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out)
     say(f"{len(tables.configs)} run(s), {len(tables.cases)} case rows")
     sheets = report_tables(tables, budget=budget, shared_cases=shared_cases)
     mixed = provenance_warnings(tables)
@@ -273,11 +355,18 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
         print(f"report: warning: {refused} model pair(s) not compared because their case sets differ "
               "(--pair-shared-cases compares them on the shared cases)", file=sys.stderr, flush=True)
     few = few_cases_warnings(sheets["comparisons"])
-    for warning in few:
+    few_pooled = few_cases_warnings(sheets["comparisons_pooled"])
+    caveats = unprompted_caveats(sheets["prompted_lesions"])
+    for warning in [*few, *(f"pooled comparisons: {w}" for w in few_pooled), *caveats]:
         print(f"report: warning: {warning}", file=sys.stderr, flush=True)
     tolerances = sorted({float(c.get("tolerance_mm", 2.0)) for c in tables.configs})
     main_note = _main_note(budget or DEFAULT_BUDGET, " and ".join(f"{t:g} mm" for t in tolerances))
-    _write_tables(sheets, out, notes={"main": main_note})
+    caveat_title = (f"Mostly unprompted lesions (fewer than {PROMPTED_SHARE_MIN:.0%} of a test set's lesions "
+                    "prompted; see Prompted lesions).")
+    caveat = _html.warning_list(caveats, title=caveat_title) if caveats else ""
+    caveat_md = "".join(f"\n\n**Caveat:** {c}." for c in caveats)
+    _write_tables(sheets, out, notes={"main": main_note + caveat_md, "comparisons_pooled": _POOLED_NOTE,
+                                      "prompted_lesions": _PROMPTED_NOTE + caveat_md})
     figures = _figures(tables, out / "figures", dpi=dpi, say=say)
 
     def fig(name: str) -> str:
@@ -287,7 +376,7 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
     sections = [
         ("summary", "Summary", [_html.table(sheets["summary"])], METHODS),
         ("curves", "Dice per interaction", [fig("dice_lesion_curves"), fig("dice_scan_curves")], ""),
-        ("main", "Main table", [_html.table(sheets["main"])], main_note),
+        ("main", "Main table", [caveat, _html.table(sheets["main"])], main_note),
         ("comparisons", "Paired comparisons", [_html.warning_list(few, title="Few cases.") if few else "", _html.table(sheets["comparisons"])],
          "Two-sided Wilcoxon signed-rank tests (scipy.stats.wilcoxon: zero differences dropped, the exact "
          "distribution up to 50 cases without ties; the statistic is the smaller rank sum) over the cases of both "
@@ -298,12 +387,18 @@ def write_report(runs: list[str | Path], out: str | Path, *, budget: int | None 
          "8 for at most 6. Two models whose case sets differ (a failed case, a case run for one only) "
          "are not compared unless asked (--pair-shared-cases), since the shared cases alone can favour the model "
          "that missed the hard ones: the pairing column says which rows were compared on what."),
+        ("comparisons_pooled", "Paired comparisons pooled over test sets",
+         [_html.warning_list(few_pooled, title="Few cases (pooled).") if few_pooled else "",
+          _html.table(sheets["comparisons_pooled"])], _POOLED_NOTE),
         ("size", "Lesion-size strata", [fig("dice_by_lesion_size"), _html.table(sheets["lesion_size"])], ""),
         ("noc", "Interactions to reach a Dice level", [fig("noc"), _html.table(sheets["noc"])],
          "NoF = lesions (lesion scenarios) or scans (global scenarios) that never reached the level within the "
          "budget, of n_lesions or n_scans. Levels above a protocol's stop_dice are empty: its sessions stop there."),
-        ("detection", "Detection and latency", [fig("detection_f1"), fig("latency")], ""),
+        ("detection", "Detection and latency", [caveat, fig("detection_f1"), fig("latency")], ""),
     ]
+    if not sheets["prompted_lesions"].empty:
+        sections.insert(3, ("prompted", "Prompted lesions", [_html.table(sheets["prompted_lesions"])],
+                            _PROMPTED_NOTE))
     if not sheets["folds"].empty:
         sections.append(("folds", "Spread over folds", [_html.table(sheets["folds"])],
                          "Mean over each fold's cases, then mean and std over folds."))

@@ -417,3 +417,55 @@ def test_intensities_near_the_float32_limit_are_answered_as_the_image_scaled_dow
         answers.append(session.predict())
     assert dice(answers[0], truth) > 0.95
     assert dice(answers[1], answers[0]) > 0.99
+
+
+def _uncached(session):
+    """A region-grow session with its per-case caches off: every growth and surroundings computed anew."""
+    from nfbench.models.baselines.region_grow import GrownCache
+
+    session.grown_cache = GrownCache(0)
+    session.surroundings = session._read_surroundings
+    return session
+
+
+def test_region_grow_caches_give_the_masks_of_the_uncached_path(phantoms):
+    """Many mixed corrective clicks on one lesion (each negative click recomputes every region in its
+    reach), a reset and the same clicks again: the cached session answers exactly as the uncached one."""
+    image, instances, lesions = phantoms[0]
+    truth = instances == lesions[0].lesion_id
+    box = pad_bbox(lesions[0].bbox, 20, image.shape)
+    model = load_model("region-grow")
+    cached, plain = model.start(image), _uncached(model.start(image))
+    masks = [np.zeros(image.shape, bool), np.zeros(image.shape, bool)]
+    rng, clicks = np.random.default_rng(0), []
+    for _ in range(25):
+        drawn = next_clicks(masks[0], truth, spacing=image.spacing, rng=rng, box=box, policy="uniform")
+        clicks += drawn
+        for session, mask in zip((cached, plain), masks):
+            for click in drawn:
+                session.add_click(click)
+            answer = session.predict()
+            mask[answer.box] = answer.mask
+        np.testing.assert_array_equal(masks[0], masks[1])
+    assert any(c.positive for c in clicks) and sum(not c.positive for c in clicks) >= 3
+    assert cached.grown_cache.items and not plain.grown_cache.items
+    cached.reset()  # the caches outlive a reset: the same clicks now mostly hit them
+    for click in clicks:
+        cached.add_click(click)
+    np.testing.assert_array_equal(_painted(cached), masks[1])
+
+
+def test_grown_cache_returns_read_only_copies_and_keeps_its_byte_budget():
+    from nfbench.models.baselines.region_grow import GrownCache
+
+    masks = [np.random.default_rng(n).random((4, 5, 6)) > 0.5 for n in range(3)]  # 120 bits: 15 bytes each
+    cache = GrownCache(30)
+    for n, mask in enumerate(masks):
+        got = cache.get(n, lambda: mask.copy())
+        np.testing.assert_array_equal(got, mask)
+        assert not got.flags.writeable
+    assert list(cache.items) == [1, 2] and cache.size == 30  # the oldest went
+    np.testing.assert_array_equal(cache.get(1, lambda: pytest.fail("recomputed")), masks[1])
+    cache.get(3, lambda: masks[0])
+    assert list(cache.items) == [1, 3]  # the most recently read stays
+    assert not GrownCache(0).get(0, lambda: masks[0].copy()).flags.writeable and not GrownCache(0).items

@@ -166,8 +166,9 @@ def unprompted_caveats(prompted: pd.DataFrame) -> list[str]:
     for row in prompted[prompted["prompted_share"] < PROMPTED_SHARE_MIN].itertuples(index=False):
         volume = ("" if pd.isna(row.prompted_volume_share)
                   else f" (weighted by volume: the prompted lesions hold {row.prompted_volume_share:.0%} of it)")
-        found.append(f"{row.scenario} · {row.test_set}: {prompted_text(row)}, {row.lesions_min}–{row.lesions_max} "
-                     f"lesions per case over its {_count(row.n_cases, 'case')}. Its detection counts and F1 count every "
+        spread = ("" if row.lesions_min == row.lesions_max
+                  else f", {row.lesions_min}–{row.lesions_max} lesions per case over its {_count(row.n_cases, 'case')}")
+        found.append(f"{row.scenario} · {row.test_set}: {prompted_text(row)}{spread}. Its detection counts and F1 count every "
                      "lesion of the scan, so they mostly measure the lesions no click was placed on (the protocol's K), "
                      f"not the answer to the clicks; scan Dice, NSD, HD95 and the FP/FN volumes score them too{volume}")
     return found

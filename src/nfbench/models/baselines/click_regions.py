@@ -174,6 +174,7 @@ class ClickRegionSession:
     def __init__(self, image: Volume) -> None:
         self.image = image
         self._flip: float | None = None
+        self._around: dict[tuple, Surroundings] = {}  # by click voxel and radii: the image's, kept across resets
         self.shape = image.shape
         self.spacing = image.spacing
         self.reset()
@@ -243,7 +244,14 @@ class ClickRegionSession:
 
     def surroundings(self, click: Click, radius_mm: float, near_mm: float) -> Surroundings:
         """The polarity (:func:`polarity`) and background level of ``click``'s target, from the
-        crop of ``radius_mm`` around it."""
+        crop of ``radius_mm`` around it; read once per clicked voxel (a negative click recomputes
+        every region in its reach)."""
+        key = (click.ijk, radius_mm, near_mm)
+        if key not in self._around:
+            self._around[key] = self._read_surroundings(click, radius_mm, near_mm)
+        return self._around[key]
+
+    def _read_surroundings(self, click: Click, radius_mm: float, near_mm: float) -> Surroundings:
         box = box_around(click.ijk, radius_mm, self.spacing, self.shape)
         crop = self.image.data[box]
         sign = polarity(crop, to_local(box, click.ijk), ball_in(box, click.ijk, near_mm, self.spacing))

@@ -11,7 +11,10 @@ scale, so a click costs the same on a 4 M- or a 72 M-voxel scan.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -29,6 +32,8 @@ __all__ = ["RegionGrowModel", "grow_from_seed", "fill_holes"]
 _SIX = ndimage.generate_binary_structure(3, 1)
 FRACTIONS = (0.5, 0.65, 0.8)
 """Thresholds tried, as fractions of the way from the surroundings' level to the lesion's."""
+GROWN_CACHE_BYTES = 64 * 2**20
+"""Memory per case for the regions :meth:`_RegionGrowSession.grown` remembers (bit-packed)."""
 RIM_STEPS = 3
 """Re-estimates of the level from a region's bright rim (a click in a darker centre): each step's
 region may hold only part of the rim, so the estimate climbs it in a few steps."""
@@ -91,15 +96,20 @@ def object_thresholds(level: float, background: float) -> list[float]:
 
 
 def stable_threshold(
-    crop: np.ndarray, seed: tuple[int, int, int], thresholds: list[float], *, thick_axis: int, leak_ratio: float
+    crop: np.ndarray, seed: tuple[int, int, int], thresholds: list[float], *, thick_axis: int, leak_ratio: float,
+    grow: Callable[[float], BoolMask] | None = None,
 ) -> tuple[float, BoolMask]:
     """The lowest of the ascending ``thresholds`` whose region does not leak; returns it and the region.
 
     A threshold leaks when raising it to the next one shrinks the region more than
     ``leak_ratio`` times: a lesion has sharp edges, so its size barely depends on the threshold,
-    while a bridge into skin, muscle or an organ disappears suddenly.
+    while a bridge into skin, muscle or an organ disappears suddenly. ``grow`` (threshold → region)
+    stands for :func:`grow_from_seed` on ``crop`` from ``seed`` (a session's remembered regions).
     """
-    regions = [grow_from_seed(crop, seed, t, thick_axis=thick_axis) for t in thresholds]
+    if grow is None:
+        def grow(t: float) -> BoolMask:
+            return grow_from_seed(crop, seed, t, thick_axis=thick_axis)
+    regions = [grow(t) for t in thresholds]
     sizes = [np.count_nonzero(r) for r in regions]
     for n in range(len(regions) - 1):
         if sizes[n] and (sizes[n + 1] == 0 or sizes[n] <= leak_ratio * sizes[n + 1]):
@@ -116,6 +126,37 @@ class GrownRegion(Region):
     background: float
     top: float  # the lesion level its thresholds came from
     threshold: float
+
+
+class GrownCache:
+    """Least-recently-used bool masks by key, bit-packed, at most ``capacity`` bytes packed (0: none kept).
+
+    A negative click recomputes every region in its reach from all the clicks, and most of that
+    work is the same connected-threshold growths as before (the same crop, seed and levels): only
+    the barrier of the negative clicks is new. Remembering them spares most of a region's ten-odd
+    growths (a negative click on a lesion with 50 clicks: 2.4–3.6× faster), with the same masks.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(0, int(capacity))
+        self.items: OrderedDict[object, tuple[tuple[int, ...], np.ndarray]] = OrderedDict()
+        self.size = 0
+
+    def get(self, key: object, compute: Callable[[], BoolMask]) -> BoolMask:
+        if key in self.items:
+            self.items.move_to_end(key)
+            shape, bits = self.items[key]
+            mask = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).view(bool)
+        else:
+            mask = compute()
+            bits = np.packbits(mask)
+            if bits.nbytes <= self.capacity:
+                self.items[key] = (mask.shape, bits)
+                self.size += bits.nbytes
+                while self.size > self.capacity:
+                    self.size -= self.items.popitem(last=False)[1][1].nbytes
+        mask.flags.writeable = False  # shared by every caller of the same key
+        return mask
 
 
 
@@ -195,7 +236,23 @@ class _RegionGrowSession(ClickRegionSession):
         self.near_mm = max(model.seed_mm, 1.01 * min(image.spacing))
         half = [int(self.near_mm // s) for s in image.spacing]
         self.near_voxels = int(ball([2 * h + 1 for h in half], half, self.near_mm, image.spacing).sum())
+        self.grown_cache = GrownCache(GROWN_CACHE_BYTES)  # the image's regions: kept across resets
         super().__init__(image)
+
+    def grown(
+        self, crop: np.ndarray, box: BoxSlices, sign: int, seed: tuple[int, int, int], threshold: float,
+        ceiling: float = np.inf,
+    ) -> BoolMask:
+        """:func:`grow_from_seed` without a barrier on ``crop`` (the image in ``box``, oriented by
+        ``sign``), remembered for the case (:class:`GrownCache`; read-only).
+
+        The levels' types are part of the key: NumPy compares a float32 crop with a Python float
+        in float32 and with a NumPy float64 in float64.
+        """
+        key = (tuple((s.start, s.stop) for s in box), sign, seed, type(threshold), float(threshold),
+               type(ceiling), float(ceiling))
+        return self.grown_cache.get(key, lambda: grow_from_seed(crop, seed, threshold, ceiling=ceiling,
+                                                                thick_axis=self.thick_axis))
 
     def segment(self, click: Click) -> Region:
         model = self.model
@@ -226,15 +283,16 @@ class _RegionGrowSession(ClickRegionSession):
         level = target_level(crop, seed, ball_in(box, click.ijk, self.near_mm, self.spacing))
         if level <= background:  # a click on tissue no brighter than its surroundings
             return None
+        grow = partial(self.grown, crop, box, around.sign, seed)
         threshold, region = stable_threshold(crop, seed, object_thresholds(level, background), thick_axis=axis,
-                                             leak_ratio=model.leak_ratio)
+                                             leak_ratio=model.leak_ratio, grow=grow)
         top = level
         for _ in range(RIM_STEPS):  # clicked in a darker centre: the rim tells the lesion's level
             rim = percentile(crop[region], 90) if region.any() else top
             if rim <= 1.15 * top:
                 break
             retry = stable_threshold(crop, seed, object_thresholds(rim, background), thick_axis=axis,
-                                     leak_ratio=model.leak_ratio)
+                                     leak_ratio=model.leak_ratio, grow=grow)
             if not retry[1].any():
                 break
             (threshold, region), top = retry, rim
@@ -264,7 +322,7 @@ class _RegionGrowSession(ClickRegionSession):
             if inter is None or np.count_nonzero(region.mask) < self.near_voxels:
                 continue
             if reach is None:
-                reach = ndimage.binary_dilation(grow_from_seed(crop, seed, value, thick_axis=self.thick_axis), _SIX)
+                reach = ndimage.binary_dilation(self.grown(crop, box, sign, seed, value), _SIX)
             if (reach[relative(inter, box)] & region.mask[relative(inter, region.box)]).any():
                 return region
         return None
@@ -284,7 +342,8 @@ class _RegionGrowSession(ClickRegionSession):
         model, value = self.model, float(crop[seed])
         below = [t for t in object_thresholds(joined.top, joined.background) if t < value]
         threshold, region = stable_threshold(crop, seed, [*below, value], thick_axis=self.thick_axis,
-                                             leak_ratio=model.leak_ratio)
+                                             leak_ratio=model.leak_ratio,
+                                             grow=partial(self.grown, crop, box, joined.sign, seed))
         if not below and np.count_nonzero(region) > model.spread * np.count_nonzero(joined.mask):
             return None
         return replace(joined, box=box, mask=region, threshold=threshold)
@@ -307,13 +366,13 @@ class _RegionGrowSession(ClickRegionSession):
         for value in sorted(float(crop[local]) for _, local in in_box if region[local]):
             if value >= threshold:
                 raised = np.nextafter(np.float32(value), np.float32(np.inf))
-                if grow_from_seed(crop, seed, raised, ceiling=ceiling, thick_axis=axis).any():
+                if self.grown(crop, box, found.sign, seed, raised, ceiling).any():
                     threshold = float(raised)
                 elif value > top:  # brighter than the target itself: an upper bound of its range
                     lowered = 0.5 * (top + value)
-                    if grow_from_seed(crop, seed, threshold, ceiling=lowered, thick_axis=axis).any():
+                    if self.grown(crop, box, found.sign, seed, threshold, lowered).any():
                         ceiling = min(ceiling, lowered)
-        kept = grow_from_seed(crop, seed, threshold, ceiling=ceiling, thick_axis=axis)
+        kept = self.grown(crop, box, found.sign, seed, threshold, ceiling)
         excluded = [n for n, local in in_box if crop[local] < threshold and not kept[local]]
         barrier = ~own_side(box, click, [n for n in negatives if n not in excluded], self.spacing)
         for negative, _ in in_box:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import textwrap
+from pathlib import Path
 
 import numpy as np
 
@@ -35,3 +37,19 @@ def tiny_case(n_lesions: int, rng: int = 11, **options) -> tuple[Volume, np.ndar
         image_dtype=np.float32)
     instances = instance_map(label.data)
     return image, instances, lesion_table(instances, affine=image.affine)
+
+
+def plugin_cli(path: Path, module: str, factory: str, name: str) -> Path:
+    """A script that runs the ``nfbench`` CLI with the test model ``module.factory`` registered as
+    ``name``: for tests that signal or kill a real CLI process."""
+    root = Path(__file__).resolve().parents[1]
+    path.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(root / 'src')!r}, {str(root)!r}]
+        from {module} import {factory}
+        from nfbench.models.registry import register_model
+        register_model({name!r}, {factory})
+        from nfbench.cli import app
+        app(sys.argv[1:], prog_name="nfbench")
+    """))
+    return path

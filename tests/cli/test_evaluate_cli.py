@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from typer.testing import CliRunner
 from nfbench.cli import app
 from nfbench.models.baselines.sphere import SphereModel
 from nfbench.models.registry import register_model, unregister_model
+from tests.engine import plugin_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # Columns that measure the machine rather than the method.
 _TIMING = {"latency_ms", "overhead_ms", "wall_time_s", "model_start_s", "peak_memory_mb", "peak_gpu_memory_mb",
@@ -162,16 +161,7 @@ class SleepySphere(SphereModel):
 
 @pytest.mark.slow  # three evaluations, two in fresh interpreters: about 10 s
 def test_ctrl_c_with_jobs_stops_the_workers_at_once_and_resumes_to_the_same_tables(tiny_dataset, tmp_path):
-    script = tmp_path / "nfbench_cli.py"
-    script.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path[:0] = [{str(ROOT / 'src')!r}, {str(ROOT)!r}]
-        from tests.cli.test_evaluate_cli import SleepySphere
-        from nfbench.models.registry import register_model
-        register_model("sleepy-sphere", SleepySphere)
-        from nfbench.cli import app
-        app(sys.argv[1:], prog_name="nfbench")
-    """))
+    script = plugin_cli(tmp_path / "nfbench_cli.py", "tests.cli.test_evaluate_cli", "SleepySphere", "sleepy-sphere")
     run = tmp_path / "run"
     args = ["evaluate", "--data", str(tiny_dataset), "--model", "sleepy-sphere", "--model", "sphere",
             "--test-set", "imagesTs_1", "--test-set", "imagesTs_2", "--scenario", "lesion-single", "--quiet"]

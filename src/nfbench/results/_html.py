@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["figure", "header", "markdown_table", "page", "section", "table"]
+__all__ = ["counted", "figure", "header", "markdown_table", "page", "section", "table"]
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1250px;
@@ -26,6 +26,11 @@ dd{margin:0}
 img{max-width:100%;height:auto;border:1px solid #eee} figcaption{font-size:.85rem;color:#555;max-width:60rem}
 nav a{margin-right:.8rem}
 """
+
+
+def counted(n: int, what: str = "case") -> str:
+    """``"1 case"``, ``"6 cases"``: a count in the report's words and figures."""
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def _is_p(column: object) -> bool:

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from nfbench.results._html import counted
 from nfbench.results.aggregate import (
     GROUP,
     PROTOCOL,
@@ -119,10 +120,6 @@ def _panels(groups: list, *, width: float = 4.2, height: float = 3.2) -> tuple[F
     return fig, axes.flat
 
 
-def _count(n: int, what: str = "case") -> str:
-    return f"{n} {what}" if n == 1 else f"{n} {what}s"
-
-
 def _legend(fig: Figure, models: list[str], colours: dict[str, tuple], *, line: bool = False) -> None:
     """One legend for all panels, below them (a model has the same colour everywhere)."""
     handles = [Line2D([], [], color=colours[m], marker="o", ms=3, label=m) if line else Patch(color=colours[m], label=m)
@@ -147,7 +144,7 @@ def curve_figure(tables: RunTables, *, level: str, colours: dict[str, tuple]) ->
             else:  # one interaction (single-click scenarios): an error bar instead of a band
                 err = np.vstack([line["mean"] - line["ci_low"], line["ci_high"] - line["mean"]]).clip(min=0)
                 ax.errorbar(line["interaction"], line["mean"], yerr=np.nan_to_num(err), color=colours[model], capsize=3)
-        ax.set(title=f"{_title(panel)} (n = {_count(int(panel['n_cases'].max()))})", xlabel="interaction", ylim=(0, 1.02),
+        ax.set(title=f"{_title(panel)} (n = {counted(int(panel['n_cases'].max()))})", xlabel="interaction", ylim=(0, 1.02),
                ylabel="lesion Dice" if level == "lesion" else "scan Dice")
         if panel["interaction"].max() <= 10:
             ax.set_xticks(sorted(panel["interaction"].unique()))
@@ -175,7 +172,7 @@ def size_figure(tables: RunTables, *, colours: dict[str, tuple]) -> Figure | Non
             ax.bar(x, rows["mean"], width, color=colours[model], label=model)
             _case_error_bars(ax, x, rows)
         counts = panel.groupby("size_bin", observed=True)[["n_lesions", "n_cases"]].max().reindex(bins).fillna(0)
-        ax.set_xticks(np.arange(len(bins)), [f"{b}\n{_count(int(c.n_lesions), 'lesion')}\n{_count(int(c.n_cases))}"
+        ax.set_xticks(np.arange(len(bins)), [f"{b}\n{counted(int(c.n_lesions), 'lesion')}\n{counted(int(c.n_cases))}"
                                              for b, c in zip(bins, counts.itertuples())])
         ax.set(title=_title(panel), ylabel="final lesion Dice", ylim=(0, 1.05))
     _legend(fig, sorted(table["model"].unique()), colours)
@@ -309,7 +306,7 @@ def overlay_figure(tables: RunTables, model: str, scenario: str) -> Figure | Non
     for row, test_set in zip(rows, sets):
         ranked = cases[cases["test_set"] == test_set].sort_values(["dice_scan", "case"], ascending=[False, True],
                                                                    ignore_index=True)
-        row.suptitle(f"test set {test_set} ({_count(len(ranked))} with a preview)", fontsize=10, fontweight="bold")
+        row.suptitle(f"test set {test_set} ({counted(len(ranked))} with a preview)", fontsize=10, fontweight="bold")
         for ax, (label, pick) in zip(row.subplots(1, 3), _picks(ranked)):
             ax.axis("off")
             if pick is None:

@@ -21,7 +21,7 @@ import pandas as pd
 import nfbench
 from nfbench.models.registry import registered_names
 from nfbench.results import _html
-from nfbench.results._html import markdown_table
+from nfbench.results._html import counted, markdown_table
 from nfbench.results.aggregate import (
     DEFAULT_BUDGET,
     GROUP,
@@ -167,15 +167,13 @@ def unprompted_caveats(prompted: pd.DataFrame) -> list[str]:
         volume = ("" if pd.isna(row.prompted_volume_share)
                   else f" (weighted by volume: the prompted lesions hold {row.prompted_volume_share:.0%} of it)")
         spread = ("" if row.lesions_min == row.lesions_max
-                  else f", {row.lesions_min}–{row.lesions_max} lesions per case over its {_count(row.n_cases, 'case')}")
+                  else f", {row.lesions_min}–{row.lesions_max} lesions per case over its {counted(row.n_cases)}")
         found.append(f"{row.scenario} · {row.test_set}: {prompted_text(row)}{spread}. Its detection counts and F1 count every "
                      "lesion of the scan, so they mostly measure the lesions no click was placed on (the protocol's K), "
                      f"not the answer to the clicks; scan Dice, NSD, HD95 and the FP/FN volumes score them too{volume}")
     return found
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" if n == 1 else f"{n} {what}s"
 
 
 def report_tables(tables: RunTables, *, budget: int | None = None, shared_cases: bool = False) -> dict[str, pd.DataFrame]:

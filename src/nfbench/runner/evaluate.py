@@ -25,7 +25,7 @@ from nfbench.models.registry import card_mismatches
 from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
 from nfbench.runner.executors import Outcome, run_local
-from nfbench.runner.provenance import check_data_unchanged, check_versions, package_version
+from nfbench.runner.provenance import kept_cases, package_version
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
@@ -222,11 +222,7 @@ def evaluate(
     cases = select_cases(plan.data, plan.test_sets, plan.cases)
     config = plan.config(out.name)
     store = RunStore(out, config, resume=resume)
-    for note in check_versions(store.root, store.config.get("versions", {}), config["versions"],
-                               accept_nfbench_version=accept_nfbench_version):
-        on_warning(note)
-    done = store.finished()
-    check_data_unchanged(store.root, done)
+    done = kept_cases(store, config["versions"], accept_nfbench_version=accept_nfbench_version, on_warning=on_warning)
     tasks, skipped = plan_tasks(plan, cases, store.run_id, done,
                                 store.root / "predictions" if save_predictions else None)
     summary = EvaluationSummary(out, n_cases=len(cases), skipped=skipped)

@@ -51,7 +51,7 @@ from nfbench.models.spec import ModelSpec
 from nfbench.results.store import RunStore
 from nfbench.runner.evaluate import prompt_problems, select_cases, versions
 from nfbench.runner.executors import WORKER_MODEL_LIMIT, Outcome, run_dask, run_local
-from nfbench.runner.provenance import check_data_unchanged, check_versions
+from nfbench.runner.provenance import kept_cases
 from nfbench.runner.progress import RunProgress
 from nfbench.runner.tasks import ModelCache, Task
 
@@ -418,11 +418,7 @@ def run_grid(study: Study, out: str | Path | None = None, *, only: dict[str, set
         on_warning(note)
     config = study.config(out.name)
     store = RunStore(out, config, resume=True)
-    for note in check_versions(store.root, store.config.get("versions", {}), config["versions"],
-                               accept_nfbench_version=accept_nfbench_version):
-        on_warning(note)
-    done = store.finished()
-    check_data_unchanged(store.root, done)
+    done = kept_cases(store, config["versions"], accept_nfbench_version=accept_nfbench_version, on_warning=on_warning)
     pending, skipped = [], 0
     for task in tasks:
         task = replace(task, run_id=store.run_id)

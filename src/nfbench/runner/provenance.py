@@ -13,7 +13,7 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 
@@ -23,10 +23,10 @@ import nfbench
 from nfbench.interaction.scenarios import Scenario
 from nfbench.models.spec import ModelSpec, file_identity
 from nfbench.results.schema import ProvenanceRow, RunKeys
-from nfbench.results.store import RunError
+from nfbench.results.store import RunError, RunStore
 
 __all__ = ["case_provenance", "changed_data", "check_data_unchanged", "check_versions", "data_file_stamp", "git_commit",
-           "package_version", "task_config", "weights_sha256"]
+           "kept_cases", "package_version", "task_config", "weights_sha256"]
 
 NOT_INSTALLED = "not installed"
 
@@ -176,6 +176,19 @@ def check_versions(root: Path, recorded: dict[str, str], current: dict[str, str]
                        "--accept-nfbench-version to mix the results of both")
     return [f"{root}: resumed under other versions than the run was started with: {', '.join(changed)}; its tables "
             "will mix results of both (the report's provenance table tells them apart)"]
+
+
+def kept_cases(store: RunStore, versions: dict[str, str], *, accept_nfbench_version: bool = False,
+               on_warning: Callable[[str], None] = lambda note: None) -> set[str]:
+    """The finished cases a continued run folder keeps, once it is safe to keep them: refused under
+    another nfbench (:func:`check_versions`) or when their data changed (:func:`check_data_unchanged`);
+    other changed versions go to ``on_warning``. Evaluate and grid continue a folder alike."""
+    for note in check_versions(store.root, store.config.get("versions", {}), versions,
+                               accept_nfbench_version=accept_nfbench_version):
+        on_warning(note)
+    done = store.finished()
+    check_data_unchanged(store.root, done)
+    return done
 
 
 def changed_data(root: Path, keys: Iterable[str]) -> list[str]:
